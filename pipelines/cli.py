@@ -1,0 +1,254 @@
+"""The `custval` command line: generate, run, demo, bench.
+
+Errors a user can act on print as one line (`error: ...`) with a non-zero exit code; a full
+traceback only appears with `--debug`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipelines.errors import CustvalError
+
+app = typer.Typer(
+    name="custval",
+    help="Raw orders in, customer-value tables out (RFM, ABC, lifecycle, cohorts, CLV) as Parquet.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+_DEBUG = {"on": False}
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False) -> None:
+    _DEBUG["on"] = debug
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _date(value: str | None, what: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        _fail(f"invalid {what} {value!r}: expected YYYY-MM-DD", 2)
+    return None
+
+
+# ------------------------------------------------------------------------------------------
+# generate
+
+
+@app.command()
+def generate(
+    orders: Annotated[int, typer.Option("--orders", "-n", help="Number of orders to write.", min=1)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file (.csv, .parquet or .jsonl).")],
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 42,
+    start: Annotated[str, typer.Option(help="First day of the order history (YYYY-MM-DD).")] = "2024-01-01",
+    days: Annotated[int, typer.Option(help="Length of the order history in days.", min=1)] = 730,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="csv, parquet or jsonl (default: from the file suffix).")
+    ] = None,
+    minimal: Annotated[bool, typer.Option(help="Only the required columns (no status, channel, email).")] = False,
+) -> None:
+    """Write realistic synthetic raw orders (BG/NBD purchase process, Gamma-Gamma spend)."""
+    from pipelines.generate import FORMATS, format_from_path, simulate_orders, write_orders
+
+    start_date = _date(start, "--start")
+    chosen = fmt or format_from_path(out) or "csv"
+    if chosen not in FORMATS:
+        _fail(f"unknown --format {chosen!r}; use one of {', '.join(FORMATS)}", 2)
+    t0 = time.perf_counter()
+    with console.status(f"simulating {orders:,} orders ..."):
+        frame = simulate_orders(orders, seed=seed, start=start_date, days=days, extra_columns=not minimal)
+    with console.status(f"writing {out} ..."):
+        write_orders(frame, out, chosen)  # type: ignore[arg-type]
+    customers = frame["customer_id"].n_unique()
+    console.print(
+        f"wrote {orders:,} orders of {customers:,} customers to {out} ({chosen}) "
+        f"in {time.perf_counter() - t0:.1f} s; last day {frame['order_ts'].max():%Y-%m-%d}"
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# run
+
+
+def _stage_line(name: str, result: dict[str, Any]) -> str:
+    if name == "extract":
+        n = len(result["files"])
+        return f"{result['rows_in']:,} rows from {n} file{'s' if n != 1 else ''}"
+    if name == "validate":
+        c = result["counts"]
+        return f"{c['rows_accepted']:,} accepted · {c['rows_quarantined']:,} quarantined · {c['rows_duplicate']:,} duplicate"
+    if name == "stage":
+        return f"{result['rows_in_snapshot']:,} orders in the snapshot ({result['rows_after_snapshot']:,} later)"
+    if name == "marts":
+        return ", ".join(f"{t} {v['rows']:,} rows" for t, v in result["tables"].items())
+    if name == "publish":
+        return f"{len(result['tables'])} tables + quarantine"
+    if name == "manifest":
+        return result["manifest_path"]
+    return ""
+
+
+def run_snapshot(source: str, as_of: date, warehouse: Path, config: Path | None, quiet: bool = False) -> dict[str, Any]:
+    """Run the pipeline for one snapshot with a live line per stage."""
+    from pipelines.context import RunContext
+    from pipelines.pipeline import STAGES, run_stage
+
+    ctx = RunContext.create(
+        source=source, snapshot_date=as_of, warehouse=warehouse, config_path=str(config) if config else None
+    )
+    if not quiet:
+        console.print(f"[bold]custval run[/] snapshot {as_of} · source {source} → {ctx.warehouse}")
+    result: dict[str, Any] = {}
+    for name in STAGES:
+        t0 = time.perf_counter()
+        if quiet:
+            result = run_stage(name, ctx)
+            continue
+        with console.status(f"{name} ..."):
+            result = run_stage(name, ctx)
+        console.print(f" [green]✓[/] {name:<9} {_stage_line(name, result)}  [dim]{time.perf_counter() - t0:.1f} s[/]")
+    ctx.cleanup()
+    return result
+
+
+@app.command()
+def run(
+    source: Annotated[str, typer.Option(help="A file, a directory or a glob of CSV, Parquet or JSON Lines files.")],
+    as_of: Annotated[str, typer.Option("--as-of", help="Snapshot date YYYY-MM-DD: orders up to the end of this day (UTC).")],
+    warehouse: Annotated[Path, typer.Option(help="Warehouse directory the tables are published into.")],
+    config: Annotated[Path | None, typer.Option(help="YAML file overriding the default configuration.")] = None,
+) -> None:
+    """Run the whole pipeline for one snapshot date."""
+    snapshot = _date(as_of, "--as-of")
+    assert snapshot is not None
+    if config is not None and not config.is_file():
+        _fail(f"config file not found: {config}", 2)
+    run_snapshot(source, snapshot, warehouse, config)
+
+
+# ------------------------------------------------------------------------------------------
+# demo
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="Where to put the sample and the warehouse.")] = Path("demo"),
+    orders: Annotated[int, typer.Option(help="Orders in the sample.", min=100)] = 50_000,
+) -> None:
+    """Generate a sample into ./demo/, run the pipeline for its last day, and summarise."""
+    import polars as pl
+
+    from pipelines.generate import simulate_orders, write_orders
+
+    source = directory / "orders.csv"
+    warehouse = directory / "warehouse"
+    with console.status(f"generating {orders:,} sample orders into {source} ..."):
+        frame = simulate_orders(orders, seed=7)
+        write_orders(frame, source, "csv")
+    last_day = frame["order_ts"].max().date()  # type: ignore[union-attr]
+    console.print(f"sample: {orders:,} orders, {frame['customer_id'].n_unique():,} customers, up to {last_day}")
+    manifest = run_snapshot(str(source), last_day, warehouse, None)
+
+    rfm = pl.read_parquet(Path(manifest["tables"]["customer_rfm"]["path"]))
+    by_score = (
+        rfm.group_by("r_score")
+        .agg(pl.len().alias("customers"), pl.col("monetary_total").sum().alias("revenue"))
+        .sort("r_score", descending=True)
+    )
+    table = Table(title="Customers by recency score (5 = most recent)")
+    for col in ("r_score", "customers", "revenue"):
+        table.add_column(col, justify="right")
+    for row in by_score.iter_rows():
+        table.add_row(str(row[0]), f"{row[1]:,}", f"{row[2]:,.2f}")
+    console.print(table)
+    top = rfm.sort(["monetary_total", "customer_id"], descending=[True, False]).head(5)
+    table = Table(title="Top customers by net revenue")
+    for col in ("customer_id", "orders", "net revenue", "last order", "RFM"):
+        table.add_column(col)
+    for r in top.iter_rows(named=True):
+        table.add_row(
+            r["customer_id"], str(r["order_count"]), f"{r['monetary_total']:,.2f}", str(r["last_order_date"]),
+            f"{r['r_score']}{r['f_score']}{r['m_score']}",
+        )
+    console.print(table)
+    console.print(f"tables:    {warehouse / 'marts'}")
+    console.print(f"manifest:  {manifest['manifest_path']}")
+    console.print(f"quality:   {manifest['validation']['docs_index']}")
+    console.print(f'try:       duckdb -c "select * from \'{warehouse}/marts/customer_rfm/*/*.parquet\' limit 5"')
+
+
+# ------------------------------------------------------------------------------------------
+# bench
+
+
+@app.command()
+def bench(
+    orders: Annotated[int, typer.Option("--orders", "-n", help="Orders to generate.", min=1)] = 1_000_000,
+    fmt: Annotated[str, typer.Option("--format", help="Source format: csv, parquet or jsonl.")] = "csv",
+    workdir: Annotated[Path | None, typer.Option(help="Directory for the data (default: a temp dir, removed after).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+) -> None:
+    """Generate N orders, run the pipeline, print seconds and peak memory per stage."""
+    import json
+    import shutil
+    import tempfile
+
+    from pipelines.generate import simulate_orders, write_orders
+    from pipelines.metrics import measure
+
+    base = workdir or Path(tempfile.mkdtemp(prefix="custval-bench-"))
+    try:
+        source = base / f"orders.{fmt}"
+        with console.status(f"generating {orders:,} orders ..."), measure() as gen:
+            frame = simulate_orders(orders, seed=seed)
+            last_day = frame["order_ts"].max().date()  # type: ignore[union-attr]
+            write_orders(frame, source, fmt)  # type: ignore[arg-type]
+            del frame
+        manifest = run_snapshot(str(source), last_day, base / "warehouse", None)
+        table = Table(title=f"custval bench: {orders:,} orders ({fmt}), {os.cpu_count()} cores")
+        for col in ("stage", "seconds", "peak RSS MB"):
+            table.add_column(col, justify="right")
+        table.add_row("generate", f"{gen.seconds:.2f}", f"{gen.peak_rss_mb:,.0f}")
+        total = 0.0
+        for name, m in manifest["stages"].items():
+            table.add_row(name, f"{m['seconds']:.2f}", f"{m['peak_rss_mb']:,.0f}")
+            total += m["seconds"]
+        table.add_row("pipeline total", f"{total:.2f}", "")
+        console.print(table)
+        console.print(json.dumps({"orders": orders, "format": fmt, "generate": gen.as_dict(), "stages": manifest["stages"], "counts": manifest["counts"]}))
+    finally:
+        if workdir is None:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def main() -> None:
+    try:
+        app()
+    except CustvalError as exc:
+        if _DEBUG["on"]:
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)

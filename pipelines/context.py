@@ -1,0 +1,105 @@
+"""The run context: which snapshot, from which source, into which warehouse.
+
+It is small and JSON-serialisable so Airflow tasks can pass it through XCom; everything a
+stage produces goes to files under the run's work directory, and each stage's result (paths
+and counts) is saved there too, so any later stage -- in the same process or another task --
+can read what came before.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shutil
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from pipelines.errors import CustvalError
+
+WORK = "_work"
+
+
+def parse_date(value: str | date, what: str = "date") -> date:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise CustvalError(f"invalid {what} {value!r}: expected YYYY-MM-DD") from None
+
+
+@dataclass(frozen=True)
+class RunContext:
+    run_id: str
+    snapshot_date: date
+    warehouse: Path
+    source: str
+    config_path: str | None
+    started_at: datetime
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        source: str,
+        snapshot_date: str | date,
+        warehouse: str | Path,
+        config_path: str | None = None,
+        run_id: str | None = None,
+        now: datetime | None = None,
+    ) -> RunContext:
+        snap = parse_date(snapshot_date, "snapshot date (--as-of)")
+        started = now or datetime.now(UTC)
+        if run_id is None:
+            run_id = f"{snap.isoformat()}_{started:%Y%m%dT%H%M%S}_{secrets.token_hex(3)}"
+        run_id = re.sub(r"[^A-Za-z0-9_.+-]", "_", run_id)
+        ctx = cls(run_id, snap, Path(warehouse).resolve(), str(source), config_path, started)
+        ctx.work_dir.mkdir(parents=True, exist_ok=True)
+        return ctx
+
+    @property
+    def work_dir(self) -> Path:
+        return self.warehouse / WORK / self.run_id
+
+    @property
+    def partition(self) -> str:
+        return f"snapshot_date={self.snapshot_date.isoformat()}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["snapshot_date"] = self.snapshot_date.isoformat()
+        d["warehouse"] = str(self.warehouse)
+        d["started_at"] = self.started_at.isoformat()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunContext:
+        return cls(
+            run_id=d["run_id"],
+            snapshot_date=date.fromisoformat(d["snapshot_date"]),
+            warehouse=Path(d["warehouse"]),
+            source=d["source"],
+            config_path=d.get("config_path"),
+            started_at=datetime.fromisoformat(d["started_at"]),
+        )
+
+    # Stage results -------------------------------------------------------------------------
+
+    def save_result(self, stage: str, result: dict[str, Any]) -> dict[str, Any]:
+        path = self.work_dir / f"{stage}.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(result, indent=2, default=str))
+        tmp.replace(path)
+        return result
+
+    def load_result(self, stage: str) -> dict[str, Any]:
+        path = self.work_dir / f"{stage}.json"
+        if not path.exists():
+            raise CustvalError(f"run {self.run_id}: stage {stage!r} has not completed (no {path})")
+        return json.loads(path.read_text())
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.work_dir, ignore_errors=True)

@@ -1,0 +1,99 @@
+"""Manifest: the run's record, written last -- its presence means the snapshot is complete.
+
+`DIR/runs/snapshot_date=D/manifest.json` holds the counts (and the reconciliation per source
+file), what was published where, per-stage seconds and peak memory, the package versions
+and a fingerprint of the inputs. A copy per run is kept under `history/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pipelines.context import RunContext
+from pipelines.errors import ReconciliationError
+
+RUNS_ZONE = Path("runs")
+PACKAGES = ("custval", "apache-airflow", "polars", "duckdb", "great-expectations", "pyarrow", "pandas", "numpy", "scipy")
+STAGE_NAMES = ("extract", "validate", "stage", "marts", "publish", "manifest")
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def stage_metrics(ctx: RunContext) -> dict[str, Any]:
+    out = {}
+    for stage in STAGE_NAMES:
+        path = ctx.work_dir / "metrics" / f"{stage}.json"
+        if path.exists():
+            out[stage] = json.loads(path.read_text())
+    return out
+
+
+def manifest_path(warehouse: Path, snapshot: str) -> Path:
+    return warehouse / RUNS_ZONE / f"snapshot_date={snapshot}" / "manifest.json"
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def run(ctx: RunContext) -> dict[str, Any]:
+    extract = ctx.load_result("extract")
+    validated = ctx.load_result("validate")
+    staged = ctx.load_result("stage")
+    marts = ctx.load_result("marts")
+    published = ctx.load_result("publish")
+    counts = validated["counts"]
+    if counts["rows_in"] != counts["rows_accepted"] + counts["rows_quarantined"] + counts["rows_duplicate"]:
+        raise ReconciliationError(f"run {ctx.run_id} does not reconcile: {counts}")
+    per_file = {f["file"]: f for f in validated["per_file"]}
+    files = [{**f, **per_file.get(f["path"], {})} for f in extract["files"]]
+    manifest = {
+        "run_id": ctx.run_id,
+        "snapshot_date": ctx.snapshot_date.isoformat(),
+        "status": "success",
+        "started_at": ctx.started_at.isoformat(),
+        "finished_at": datetime.now(UTC).isoformat(),
+        "source": ctx.source,
+        "config": ctx.config_path,
+        "counts": {
+            **counts,
+            "rows_in_snapshot": staged["rows_in_snapshot"],
+            "rows_after_snapshot": staged["rows_after_snapshot"],
+        },
+        "reconciles": True,
+        "files": files,
+        "quarantine_reasons": validated["quarantine_reasons"],
+        "warnings": validated["warnings"],
+        "validation": validated["gx"],
+        "tables": {
+            name: {"path": published["tables"][name], **marts["tables"][name]} for name in published["tables"]
+        },
+        "quarantine_path": published["quarantine"],
+        "raw_path": extract["raw_dir"],
+        "stages": stage_metrics(ctx),
+        "versions": package_versions(),
+        "input_fingerprint": extract["input_fingerprint"],
+    }
+    path = manifest_path(ctx.warehouse, ctx.snapshot_date.isoformat())
+    _write_json(path.parent / "history" / f"{ctx.run_id}.json", manifest)
+    _write_json(path, manifest)
+    return {"manifest_path": str(path), **manifest}

@@ -1,0 +1,97 @@
+"""PII handling: drop it, or replace it by a keyed hash (HMAC-SHA256) where a stable key is needed.
+
+The key comes from an environment variable (default `CUSTVAL_HMAC_KEY`; the Airflow DAG fills
+it from the connection `custval_hmac` when that exists). A missing key is an error, never a
+fallback to an unkeyed hash: an unkeyed SHA-256 of an e-mail address is trivially reversed
+by hashing a list of addresses.
+
+Values are normalised before hashing so the same person hashes the same way: e-mails are
+trimmed and lower-cased, phone numbers keep only digits (and a leading +), names are trimmed,
+lower-cased and their inner whitespace collapsed. Hashing runs in DuckDB (its SHA-256 is
+vectorised), as HMAC(K, m) = H((K ^ opad) || H((K ^ ipad) || m)), tested against Python's
+`hmac` module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import polars as pl
+
+from pipelines.config import Config
+from pipelines.contracts import Contract
+from pipelines.errors import CustvalError
+
+_BLOCK = 64  # SHA-256 block size in bytes
+
+
+class PrivacyError(CustvalError):
+    """PII would be published in clear, or the HMAC key is missing."""
+
+
+def hmac_key(env_var: str) -> bytes:
+    value = os.environ.get(env_var, "")
+    if not value:
+        raise PrivacyError(
+            f"PII hashing is configured (privacy.hashed_columns) but the HMAC key is missing: "
+            f"set the environment variable {env_var} (or the Airflow connection custval_hmac); "
+            "custval never falls back to an unkeyed hash"
+        )
+    if len(value) < 16:
+        raise PrivacyError(f"the HMAC key in {env_var} is too short (use at least 16 characters)")
+    return value.encode()
+
+
+def _pads(key: bytes) -> tuple[bytes, bytes]:
+    k = hashlib.sha256(key).digest() if len(key) > _BLOCK else key
+    k = k.ljust(_BLOCK, b"\0")
+    return bytes(b ^ 0x36 for b in k), bytes(b ^ 0x5C for b in k)
+
+
+def normalise(column: str) -> pl.Expr:
+    c = pl.col(column).str.strip_chars()
+    if column == "email":
+        return c.str.to_lowercase()
+    if column == "phone":
+        return c.str.replace_all(r"[^0-9+]", "").str.replace_all(r"(.)\+", "$1")
+    return c.str.to_lowercase().str.replace_all(r"\s+", " ")
+
+
+def hmac_sha256_hex(values: pl.Series, key: bytes) -> pl.Series:
+    """HMAC-SHA256 (hex) of each value's UTF-8 bytes; nulls stay null."""
+    import duckdb
+
+    ipad, opad = _pads(key)
+    frame = pl.DataFrame({"v": values})
+    con = duckdb.connect()
+    try:
+        con.register("values_to_hash", frame)
+        out = con.execute(
+            "select sha256(($opad)::blob || unhex(sha256(($ipad)::blob || encode(v)))) as h from values_to_hash",
+            {"ipad": ipad, "opad": opad},
+        ).pl()
+    finally:
+        con.close()
+    return out["h"].alias(values.name)
+
+
+def hash_pii(frame: pl.DataFrame, config: Config, contract: Contract) -> pl.DataFrame:
+    """Drop every PII column; `<column>_hmac` holds the keyed hash for configured ones (else null).
+
+    The `_hmac` columns always exist so the SQL models see one schema whatever the config.
+    """
+    pii = contract.pii_columns
+    wanted = config.privacy.hashed_columns
+    unknown = [c for c in wanted if c not in pii]
+    if unknown:
+        raise PrivacyError(f"privacy.hashed_columns lists {unknown}, which the contract does not flag as PII")
+    present = [c for c in wanted if c in frame.columns and frame[c].null_count() < frame.height]
+    if present:
+        key = hmac_key(config.privacy.hmac_key_env)
+        normalised = frame.select([normalise(c).alias(c) for c in present])
+        frame = frame.with_columns(
+            [hmac_sha256_hex(normalised[c], key).alias(f"{c}_hmac") for c in present]
+        )
+    frame = frame.with_columns([pl.lit(None, pl.String).alias(f"{c}_hmac") for c in pii if c not in present])
+    return frame.drop([c for c in pii if c in frame.columns])

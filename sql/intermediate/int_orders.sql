@@ -1,0 +1,59 @@
+-- int_orders
+-- Grain: one row per order of the snapshot, with its role in customer metrics.
+-- Inputs: stg_orders.
+--
+-- order_kind:
+--   purchase  - a completed order with amount >= 0 (zero = free/promotional): a purchase occasion
+--   return    - status refunded/returned, or a negative amount: not a purchase occasion
+--   cancelled - excluded from every metric (counted in the run manifest)
+-- Money:
+--   gross_amount    what was paid: purchases and refunded/returned orders
+--   returned_amount what was given back: refunded/returned orders and negative return lines
+--   net_amount      gross_amount - returned_amount (a refunded order nets to 0; a return line is negative)
+
+with orders as (
+
+    select * from stg_orders
+
+),
+
+classified as (
+
+    select
+        *,
+        case
+            when status = 'cancelled' then 'cancelled'
+            when status in ('refunded', 'returned') or amount < 0 then 'return'
+            else 'purchase'
+        end as order_kind
+
+    from orders
+
+),
+
+valued as (
+
+    select
+        *,
+        case when order_kind <> 'cancelled' and amount >= 0 then amount else 0 end as gross_amount,
+        case
+            when order_kind = 'return' then abs(amount)
+            else 0
+        end as returned_amount
+
+    from classified
+
+),
+
+final as (
+
+    select
+        *,
+        gross_amount - returned_amount as net_amount,
+        order_kind = 'purchase' as is_purchase
+
+    from valued
+
+)
+
+select * from final

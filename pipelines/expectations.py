@@ -76,11 +76,7 @@ def build_suite(contract: Contract, inputs: SuiteInputs) -> gx.ExpectationSuite:
             raise ValueError(f"rule {rule.name!r}: no expectation for kind {rule.kind!r}")
         suite.add_expectation(exp)
 
-    rows = contract.batch_rule("row_count")
-    if rows is not None and not contract.allow_empty_batch:
-        suite.add_expectation(
-            gxe.ExpectTableRowCountToBeBetween(min_value=int(rows.params.get("threshold", 0)) + 1, meta=_meta(rows))
-        )
+    # The batch_not_empty rule counts rows read (before quarantine), so validate.py checks it.
     trend = contract.batch_rule("row_count_vs_trailing_average")
     if trend is not None and inputs.row_count_bounds is not None:
         low, high = inputs.row_count_bounds

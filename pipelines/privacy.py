@@ -67,9 +67,9 @@ def hmac_sha256_hex(values: pl.Series, key: bytes) -> pl.Series:
     con = duckdb.connect()
     try:
         con.register("values_to_hash", frame)
-        out = con.execute(
+        out = con.sql(
             "select sha256(($opad)::blob || unhex(sha256(($ipad)::blob || encode(v)))) as h from values_to_hash",
-            {"ipad": ipad, "opad": opad},
+            params={"ipad": ipad, "opad": opad},
         ).pl()
     finally:
         con.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import json
 import os
 import shutil
 import sys
@@ -123,20 +124,36 @@ def write_partition_files(table: pa.Table, directory: Path, metadata: dict[str, 
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
-    """Publish stage: swap every built table and the quarantine into their partitions."""
+    """Publish stage: swap every built table and the quarantine into their partitions.
+
+    Safe to retry: each swap is recorded in the work dir, and a retried publish skips what
+    this run has already swapped in.
+    """
     marts = ctx.load_result("marts")
     validated = ctx.load_result("validate")
     built = Path(marts["publish_dir"])
-    published: dict[str, str] = {}
+    done_path = ctx.work_dir / "published.json"
+    done: dict[str, str] = json.loads(done_path.read_text()) if done_path.exists() else {}
+
+    def record(name: str, target: Path) -> None:
+        done[name] = str(target)
+        done_path.write_text(json.dumps(done))
+
     for name in sorted(marts["tables"]):
+        if name in done:
+            continue
         target = ctx.warehouse / MARTS_ZONE / name / ctx.partition
         swap_in(built / name, target)
-        published[name] = str(target)
+        record(name, target)
 
-    q = pq.read_table(validated["quarantine_path"]).drop_columns(["_row"])
-    q_staged = ctx.work_dir / "quarantine_partition"
-    shutil.rmtree(q_staged, ignore_errors=True)
-    write_partition_files(conform(q, load_contract("quarantine_orders")), q_staged, {"run_id": ctx.run_id})
-    q_target = ctx.warehouse / QUARANTINE_ZONE / ctx.partition
-    swap_in(q_staged, q_target)
-    return ctx.save_result("publish", {"tables": published, "quarantine": str(q_target)})
+    if "quarantine" not in done:
+        q = pq.read_table(validated["quarantine_path"]).drop_columns(["_row"])
+        q_staged = ctx.work_dir / "quarantine_partition"
+        write_partition_files(conform(q, load_contract("quarantine_orders")), q_staged, {"run_id": ctx.run_id})
+        q_target = ctx.warehouse / QUARANTINE_ZONE / ctx.partition
+        swap_in(q_staged, q_target)
+        record("quarantine", q_target)
+    return ctx.save_result(
+        "publish",
+        {"tables": {n: p for n, p in done.items() if n != "quarantine"}, "quarantine": done["quarantine"]},
+    )

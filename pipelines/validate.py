@@ -83,6 +83,19 @@ def trailing_row_bounds(ctx: RunContext, contract: Contract) -> tuple[int, int] 
     return int(np.floor(avg * (1 - tolerance))), int(np.ceil(avg * (1 + tolerance)))
 
 
+def check_not_empty(contract: Contract, rows_in: int, files: list[dict[str, Any]]) -> None:
+    rule = contract.batch_rule("row_count")
+    if rule is None or contract.allow_empty_batch:
+        return
+    minimum = int(rule.params.get("threshold", 0)) + 1
+    if rows_in < minimum:
+        names = ", ".join(Path(f["path"]).name for f in files)
+        raise BatchRejected(
+            f"rule {rule.name} failed: the batch has {rows_in} rows (files: {names}); expected at least "
+            f"{minimum} (set allowEmptyBatch in the contract to accept empty batches) -- nothing published"
+        )
+
+
 def _file_of(rows: pl.Series, offsets: np.ndarray) -> np.ndarray:
     return np.searchsorted(offsets, rows.to_numpy(), side="right") - 1
 
@@ -110,6 +123,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     files = extract["files"]
     offsets = np.cumsum([0] + [f["rows"] for f in files])[:-1].astype(np.int64)
     columns = contract.column_names
+    check_not_empty(contract, sum(f["rows"] for f in files), files)
 
     # 1. parse ------------------------------------------------------------------------------
     typed_parts: list[pl.DataFrame] = []

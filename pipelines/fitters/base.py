@@ -115,18 +115,18 @@ def unique_rows(*arrays: ArrayLike) -> tuple[tuple[np.ndarray, ...], NDArray[np.
     if n == 0:
         return tuple(c.copy() for c in cols), np.zeros(0, dtype=np.intp)
 
-    uniques: list[np.ndarray] = []
-    codes: list[NDArray[np.intp]] = []
+    cards: list[int] = []
+    codes: list[NDArray[np.int64]] = []
     for c in cols:
-        u, inv = np.unique(c, return_inverse=True)
-        uniques.append(u)
-        codes.append(inv.reshape(-1))
+        card, code = _factorise(c)
+        cards.append(card)
+        codes.append(code)
 
-    if math.prod(len(u) for u in uniques) < 2**62:
+    if math.prod(cards) < 2**62:
         key = np.zeros(n, dtype=np.int64)
-        for u, inv in zip(uniques, codes, strict=True):
-            key *= len(u)
-            key += inv
+        for card, code in zip(cards, codes, strict=True):
+            key *= card
+            key += code
         _, first, group = np.unique(key, return_index=True, return_inverse=True)
         group = group.reshape(-1)
     else:  # pragma: no cover - needs astronomically many distinct values per column
@@ -139,9 +139,25 @@ def unique_rows(*arrays: ArrayLike) -> tuple[tuple[np.ndarray, ...], NDArray[np.
     return tuple(c[first] for c in cols), group
 
 
-def collapse(
-    *arrays: ArrayLike, weights: ArrayLike | None = None
-) -> tuple[np.ndarray, ...]:
+def _factorise(col: np.ndarray) -> tuple[int, NDArray[np.int64]]:
+    """Order-preserving integer codes for one column and the number of possible codes.
+
+    Whole-number columns with a modest range (counts, day offsets: the usual case) are coded
+    as value - min without sorting; anything else goes through ``np.unique``.
+    """
+    if col.dtype.kind in "iub" or (
+        col.dtype.kind == "f"
+        and bool(np.all(np.isfinite(col)))
+        and bool(np.all(col == np.floor(col)))
+    ):
+        lo, hi = col.min(), col.max()
+        if float(hi) - float(lo) < 2**31:
+            return int(hi - lo) + 1, (col - lo).astype(np.int64)
+    u, inv = np.unique(col, return_inverse=True)
+    return len(u), inv.reshape(-1).astype(np.int64)
+
+
+def collapse(*arrays: ArrayLike, weights: ArrayLike | None = None) -> tuple[np.ndarray, ...]:
     """Merge identical rows of the given columns, returning ``(*unique_columns, weights)``.
 
     Rows are identical when every column matches exactly. Without ``weights`` the returned
@@ -286,4 +302,3 @@ def _flat_directions(
         return []
     loading = np.sum(eigvec[:, weak] ** 2, axis=1)
     return [n for n, share in zip(names, loading, strict=True) if share > 0.1]
-

@@ -71,7 +71,7 @@ def cdnow_summary_days(cdnow_transactions: pl.DataFrame) -> pl.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def build_cdnow_summary(cdnow_transactions: pl.DataFrame):  # noqa: ANN201 - returns a builder
+def build_cdnow_summary(cdnow_transactions: pl.DataFrame):
     """``cdnow_summary`` bound to the sample, for tests that compare summary conventions."""
 
     def build(*, period_end: dt.date, merge_same_day: bool = True) -> pl.DataFrame:

@@ -44,7 +44,6 @@ def test_convergence_error_message() -> None:
     err = ConvergenceError("BG/NBD (BetaGeoModel)", "some reason", {"r": 0.25, "b": 2.0}, result)
     assert isinstance(err, RuntimeError)
     assert str(err) == (
-        "BG/NBD (BetaGeoModel) fit did not converge: some reason (parameters reached: "
-        "r=0.25, b=2)"
+        "BG/NBD (BetaGeoModel) fit did not converge: some reason (parameters reached: r=0.25, b=2)"
     )
     assert err.result is result and err.params == {"r": 0.25, "b": 2.0}

@@ -125,6 +125,28 @@ def test_expected_purchases_matches_numerical_integration(t: float) -> None:
     assert model.expected_purchases(t) == pytest.approx(expected_ref, rel=1e-6)
 
 
+@pytest.mark.parametrize(
+    "prm",
+    [
+        BetaGeoParams(r=1.924956115312648, alpha=0.4858517311283996, a=1.924956115312648, b=9.88),
+        BetaGeoParams(r=0.8, alpha=5.0, a=1.0, b=3.0),  # a = 1: 0/0 in the closed form
+        BetaGeoParams(r=0.3, alpha=20.0, a=0.4, b=0.6),  # a + b = 1: 2F1 pole at x = 0
+        BetaGeoParams(r=1.7005, alpha=2.0, a=0.7, b=2.0),  # r - a within 1e-3 of an integer
+    ],
+)
+@pytest.mark.parametrize(("x", "tx", "T", "t"), [(0, 0.0, 0.0, 365.0), (2, 30.0, 60.0, 3650.0)])
+def test_predict_at_parameter_coincidences(
+    prm: BetaGeoParams, x: int, tx: float, T: float, t: float
+) -> None:
+    """Where scipy's hyp2f1 returns NaN or loses digits (integer C-A-B, z near 1) or the closed
+    form is 0/0, predict bridges the spot and still matches the integral."""
+    model = BetaGeoModel.from_params(**prm.as_dict())
+    _, expected_ref = integrated_p_alive_and_expectation(prm, x, tx, T, t)
+    got = model.predict(t, x, tx, T)
+    assert np.isfinite(got)
+    assert got == pytest.approx(expected_ref, rel=1e-7)
+
+
 def test_predict_agrees_with_the_paper_hypergeometric_form() -> None:
     """Euler-transformed 2F1 in predict == eq. (10) of FHL (2005) as printed, where it is stable."""
     prm = CDNOW_DAYS
@@ -135,7 +157,11 @@ def test_predict_agrees_with_the_paper_hypergeometric_form() -> None:
         paper = (
             (a + b + x - 1)
             / (a - 1)
-            * (1 - ((alpha + T) / (alpha + T + t)) ** (r + x) * hyp2f1(r + x, b + x, a + b + x - 1, z))
+            * (
+                1
+                - ((alpha + T) / (alpha + T + t)) ** (r + x)
+                * hyp2f1(r + x, b + x, a + b + x - 1, z)
+            )
             * float(model.p_alive(x, tx, T))
         )
         assert model.predict(t, x, tx, T) == pytest.approx(paper, rel=1e-9)

@@ -228,8 +228,11 @@ def test_clv_matches_plain_per_customer_loop() -> None:
 def test_clv_without_discounting_is_spend_times_expected_purchases() -> None:
     bg = BetaGeoModel.from_params(**BG_CDNOW_DAYS)
     gg = GammaGammaModel.from_params(**GG_CDNOW.as_dict())
-    x, tx, T, m = np.array([3.0, 0.0]), np.array([100.0, 0.0]), np.array([250.0, 90.0]), np.array(
-        [20.0, 0.0]
+    x, tx, T, m = (
+        np.array([3.0, 0.0]),
+        np.array([100.0, 0.0]),
+        np.array([250.0, 90.0]),
+        np.array([20.0, 0.0]),
     )
     clv = customer_lifetime_value(bg, gg, x, tx, T, m, months=24, monthly_discount_rate=0.0)
     np.testing.assert_allclose(clv, gg.predict(x, m) * bg.predict(720.0, x, tx, T), rtol=1e-12)
@@ -245,7 +248,14 @@ def test_clv_with_a_model_fitted_in_weeks() -> None:
     x, tx, T, m = np.array([4.0]), np.array([140.0]), np.array([266.0]), np.array([33.0])
     days = customer_lifetime_value(in_days, gg, x, tx, T, m, months=6, monthly_discount_rate=0.02)
     weeks = customer_lifetime_value(
-        in_weeks, gg, x, tx / 7, T / 7, m, months=6, monthly_discount_rate=0.02,
+        in_weeks,
+        gg,
+        x,
+        tx / 7,
+        T / 7,
+        m,
+        months=6,
+        monthly_discount_rate=0.02,
         days_per_month=30.0 / 7.0,
     )
     np.testing.assert_allclose(weeks, days, rtol=1e-12)

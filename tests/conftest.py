@@ -1,0 +1,100 @@
+"""Shared test set-up.
+
+Airflow reads its configuration when first imported, so the temporary AIRFLOW_HOME (with
+examples off and the dags folder pointed at `dags/`) is set here, at import time, before any
+test module can import airflow. The metadata DB is migrated once per session, only when a
+test asks for it.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="custval-airflow-home-"))
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+
+@pytest.fixture(scope="session")
+def airflow_home() -> Path:
+    """A temporary AIRFLOW_HOME with a migrated SQLite metadata DB."""
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return _AIRFLOW_HOME
+
+
+# ------------------------------------------------------------------------------------------
+# Orders
+
+
+ORDER_COLUMNS = ["order_id", "customer_id", "order_ts", "amount", "currency", "status"]
+
+
+def write_csv(path: Path, rows: list[tuple], columns: list[str] | None = None) -> Path:
+    """A CSV of text rows as a spreadsheet would write them (fields with commas quoted)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(columns or ORDER_COLUMNS)
+        writer.writerows(["" if v is None else v for v in row] for row in rows)
+    return path
+
+
+@pytest.fixture
+def orders_csv(tmp_path: Path) -> Callable[..., Path]:
+    """Write hand-built orders: rows of (order_id, customer_id, order_ts, amount, currency, status)."""
+
+    def make(rows: list[tuple], name: str = "orders.csv", columns: list[str] | None = None) -> Path:
+        return write_csv(tmp_path / "source" / name, rows, columns)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def generated_orders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pl.DataFrame, date]:
+    """A small generated order history as CSV, its frame, and its last day."""
+    from pipelines.generate import simulate_orders, write_orders
+
+    frame = simulate_orders(3_000, seed=11, start=date(2024, 1, 1), days=365)
+    path = write_orders(frame, tmp_path_factory.mktemp("generated") / "orders.csv", "csv")
+    return path, frame, frame["order_ts"].max().date()  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def run_pipeline(tmp_path: Path) -> Callable[..., dict]:
+    """Run the whole pipeline in-process; returns the manifest."""
+    from pipelines.context import RunContext
+    from pipelines.pipeline import run_all
+
+    def run(source: Path | str, as_of: str | date, warehouse: Path | None = None, config: Path | None = None) -> dict:
+        ctx = RunContext.create(
+            source=str(source),
+            snapshot_date=as_of,
+            warehouse=warehouse or tmp_path / "warehouse",
+            config_path=str(config) if config else None,
+        )
+        return run_all(ctx)
+
+    return run

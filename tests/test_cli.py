@@ -1,0 +1,90 @@
+"""The command line, end to end, as a user runs it: subprocesses, exit codes, published rows."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+
+def custval(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines", *args], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
+
+
+def independent_rfm_counts(orders: pl.DataFrame, snapshot: str) -> pl.DataFrame:
+    """Order count and net revenue per customer straight from the generated frame (Polars)."""
+    end = pl.lit(snapshot).str.to_date().dt.offset_by("1d").cast(pl.Datetime("us", "UTC"))
+    o = orders.filter(pl.col("order_ts") < end, pl.col("status") != "cancelled")
+    purchase = pl.col("status") == "completed"
+    return (
+        o.group_by("customer_id")
+        .agg(
+            purchase.sum().alias("order_count"),
+            pl.when(purchase).then(pl.col("amount")).otherwise(0).sum().alias("monetary_total"),
+            pl.col("order_ts").filter(purchase).max().dt.date().alias("last_order_date"),
+        )
+        .filter(pl.col("order_count") > 0)
+        .sort("customer_id")
+    )
+
+
+def test_generate_then_run(tmp_path: Path) -> None:
+    src = tmp_path / "orders.csv"
+    gen = custval("generate", "--orders", "4000", "--out", str(src), "--seed", "3", "--start", "2024-01-01", "--days", "300")
+    assert gen.returncode == 0, gen.stderr
+    assert "wrote 4,000 orders" in gen.stdout
+    snapshot = "2024-08-31"
+    wh = tmp_path / "wh"
+    res = custval("run", "--source", str(src), "--as-of", snapshot, "--warehouse", str(wh))
+    assert res.returncode == 0, res.stderr
+    assert "✓ manifest" in res.stdout
+
+    manifest = json.loads((wh / "runs" / f"snapshot_date={snapshot}" / "manifest.json").read_text())
+    c = manifest["counts"]
+    assert c["rows_in"] == 4000 == c["rows_accepted"] + c["rows_quarantined"] + c["rows_duplicate"]
+    assert set(manifest["stages"]) == {"extract", "validate", "stage", "marts", "publish"}
+    assert all(s["seconds"] >= 0 and s["peak_rss_mb"] > 0 for s in manifest["stages"].values())
+    assert manifest["versions"]["duckdb"] and manifest["versions"]["great-expectations"]
+
+    rfm = pl.read_parquet(wh / "marts" / "customer_rfm" / f"snapshot_date={snapshot}").sort("customer_id")
+    expected = independent_rfm_counts(pl.read_csv(src, try_parse_dates=True), snapshot)
+    assert rfm["customer_id"].to_list() == expected["customer_id"].to_list()
+    assert rfm["order_count"].to_list() == expected["order_count"].to_list()
+    assert rfm["last_order_date"].to_list() == expected["last_order_date"].to_list()
+    assert rfm["monetary_total"].to_numpy() == pytest.approx(expected["monetary_total"].to_numpy())
+    assert not (wh / "_work" / manifest["run_id"]).exists()  # work dir cleaned after success
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--source", "/no/such/file.csv", "--as-of", "2024-01-01", "--warehouse", "W"], "no such file or directory"),
+        (["run", "--source", "S", "--as-of", "2024-13-45", "--warehouse", "W"], "invalid --as-of '2024-13-45': expected YYYY-MM-DD"),
+        (["generate", "--orders", "10", "--out", "x.csv", "--start", "nope"], "invalid --start 'nope'"),
+        (["generate", "--orders", "10", "--out", "x.xlsx", "--format", "xlsx"], "unknown --format 'xlsx'"),
+    ],
+)
+def test_bad_arguments_give_one_line_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    res = custval(*args, cwd=tmp_path)
+    assert res.returncode != 0
+    assert message in res.stderr
+    assert "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_rejected_batch_publishes_nothing(tmp_path: Path) -> None:
+    src = tmp_path / "bad.csv"
+    rows = ["order_id,customer_id,order_ts,amount,currency"] + [f"O{i},C1,2024-01-01,\"1,5\",USD" for i in range(10)]
+    src.write_text("\n".join(rows) + "\n")
+    wh = tmp_path / "wh"
+    res = custval("run", "--source", str(src), "--as-of", "2024-01-01", "--warehouse", str(wh))
+    assert res.returncode == 1
+    assert "quarantined_share failed: 10 of 10 rows" in res.stderr and "nothing published" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (wh / "marts").exists() and not (wh / "runs").exists() and not (wh / "quarantine").exists()

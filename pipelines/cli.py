@@ -241,6 +241,20 @@ def bench(
             shutil.rmtree(base, ignore_errors=True)
 
 
+# ------------------------------------------------------------------------------------------
+# docs
+
+
+@app.command()
+def docs(
+    out: Annotated[Path, typer.Option(help="Where to write the data dictionary.")] = Path("docs/data_dictionary.md"),
+) -> None:
+    """Regenerate the data dictionary from the data contracts."""
+    from pipelines.dictionary import write
+
+    console.print(f"wrote {write(out)}")
+
+
 def main() -> None:
     try:
         app()

@@ -107,6 +107,14 @@ def conform(table: pa.Table, contract: Contract) -> pa.Table:
     for field in schema:
         if not field.nullable and cast.column(field.name).null_count:
             raise PublishError(f"table {contract.name!r}: column {field.name!r} is required but has nulls")
+    key = contract.primary_key
+    if key and cast.num_rows:
+        distinct = cast.group_by(key).aggregate([]).num_rows
+        if distinct != cast.num_rows:
+            raise PublishError(
+                f"table {contract.name!r}: {cast.num_rows - distinct:,} duplicate rows for the key {key} "
+                "(its grain is broken)"
+            )
     return pa.Table.from_arrays(cast.columns, schema=schema)
 
 

@@ -102,3 +102,12 @@ def test_rerun_gives_the_same_rows(
     assert before.equals(after)
     assert len(list((wh / "marts" / "customer_rfm").iterdir())) == 1
     assert a["input_fingerprint"] == b["input_fingerprint"]
+
+
+def test_conform_rejects_a_broken_grain() -> None:
+    contract = load_contract("customer_rfm")
+    cols = {c.name: pa.array([1, 1], c.arrow_type) if c.arrow_type != pa.string() else pa.array(["a", "a"]) for c in contract.columns if c.arrow_type in (pa.string(), pa.int64(), pa.int32(), pa.float64())}
+    cols["first_order_date"] = pa.array([0, 0], pa.date32())
+    cols["last_order_date"] = pa.array([0, 0], pa.date32())
+    with pytest.raises(PublishError, match="1 duplicate rows for the key"):
+        conform(pa.table(cols), contract)

@@ -1,0 +1,104 @@
+"""The data dictionary (`docs/data_dictionary.md`), generated from the contracts.
+
+Run `custval docs` after changing a contract; a test fails when the committed file is stale.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipelines.contracts import Contract, Rule, all_contracts
+from pipelines.quarantine import REASON_CODES
+
+LOCATIONS = {
+    "orders": "source files or table → landed unchanged in `DIR/raw/orders/snapshot_date=D/`",
+    "quarantine_orders": "`DIR/quarantine/orders/snapshot_date=D/` (restricted: raw source values)",
+}
+
+
+def _rule_text(rule: Rule, with_severity: bool) -> str:
+    p = rule.params
+    kind = rule.kind
+    if kind == "required":
+        text = "required"
+    elif kind == "unique":
+        text = "unique"
+    elif kind in ("minimum", "maximum"):
+        text = f"{'≥' if kind == 'minimum' else '≤'} {p['value']:,}"
+    elif kind == "pattern":
+        text = f"matches `{p['value']}`"
+    elif kind == "max_length":
+        text = f"at most {p['value']} characters"
+    elif kind == "accepted_values":
+        values = p["values"]
+        text = f"one of {', '.join(f'`{v}`' for v in values)}" if len(values) <= 8 else f"one of {len(values)} accepted values (`{rule.name}`)"
+    elif kind == "not_in_future":
+        text = f"not later than the run's clock + {p.get('skewMinutes', 0)} min"
+    else:
+        text = rule.description or kind
+    if not with_severity:
+        return text
+    code = f", {rule.reason_code}" if rule.reason_code else ""
+    return f"{text} ({rule.severity}{code})"
+
+
+def _column_rows(contract: Contract) -> list[str]:
+    rows = ["| column | type | required | description | rules |", "| --- | --- | --- | --- | --- |"]
+    for col in contract.columns:
+        # Severities and reason codes only mean something for the validated input.
+        rules = [_rule_text(r, contract.name == "orders") for r in col.rules if r.kind != "required"]
+        if col.pii:
+            rules.insert(0, "**PII**: never published in clear")
+        desc = col.description.replace("|", "\\|")
+        rule_text = "; ".join(rules).replace("|", "\\|")
+        required = "yes" if col.required else ""
+        rows.append(f"| `{col.name}` | {col.physical_type} | {required} | {desc} | {rule_text} |")
+    return rows
+
+
+def render(contracts: dict[str, Contract] | None = None) -> str:
+    contracts = contracts or all_contracts()
+    inputs = [c for c in contracts.values() if c.name == "orders"]
+    published = [c for c in contracts.values() if c.name not in ("orders", "quarantine_orders")]
+    operational = [c for c in contracts.values() if c.name == "quarantine_orders"]
+    out = [
+        "# Data dictionary",
+        "",
+        "Generated from `data_contracts/*.yaml` by `custval docs` — do not edit by hand.",
+        "Published tables live in `DIR/marts/<table>/snapshot_date=YYYY-MM-DD/` (hive-partitioned Parquet);",
+        "each column's description is also in the Parquet field metadata.",
+        "",
+    ]
+    for title, group in (("Input", inputs), ("Published tables", published), ("Operational", operational)):
+        if not group:
+            continue
+        out += [f"## {title}", ""]
+        for c in group:
+            location = LOCATIONS.get(c.name, f"`DIR/marts/{c.name}/snapshot_date=D/`")
+            out += [
+                f"### `{c.name}`",
+                "",
+                c.description,
+                "",
+                f"- Grain: {c.grain}",
+                f"- Where: {location}",
+                f"- Contract: `data_contracts/{c.name}.yaml` (version {c.version})",
+                "",
+                *_column_rows(c),
+                "",
+            ]
+            if c.batch_rules:
+                out += ["Batch rules:", ""]
+                for r in c.batch_rules:
+                    params = ", ".join(f"{k}={v}" for k, v in r.params.items())
+                    out.append(f"- `{r.name}` ({r.severity}; {params}): {' '.join(r.description.split())}")
+                out.append("")
+    out += ["## Quarantine reason codes", "", "| code | meaning |", "| --- | --- |"]
+    out += [f"| `{code}` | {text} |" for code, text in REASON_CODES.items()]
+    return "\n".join(out) + "\n"
+
+
+def write(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(), encoding="utf-8")
+    return path

@@ -26,15 +26,20 @@ class Deduplicated:
 
 
 def deduplicate(typed: pl.DataFrame, value_columns: list[str]) -> Deduplicated:
-    """`typed` holds valid rows with `_row` (source order) and `_file`."""
-    typed = typed.sort("_row")
-    first = typed.select(pl.struct(value_columns).is_first_distinct()).to_series()
-    duplicates = typed.filter(~first).select("_row", "_file")
-    distinct = typed.filter(first)
+    """`typed` holds valid rows with `_row` (source order) and `_file`.
 
-    # Only rows whose key occurs more than once need ranking; that is usually a handful.
-    shared = distinct.select(pl.col(KEY).is_duplicated()).to_series()
-    contested = distinct.filter(shared)
+    Copies of any kind share an order_id, so only rows whose key occurs more than once --
+    usually a handful -- are compared in full.
+    """
+    repeated = typed.select(KEY).group_by(KEY).len().filter(pl.col("len") > 1)[KEY]
+    if repeated.len() == 0:
+        empty = typed.clear()
+        return Deduplicated(kept=typed, duplicates=empty.select("_row", "_file"), conflicts=empty)
+    contested = typed.filter(pl.col(KEY).is_in(repeated)).sort("_row")
+    first = contested.select(pl.struct(value_columns).is_first_distinct()).to_series()
+    duplicates = contested.filter(~first).select("_row", "_file")
+    contested = contested.filter(first)
+
     order = [pl.col(KEY)]
     descending = [False]
     if "updated_at" in contested.columns:
@@ -44,8 +49,7 @@ def deduplicate(typed: pl.DataFrame, value_columns: list[str]) -> Deduplicated:
     descending.append(True)
     contested = contested.sort(order, descending=descending, nulls_last=True)
     winner = contested.select(pl.col(KEY).is_first_distinct()).to_series()
-    return Deduplicated(
-        kept=pl.concat([distinct.filter(~shared), contested.filter(winner)]).sort("_row"),
-        duplicates=duplicates,
-        conflicts=contested.filter(~winner),
-    )
+    conflicts = contested.filter(~winner)
+    dropped = pl.concat([duplicates["_row"], conflicts["_row"]])
+    kept = typed.filter(~pl.col("_row").is_in(dropped)) if dropped.len() else typed
+    return Deduplicated(kept=kept, duplicates=duplicates, conflicts=conflicts)

@@ -3,8 +3,10 @@
 A model is one `.sql` file holding one `select` (dbt style: input CTEs, one CTE per step, a
 final select). Its name is the file stem; its layer is the name's prefix (`stg_`, `int_`,
 `mart_`). Dependencies are the other model names a file mentions. Each model is materialised
-as a table (DuckDB cannot parameterise views); run-time values are named parameters such
-as `$snapshot_date`, and a model gets exactly the parameters it mentions.
+as a table unless its header says `-- Materialized: view` (cheap staging projections: DuckDB
+then plans them into every query that reads them); DuckDB cannot parameterise views, so a
+model with parameters is a table. Run-time values are named parameters such as
+`$snapshot_date`, and a model gets exactly the parameters it mentions.
 
 `mart_<table>` models are the published tables: each is conformed to its contract
 `data_contracts/<table>.yaml` (columns, types, descriptions) and written to the run's work
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ LAYERS = ("stg", "int", "mart")
 SOURCES = ("source_orders",)
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _COMMENT = re.compile(r"--[^\n]*")
+_MATERIALIZED = re.compile(r"^--\s*Materialized:\s*(table|view)\b", re.MULTILINE | re.IGNORECASE)
 
 
 class ModelError(CustvalError):
@@ -47,6 +50,7 @@ class SqlModel:
     sql: str
     depends_on: frozenset[str]
     params: frozenset[str]
+    materialized: str = "table"
 
     @property
     def layer(self) -> str:
@@ -75,11 +79,16 @@ def load_models(directory: Path | None = None) -> dict[str, SqlModel]:
             raise ModelError(f"{path}: a model name starts with one of {LAYERS} + '_'")
         text = path.read_text(encoding="utf-8").strip().rstrip(";")
         code = _COMMENT.sub("", text)
-        models[path.stem] = SqlModel(path.stem, path, text, frozenset(), frozenset(_PARAM.findall(code)))
+        found = _MATERIALIZED.search(text)
+        materialized = found.group(1).lower() if found else "table"
+        params = frozenset(_PARAM.findall(code))
+        if materialized == "view" and params:
+            raise ModelError(f"{path}: DuckDB cannot parameterise a view; materialize it as a table")
+        models[path.stem] = SqlModel(path.stem, path, text, frozenset(), params, materialized)
     for name, model in models.items():
         code = _COMMENT.sub("", model.sql)
         deps = {other for other in models if other != name and re.search(rf"\b{other}\b", code)}
-        models[name] = SqlModel(name, model.path, model.sql, frozenset(deps), model.params)
+        models[name] = replace(model, depends_on=frozenset(deps))
     return models
 
 
@@ -132,7 +141,10 @@ def build_models(
         if missing:
             raise ModelError(f"{model.path}: unknown parameter(s) {', '.join('$' + m for m in missing)}")
         try:
-            con.execute(f"create or replace table {name} as\n{model.sql}", {k: params[k] for k in model.params})
+            con.execute(
+                f"create or replace {model.materialized} {name} as\n{model.sql}",
+                {k: params[k] for k in model.params},
+            )
         except duckdb.Error as exc:
             raise ModelError(f"{model.path}: {str(exc).splitlines()[0]}") from None
     return order

@@ -13,6 +13,7 @@ are tried against the general formats. Reason-code lists are built only for fail
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import reduce
 
 import polars as pl
@@ -32,7 +33,14 @@ _UTC = pl.Datetime("us", "UTC")
 _TRUE = ("true", "t", "1", "yes", "y")
 _FALSE = ("false", "f", "0", "no", "n")
 # Fixed formats tried on a column's first value (fast), then the general ones (complete).
-_FAST_FORMATS = ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S%.fZ", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%#z")
+_FAST_FORMATS = (
+    "%Y-%m-%dT%H:%M:%SZ",
+    "%Y-%m-%dT%H:%M:%S%.fZ",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S%#z",
+    "%Y-%m-%d %H:%M:%S%#z",
+)
 _GENERAL_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f")
 
 CODES = "_codes"
@@ -45,22 +53,25 @@ def _strptime(text: pl.Series, fmt: str) -> pl.Series:
 
 def parse_timestamps(text: pl.Series) -> pl.Series:
     """UTC timestamps from trimmed ISO 8601 text; null where the text is not one."""
-    iso = text.str.replace(r"^(\d{4}-\d{2}-\d{2}) ", "${1}T")
-    sample = iso.drop_nulls().head(1)
+    sample = text.drop_nulls().head(1)
     out = None
     for fmt in _FAST_FORMATS if sample.len() else ():
         if _strptime(sample, fmt).null_count() == 0:
-            out = _strptime(iso, fmt)
+            out = _strptime(text, fmt)
             break
     if out is None:
-        out = pl.Series(text.name, [None] * text.len(), dtype=_UTC)
-    retry = (out.is_null() & iso.is_not_null()).arg_true()
+        out = _nulls(text.name, _UTC, text.len())
+    retry = (out.is_null() & text.is_not_null()).arg_true()
     if retry.len():
-        sub = iso.gather(retry)
         sub_text = text.gather(retry)
-        parsed = _coalesce([*[_strptime(sub, f) for f in _GENERAL_FORMATS], _date_only(sub_text)])
+        iso = sub_text.str.replace(r"^(\d{4}-\d{2}-\d{2}) ", "${1}T")
+        parsed = _coalesce([*[_strptime(iso, f) for f in _GENERAL_FORMATS], _date_only(sub_text)])
         out = out.scatter(retry, parsed)
     return out.alias(text.name)
+
+
+def _nulls(name: str, dtype: pl.DataType, n: int) -> pl.Series:
+    return pl.repeat(None, n, dtype=dtype, eager=True).alias(name)
 
 
 def _date_only(text: pl.Series) -> pl.Series:
@@ -125,8 +136,17 @@ def _trimmed(values: pl.Series) -> pl.Series:
     return values.cast(pl.String).str.strip_chars().replace("", None)
 
 
-def parse_orders(raw: pl.DataFrame, contract: Contract, check_columns: list[str] | None = None) -> pl.DataFrame:
-    """Typed contract columns plus `_row` and the list columns `_codes`/`_rules` of failures.
+@dataclass
+class Parsed:
+    """Typed values of every row, and the reasons of the rows that failed (usually few)."""
+
+    typed: pl.DataFrame  # contract columns + `_row`
+    failed: pl.Series  # boolean, aligned with `typed`
+    failures: pl.DataFrame  # `_row`, `_codes`, `_rules` (lists) of the failed rows
+
+
+def parse_orders(raw: pl.DataFrame, contract: Contract, check_columns: list[str] | None = None) -> Parsed:
+    """Parse every contract column of `raw` (which holds `_row` and the lineage columns).
 
     Absent optional columns come back as typed nulls. `check_columns` names columns whose
     length/pattern rules are checked here rather than by Great Expectations (PII columns,
@@ -140,7 +160,7 @@ def parse_orders(raw: pl.DataFrame, contract: Contract, check_columns: list[str]
     failures: list[tuple[pl.Series, str | None, str]] = []  # (row fails, reason code, rule)
     for col in contract.columns:
         if col.name not in raw.columns:
-            typed.append(pl.Series(col.name, [None] * n, dtype=col.polars_type))
+            typed.append(_nulls(col.name, col.polars_type, n))
             if col.required:  # extract rejects a file without it; keep the guarantee here too
                 failures.append((no_read_error, "MISSING_REQUIRED", f"{col.name}.required"))
             continue
@@ -167,26 +187,23 @@ def parse_orders(raw: pl.DataFrame, contract: Contract, check_columns: list[str]
                     failures.append(((~text.str.contains(rule.params["value"])).fill_null(False), rule.reason_code, rule.name))
     failures.append((read_error, None, "record.read"))
 
-    out = pl.DataFrame(typed).with_columns(raw["_row"])
     masks = [m.fill_null(False) for m, _, _ in failures]
-    failing = reduce(lambda a, b: a | b, masks).arg_true()
-    sub = pl.DataFrame({f"m{i}": m.gather(failing) for i, m in enumerate(masks)}).with_columns(
-        raw["_read_error"].gather(failing).alias("_read_error"), failing.alias("_pos")
+    failed = reduce(lambda a, b: a | b, masks).alias("_failed")
+    rows = failed.arg_true()
+    sub = pl.DataFrame({f"m{i}": m.gather(rows) for i, m in enumerate(masks)}).with_columns(
+        raw["_read_error"].gather(rows).alias("_read_error"), raw["_row"].gather(rows).alias("_row")
     )
 
     def listed(values: list[pl.Expr]) -> pl.Expr:
         whens = [pl.when(pl.col(f"m{i}")).then(v) for i, v in enumerate(values)]
         return pl.concat_list(whens).list.drop_nulls()
 
-    sub = sub.select(
-        "_pos",
-        listed([pl.lit(c) if c else pl.col("_read_error") for _, c, _ in failures]).alias(CODES),
-        listed([pl.lit(r) for _, _, r in failures]).alias(RULES),
-    )
-    no_failure = pl.lit([], dtype=pl.List(pl.String))
-    return (
-        out.with_row_index("_pos")
-        .join(sub, on="_pos", how="left", maintain_order="left")
-        .with_columns(pl.col(CODES).fill_null(no_failure), pl.col(RULES).fill_null(no_failure))
-        .drop("_pos")
+    return Parsed(
+        typed=pl.DataFrame(typed).with_columns(raw["_row"]),
+        failed=failed,
+        failures=sub.select(
+            "_row",
+            listed([pl.lit(c) if c else pl.col("_read_error") for _, c, _ in failures]).alias(CODES),
+            listed([pl.lit(r) for _, _, r in failures]).alias(RULES),
+        ),
     )

@@ -131,11 +131,10 @@ def run(ctx: RunContext) -> dict[str, Any]:
     for i, f in enumerate(files):
         raw = pl.read_parquet(raw_dir / f["landed"]).with_row_index("_row", int(offsets[i]))
         parsed = parse_orders(raw, contract, check_columns=contract.pii_columns)
-        failed = parsed[CODES].list.len() > 0
-        if failed.any():
-            bad = raw.filter(failed).with_columns(parsed.filter(failed).select(CODES, RULES))
+        if parsed.failures.height:
+            bad = raw.filter(parsed.failed).join(parsed.failures, on="_row")
             q_parts.append(quarantine.records(bad, f["columns"], pl.col(CODES), pl.col(RULES)))
-        typed_parts.append(parsed.filter(~failed).drop(CODES, RULES))
+        typed_parts.append(parsed.typed.filter(~parsed.failed))
     typed = pl.concat(typed_parts) if typed_parts else pl.DataFrame(schema={**contract.polars_schema(), "_row": pl.UInt32})
     typed = typed.with_columns(pl.Series("_file", _file_of(typed["_row"], offsets), dtype=pl.Int32))
 

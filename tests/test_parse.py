@@ -11,6 +11,15 @@ from pipelines.contracts import load_contract
 from pipelines.parse import CODES, RULES, parse_orders
 
 CONTRACT = load_contract("orders")
+
+
+def _with_codes(parsed) -> list[dict]:
+    """Each row's typed values with its (possibly empty) lists of reason codes and rules."""
+    return (
+        parsed.typed.join(parsed.failures, on="_row", how="left", maintain_order="left")
+        .with_columns(pl.col(CODES).fill_null([]), pl.col(RULES).fill_null([]))
+        .to_dicts()
+    )
 GOOD = {"order_id": "O1", "customer_id": "C1", "order_ts": "2024-01-01T10:00:00Z", "amount": "12.50", "currency": "USD"}
 
 
@@ -23,7 +32,8 @@ def _parse(**overrides: str | None) -> dict:
         pl.lit(None, pl.String).alias("_raw_line"),
         pl.lit(0, pl.UInt32).alias("_row"),
     )
-    return parse_orders(raw, CONTRACT, check_columns=CONTRACT.pii_columns).to_dicts()[0]
+    p = parse_orders(raw, CONTRACT, check_columns=CONTRACT.pii_columns)
+    return _with_codes(p)[0]
 
 
 def test_good_row_parses_with_no_failures() -> None:
@@ -89,7 +99,7 @@ def test_read_errors_pass_through() -> None:
         {"order_id": [None], "_source_file": ["f"], "_source_line": [3], "_read_error": ["RAGGED_ROW"], "_raw_line": ["a,b"]},
         schema={"order_id": pl.String, "_source_file": pl.String, "_source_line": pl.Int64, "_read_error": pl.String, "_raw_line": pl.String},
     ).with_columns(pl.lit(0, pl.UInt32).alias("_row"))
-    out = parse_orders(raw, CONTRACT).to_dicts()[0]
+    out = _with_codes(parse_orders(raw, CONTRACT))[0]
     assert out[CODES] == ["RAGGED_ROW"] and out[RULES] == ["record.read"]
 
 
@@ -110,7 +120,7 @@ def test_typed_parquet_values() -> None:
         pl.lit(None, pl.String).alias("_raw_line"),
         pl.int_range(0, 2, dtype=pl.UInt32).alias("_row"),
     )
-    out = parse_orders(raw, CONTRACT).to_dicts()
+    out = _with_codes(parse_orders(raw, CONTRACT))
     assert out[0][CODES] == ["UNPARSEABLE_NUMBER"]  # NaN amount
     assert out[1][CODES] == ["UNPARSEABLE_NUMBER"]  # 2.5 is not an integer quantity
     assert out[1]["order_ts"] == datetime(2024, 1, 1, 13, tzinfo=UTC)

@@ -121,3 +121,16 @@ def test_future_check_uses_the_run_clock(orders_csv: Callable[..., Path], tmp_pa
     q = pl.read_parquet(validate.run(ctx)["quarantine_path"])
     assert q["order_id"].to_list() == ["F1"]
     assert q["reason_code"].to_list() == ["FUTURE_TIMESTAMP"]
+
+
+def test_row_count_far_from_the_trailing_average_is_a_warning(
+    orders_csv: Callable[..., Path], run_pipeline: Callable[..., dict], tmp_path: Path
+) -> None:
+    wh = tmp_path / "wh"
+    for day in (1, 2):
+        run_pipeline(orders_csv([_good(i, day=day) for i in range(100)], name=f"d{day}.csv"), f"2024-03-{day:02d}", warehouse=wh)
+    small = run_pipeline(orders_csv([_good(i, day=3) for i in range(30)], name="d3.csv"), "2024-03-03", warehouse=wh)
+    assert small["validation"]["row_count_bounds"] == [50, 150]  # average 100 +- 50%
+    assert any("row_count_vs_trailing_average" in w and "observed 30" in w for w in small["warnings"])
+    normal = run_pipeline(orders_csv([_good(i, day=4) for i in range(90)], name="d4.csv"), "2024-03-04", warehouse=wh)
+    assert normal["warnings"] == []

@@ -18,7 +18,8 @@ per_customer as (
         min(order_date) filter (where is_purchase) as first_order_date,
         max(order_date) filter (where is_purchase) as last_order_date,
         count(*) filter (where is_purchase) as order_count,
-        sum(net_amount) as monetary_total
+        sum(net_amount) as monetary_total,
+        arg_max(email_hmac, order_ts) filter (where email_hmac is not null) as email_hmac
 
     from orders
     group by customer_id

@@ -21,7 +21,8 @@ measured as (
         last_order_date,
         datediff('day', last_order_date, $snapshot_date::date) as recency_days,
         order_count,
-        monetary_total
+        monetary_total,
+        email_hmac
 
     from customers
 
@@ -48,7 +49,8 @@ select
     monetary_total,
     r_score,
     f_score,
-    m_score
+    m_score,
+    email_hmac
 
 from scored
 order by customer_id

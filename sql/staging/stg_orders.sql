@@ -1,6 +1,7 @@
 -- stg_orders
 -- Grain: one row per accepted order placed before the end of the snapshot day (UTC).
 -- Inputs: source_orders (the run's validated, staged orders: pipelines/stage.py).
+-- Materialized: view
 -- Staging only renames, casts and cleans; what an order means is decided in int_orders.
 
 with source as (

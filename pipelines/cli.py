@@ -90,19 +90,22 @@ def generate(
 # run
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def _stage_line(name: str, result: dict[str, Any]) -> str:
     if name == "extract":
-        n = len(result["files"])
-        return f"{result['rows_in']:,} rows from {n} file{'s' if n != 1 else ''}"
+        return f"{_plural(result['rows_in'], 'row')} from {_plural(len(result['files']), 'file')}"
     if name == "validate":
         c = result["counts"]
         return f"{c['rows_accepted']:,} accepted · {c['rows_quarantined']:,} quarantined · {c['rows_duplicate']:,} duplicate"
     if name == "stage":
         return f"{result['rows_in_snapshot']:,} orders in the snapshot ({result['rows_after_snapshot']:,} later)"
     if name == "marts":
-        return ", ".join(f"{t} {v['rows']:,} rows" for t, v in result["tables"].items())
+        return ", ".join(f"{t} {_plural(v['rows'], 'row')}" for t, v in result["tables"].items())
     if name == "publish":
-        return f"{len(result['tables'])} tables + quarantine"
+        return f"{_plural(len(result['tables']), 'table')} + quarantine"
     if name == "manifest":
         return result["manifest_path"]
     return ""
@@ -170,28 +173,35 @@ def demo(
     manifest = run_snapshot(str(source), last_day, warehouse, None)
 
     rfm = pl.read_parquet(Path(manifest["tables"]["customer_rfm"]["path"]))
-    by_score = (
-        rfm.group_by("r_score")
+    clv = pl.read_parquet(Path(manifest["tables"]["customer_clv"]["path"]))
+    by_segment = (
+        rfm.group_by("rfm_segment")
         .agg(pl.len().alias("customers"), pl.col("monetary_total").sum().alias("revenue"))
-        .sort("r_score", descending=True)
+        .sort("revenue", descending=True)
     )
-    table = Table(title="Customers by recency score (5 = most recent)")
-    for col in ("r_score", "customers", "revenue"):
-        table.add_column(col, justify="right")
-    for row in by_score.iter_rows():
-        table.add_row(str(row[0]), f"{row[1]:,}", f"{row[2]:,.2f}")
+    total = by_segment["revenue"].sum()
+    table = Table(title="Customers per RFM segment")
+    for col, justify in (("segment", "left"), ("customers", "right"), ("revenue", "right"), ("share", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for seg, n, revenue in by_segment.iter_rows():
+        table.add_row(seg, f"{n:,}", f"{revenue:,.0f}", f"{revenue / total:.0%}")
     console.print(table)
-    top = rfm.sort(["monetary_total", "customer_id"], descending=[True, False]).head(5)
+    top = (
+        rfm.join(clv.select("customer_id", "clv_retention"), on="customer_id")
+        .sort(["monetary_total", "customer_id"], descending=[True, False])
+        .head(5)
+    )
     table = Table(title="Top customers by net revenue")
-    for col in ("customer_id", "orders", "net revenue", "last order", "RFM"):
+    for col in ("customer", "orders", "revenue", "CLV", "segment", "stage", "tier"):
         table.add_column(col)
     for r in top.iter_rows(named=True):
+        value = r["clv_retention"]
         table.add_row(
-            r["customer_id"], str(r["order_count"]), f"{r['monetary_total']:,.2f}", str(r["last_order_date"]),
-            f"{r['r_score']}{r['f_score']}{r['m_score']}",
+            r["customer_id"], str(r["order_count"]), f"{r['monetary_total']:,.0f}",
+            "-" if value is None else f"{value:,.0f}", r["rfm_segment"], r["lifecycle_stage"], r["loyalty_tier"],
         )
     console.print(table)
-    console.print(f"tables:    {warehouse / 'marts'}")
+    console.print(f"tables:    {warehouse / 'marts'} ({', '.join(sorted(manifest['tables']))})")
     console.print(f"manifest:  {manifest['manifest_path']}")
     console.print(f"quality:   {manifest['validation']['docs_index']}")
     console.print(f'try:       duckdb -c "select * from \'{warehouse}/marts/customer_rfm/*/*.parquet\' limit 5"')

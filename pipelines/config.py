@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from pipelines.errors import CustvalError
 from pipelines.resources import default_config_path
@@ -37,23 +37,106 @@ class PrivacyConfig(_Section):
     hmac_key_env: str
 
 
+class SegmentRule(_Section):
+    segment: str
+    r: tuple[int, int]
+    f: tuple[int, int]
+
+
 class RfmConfig(_Section):
     bins: int
+    segments: list[SegmentRule]
 
-    @field_validator("bins")
+    @model_validator(mode="after")
+    def _cover(self) -> RfmConfig:
+        if not 2 <= self.bins <= 9:
+            raise ValueError("rfm.bins must be between 2 and 9 (one digit per score in rfm_cell)")
+        uncovered = [
+            (r, f)
+            for r in range(1, self.bins + 1)
+            for f in range(1, self.bins + 1)
+            if not any(s.r[0] <= r <= s.r[1] and s.f[0] <= f <= s.f[1] for s in self.segments)
+        ]
+        if uncovered:
+            raise ValueError(f"rfm.segments leave (r, f) score cells without a segment: {uncovered[:5]}")
+        return self
+
+
+class AbcConfig(_Section):
+    a_share: float
+    b_share: float
+
+    @model_validator(mode="after")
+    def _order(self) -> AbcConfig:
+        if not 0 < self.a_share < self.b_share <= 1:
+            raise ValueError("abc: need 0 < a_share < b_share <= 1")
+        return self
+
+
+class LoyaltyTier(_Section):
+    tier: str
+    min_spend: float
+    min_orders: int
+
+
+class LoyaltyConfig(_Section):
+    window_days: int
+    tiers: list[LoyaltyTier]
+
+    @model_validator(mode="after")
+    def _catch_all(self) -> LoyaltyConfig:
+        if not self.tiers or self.tiers[-1].min_spend > 0 or self.tiers[-1].min_orders > 0:
+            raise ValueError("loyalty.tiers: the last tier must have min_spend 0 and min_orders 0")
+        return self
+
+
+class LifecycleConfig(_Section):
+    new_days: int
+    at_risk_factor: float
+    lapsed_factor: float
+    loyal_min_purchase_days: int
+    one_time_gap_days: float | None
+
+    @model_validator(mode="after")
+    def _factors(self) -> LifecycleConfig:
+        if not 0 < self.at_risk_factor < self.lapsed_factor:
+            raise ValueError("lifecycle: need 0 < at_risk_factor < lapsed_factor")
+        return self
+
+
+class ActivityConfig(_Section):
+    active_days: int
+
+
+class ClvConfig(_Section):
+    gross_margin: float
+    servicing_cost_per_order: float
+    discount_rate: float
+    retention_rate: float | None
+    retention_period_days: int
+    expected_lifetime_years: float | None
+    min_tenure_days: int
+
+    @field_validator("retention_rate")
     @classmethod
-    def _bins(cls, v: int) -> int:
-        if not 2 <= v <= 10:
-            raise ValueError("rfm.bins must be between 2 and 10")
+    def _retention(cls, v: float | None) -> float | None:
+        if v is not None and not 0 <= v < 1:
+            raise ValueError("clv.retention_rate must be in [0, 1)")
         return v
 
 
 class Config(_Section):
     reporting_currency: str
     fx_rates: str | None
+    marketing_spend: str | None
     validation: ValidationConfig
     privacy: PrivacyConfig
     rfm: RfmConfig
+    abc: AbcConfig
+    loyalty: LoyaltyConfig
+    lifecycle: LifecycleConfig
+    activity: ActivityConfig
+    clv: ClvConfig
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -88,4 +171,5 @@ def load_config(path: str | Path | None = None) -> Config:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{path or 'defaults'}: {where}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{path or 'defaults'}: {where + ': ' if where else ''}{message}") from None

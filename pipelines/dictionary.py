@@ -12,8 +12,11 @@ from pipelines.quarantine import REASON_CODES
 
 LOCATIONS = {
     "orders": "source files or table → landed unchanged in `DIR/raw/orders/snapshot_date=D/`",
+    "fx_rates": "a CSV or Parquet file named by the config key `fx_rates`",
+    "marketing_spend": "a CSV or Parquet file named by the config key `marketing_spend`",
     "quarantine_orders": "`DIR/quarantine/orders/snapshot_date=D/` (restricted: raw source values)",
 }
+OPERATIONAL = ("quarantine_orders",)
 
 
 def _rule_text(rule: Rule, with_severity: bool) -> str:
@@ -57,10 +60,16 @@ def _column_rows(contract: Contract) -> list[str]:
 
 
 def render(contracts: dict[str, Contract] | None = None) -> str:
+    from pipelines.marts import load_models
+
     contracts = contracts or all_contracts()
-    inputs = [c for c in contracts.values() if c.name == "orders"]
-    published = [c for c in contracts.values() if c.name not in ("orders", "quarantine_orders")]
-    operational = [c for c in contracts.values() if c.name == "quarantine_orders"]
+    marts = {m.published_name for m in load_models().values() if m.published_name}
+    published = [c for c in contracts.values() if c.name in marts]
+    operational = [c for c in contracts.values() if c.name in OPERATIONAL]
+    inputs = sorted(
+        (c for c in contracts.values() if c.name not in marts and c.name not in OPERATIONAL),
+        key=lambda c: (c.name != "orders", c.name),
+    )
     out = [
         "# Data dictionary",
         "",
@@ -69,7 +78,7 @@ def render(contracts: dict[str, Contract] | None = None) -> str:
         "each column's description is also in the Parquet field metadata.",
         "",
     ]
-    for title, group in (("Input", inputs), ("Published tables", published), ("Operational", operational)):
+    for title, group in (("Inputs", inputs), ("Published tables", published), ("Operational", operational)):
         if not group:
             continue
         out += [f"## {title}", ""]

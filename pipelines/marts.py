@@ -18,11 +18,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import date
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import polars as pl
 import pyarrow as pa
 
 from pipelines.config import Config, load_config
@@ -30,10 +32,10 @@ from pipelines.context import RunContext
 from pipelines.contracts import load_contract
 from pipelines.errors import CustvalError
 from pipelines.publish import conform, write_partition_files
+from pipelines.reference_data import marketing_spend
 from pipelines.resources import sql_dir
 
 LAYERS = ("stg", "int", "mart")
-SOURCES = ("source_orders",)
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _COMMENT = re.compile(r"--[^\n]*")
 _MATERIALIZED = re.compile(r"^--\s*Materialized:\s*(table|view)\b", re.MULTILINE | re.IGNORECASE)
@@ -104,11 +106,54 @@ def build_order(models: dict[str, SqlModel], python_models: dict[str, PythonMode
         raise ModelError(f"SQL models depend on each other in a cycle: {exc.args[1]}") from None
 
 
-def model_params(config: Config, ctx: RunContext) -> dict[str, Any]:
-    """Every value a model may reference as `$name`."""
+def model_params(config: Config, snapshot_date: date) -> dict[str, Any]:
+    """Every value a model may reference as `$name` (config values keep their documented names)."""
     return {
-        "snapshot_date": ctx.snapshot_date.isoformat(),
+        "snapshot_date": snapshot_date.isoformat(),
         "rfm_bins": config.rfm.bins,
+        "abc_a_share": config.abc.a_share,
+        "abc_b_share": config.abc.b_share,
+        "loyalty_window_days": config.loyalty.window_days,
+        "lifecycle_new_days": config.lifecycle.new_days,
+        "lifecycle_at_risk_factor": config.lifecycle.at_risk_factor,
+        "lifecycle_lapsed_factor": config.lifecycle.lapsed_factor,
+        "lifecycle_loyal_min_purchase_days": config.lifecycle.loyal_min_purchase_days,
+        "lifecycle_one_time_gap_days": config.lifecycle.one_time_gap_days,
+        "active_days": config.activity.active_days,
+        "gross_margin": config.clv.gross_margin,
+        "servicing_cost_per_order": config.clv.servicing_cost_per_order,
+        "discount_rate": config.clv.discount_rate,
+        "clv_retention_rate": config.clv.retention_rate,
+        "retention_period_days": config.clv.retention_period_days,
+        "clv_expected_lifetime_years": config.clv.expected_lifetime_years,
+        "clv_min_tenure_days": config.clv.min_tenure_days,
+    }
+
+
+def config_tables(config: Config) -> dict[str, pl.DataFrame]:
+    """Rule tables from the config, joined by the SQL models like any source."""
+    segments = config.rfm.segments
+    tiers = config.loyalty.tiers
+    return {
+        "cfg_rfm_segments": pl.DataFrame(
+            {
+                "priority": list(range(1, len(segments) + 1)),
+                "segment": [s.segment for s in segments],
+                "r_low": [s.r[0] for s in segments],
+                "r_high": [s.r[1] for s in segments],
+                "f_low": [s.f[0] for s in segments],
+                "f_high": [s.f[1] for s in segments],
+            }
+        ),
+        "cfg_loyalty_tiers": pl.DataFrame(
+            {
+                "priority": list(range(1, len(tiers) + 1)),
+                "tier": [t.tier for t in tiers],
+                "min_spend": [float(t.min_spend) for t in tiers],
+                "min_orders": [t.min_orders for t in tiers],
+            }
+        ),
+        "source_marketing_spend": marketing_spend(config.marketing_spend),
     }
 
 
@@ -150,14 +195,31 @@ def build_models(
     return order
 
 
+def build_snapshot(
+    con: duckdb.DuckDBPyConnection,
+    config: Config,
+    snapshot_date: date,
+    orders: str | Path | pl.DataFrame,
+    models: dict[str, SqlModel] | None = None,
+    python_models: dict[str, PythonModel] | None = None,
+) -> list[str]:
+    """Register the staged orders (a Parquet path or a frame) and the config tables, build all."""
+    if isinstance(orders, pl.DataFrame):
+        con.register("source_orders", orders)
+    else:
+        con.execute(f"create or replace view source_orders as select * from read_parquet({_quote(str(orders))})")
+    for name, frame in config_tables(config).items():
+        con.register(name, frame)
+    return build_models(con, model_params(config, snapshot_date), models, python_models)
+
+
 def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) -> dict[str, Any]:
     config = load_config(ctx.config_path)
     staged = ctx.load_result("stage")
     models = load_models()
     con = connect()
     try:
-        con.execute(f"create view source_orders as select * from read_parquet({_quote(staged['staged_path'])})")
-        build_models(con, model_params(config, ctx), models, python_models)
+        build_snapshot(con, config, ctx.snapshot_date, staged["staged_path"], models, python_models)
         out = ctx.work_dir / "publish"
         tables: dict[str, dict[str, Any]] = {}
         for model in models.values():

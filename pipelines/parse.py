@@ -18,7 +18,7 @@ from functools import reduce
 
 import polars as pl
 
-from pipelines.contracts import Column, Contract
+from pipelines.contracts import Column, Contract, Rule
 
 UNPARSEABLE = {
     "number": "UNPARSEABLE_NUMBER",
@@ -136,6 +136,22 @@ def _trimmed(values: pl.Series) -> pl.Series:
     return values.cast(pl.String).str.strip_chars().replace("", None)
 
 
+def _rule_fails(rule: Rule, value: pl.Series, text: pl.Series) -> pl.Series | None:
+    """Rows breaking a value rule, checked in Polars (for data Great Expectations never sees)."""
+    p = rule.params
+    if rule.kind == "max_length":
+        return text.str.len_chars() > p["value"]
+    if rule.kind == "pattern":
+        return ~text.str.contains(p["value"])
+    if rule.kind == "minimum":
+        return value < p["value"]
+    if rule.kind == "maximum":
+        return value > p["value"]
+    if rule.kind == "accepted_values":
+        return ~value.is_in(pl.Series(p["values"], dtype=value.dtype)) & value.is_not_null()
+    return None
+
+
 @dataclass
 class Parsed:
     """Typed values of every row, and the reasons of the rows that failed (usually few)."""
@@ -145,12 +161,13 @@ class Parsed:
     failures: pl.DataFrame  # `_row`, `_codes`, `_rules` (lists) of the failed rows
 
 
-def parse_orders(raw: pl.DataFrame, contract: Contract, check_columns: list[str] | None = None) -> Parsed:
+def parse_batch(raw: pl.DataFrame, contract: Contract, check_columns: list[str] | None = None) -> Parsed:
     """Parse every contract column of `raw` (which holds `_row` and the lineage columns).
 
     Absent optional columns come back as typed nulls. `check_columns` names columns whose
-    length/pattern rules are checked here rather than by Great Expectations (PII columns,
-    which must not reach a validation report).
+    value rules (length, pattern, bounds, accepted values) are checked here rather than by
+    Great Expectations: PII columns, which must not reach a validation report, and small
+    reference tables.
     """
     check_columns = check_columns or []
     n = raw.height
@@ -181,10 +198,9 @@ def parse_orders(raw: pl.DataFrame, contract: Contract, check_columns: list[str]
         if col.name in check_columns:
             text = text if text is not None else _trimmed(values)
             for rule in col.rules:
-                if rule.kind == "max_length":
-                    failures.append(((text.str.len_chars() > rule.params["value"]).fill_null(False), rule.reason_code, rule.name))
-                elif rule.kind == "pattern":
-                    failures.append(((~text.str.contains(rule.params["value"])).fill_null(False), rule.reason_code, rule.name))
+                fails = _rule_fails(rule, value, text)
+                if fails is not None:
+                    failures.append((fails.fill_null(False), rule.reason_code, rule.name))
     failures.append((read_error, None, "record.read"))
 
     masks = [m.fill_null(False) for m, _, _ in failures]

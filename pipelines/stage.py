@@ -5,6 +5,8 @@
 - Privacy: PII columns never leave this stage in clear -- they are dropped, or, when the
   config asks for a stable key from one (`privacy.hashed_columns`), replaced by an
   HMAC-SHA256 of the normalised value (`pipelines/privacy.py`).
+- Money: amounts and costs are converted into the reporting currency with the FX table
+  (validation has already quarantined orders in a currency without a rate).
 - Types are already strict (validated); timestamps are UTC.
 """
 
@@ -18,7 +20,9 @@ import polars as pl
 from pipelines.config import load_config
 from pipelines.context import RunContext
 from pipelines.contracts import load_contract
+from pipelines.errors import CustvalError
 from pipelines.privacy import hash_pii
+from pipelines.reference_data import fx_rates
 
 
 def snapshot_end(ctx: RunContext) -> datetime:
@@ -26,8 +30,14 @@ def snapshot_end(ctx: RunContext) -> datetime:
     return datetime.combine(ctx.snapshot_date + timedelta(days=1), time(0), tzinfo=UTC)
 
 
-def stage_orders(accepted: pl.LazyFrame, end: datetime) -> pl.DataFrame:
-    return accepted.filter(pl.col("order_ts") < end).collect()
+def stage_orders(accepted: pl.LazyFrame, end: datetime, rates: pl.DataFrame) -> pl.DataFrame:
+    """Orders of the snapshot with money in the reporting currency (`fx_rate` kept)."""
+    return (
+        accepted.filter(pl.col("order_ts") < end)
+        .join(rates.lazy().rename({"rate": "fx_rate"}), on="currency", how="left")
+        .with_columns(pl.col("amount") * pl.col("fx_rate"), pl.col("cost") * pl.col("fx_rate"))
+        .collect()
+    )
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
@@ -35,7 +45,11 @@ def run(ctx: RunContext) -> dict[str, Any]:
     contract = load_contract("orders")
     validated = ctx.load_result("validate")
     end = snapshot_end(ctx)
-    staged = stage_orders(pl.scan_parquet(validated["accepted_path"]), end)
+    rates = fx_rates(config.fx_rates, config.reporting_currency)
+    staged = stage_orders(pl.scan_parquet(validated["accepted_path"]), end, rates)
+    unconverted = staged["fx_rate"].null_count()
+    if unconverted:  # validate quarantines these; reaching here means the FX file changed mid-run
+        raise CustvalError(f"{unconverted} staged orders have no FX rate into {config.reporting_currency}")
     staged = hash_pii(staged, config, contract)
     path = ctx.work_dir / "staged_orders.parquet"
     staged.write_parquet(path)
@@ -46,6 +60,6 @@ def run(ctx: RunContext) -> dict[str, Any]:
             "rows_in_snapshot": staged.height,
             "rows_after_snapshot": validated["counts"]["rows_accepted"] - staged.height,
             "snapshot_end_exclusive": end.isoformat(),
-            "hashed_columns": [c for c in staged.columns if c.endswith("_hmac")],
+            "hashed_columns": list(config.privacy.hashed_columns),
         },
     )

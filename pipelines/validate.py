@@ -28,7 +28,8 @@ from pipelines.context import RunContext
 from pipelines.contracts import Contract, load_contract
 from pipelines.dedupe import deduplicate
 from pipelines.errors import BatchRejected, ReconciliationError
-from pipelines.parse import CODES, RULES, parse_orders
+from pipelines.parse import CODES, RULES, parse_batch
+from pipelines.reference_data import fx_rates
 
 DOCS_DIR = Path("docs") / "validation"
 
@@ -118,6 +119,7 @@ def _raw_rows(raw_dir: Path, files: list[dict[str, Any]], offsets: np.ndarray, r
 def run(ctx: RunContext) -> dict[str, Any]:
     config = load_config(ctx.config_path)
     contract = contract_for_run(config)
+    rates = fx_rates(config.fx_rates, config.reporting_currency)  # a bad FX file fails first
     extract = ctx.load_result("extract")
     raw_dir = Path(extract["raw_dir"])
     files = extract["files"]
@@ -130,7 +132,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     q_parts: list[pl.DataFrame] = []
     for i, f in enumerate(files):
         raw = pl.read_parquet(raw_dir / f["landed"]).with_row_index("_row", int(offsets[i]))
-        parsed = parse_orders(raw, contract, check_columns=contract.pii_columns)
+        parsed = parse_batch(raw, contract, check_columns=contract.pii_columns)
         if parsed.failures.height:
             bad = raw.filter(parsed.failed).join(parsed.failures, on="_row")
             q_parts.append(quarantine.records(bad, f["columns"], pl.col(CODES), pl.col(RULES)))
@@ -175,7 +177,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     )
     warnings: list[str] = []
     rejected: list[str] = []
-    gx_failed: dict[int, tuple[list[str], list[str]]] = {}
+    row_failures: dict[int, tuple[list[str], list[str]]] = {}
     for outcome in report.outcomes:
         if outcome.success:
             continue
@@ -183,7 +185,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
             warnings.append(outcome.describe())
         elif outcome.severity == "quarantine" and outcome.unexpected_rows:
             for row in outcome.unexpected_rows:
-                codes, rules = gx_failed.setdefault(row, ([], []))
+                codes, rules = row_failures.setdefault(row, ([], []))
                 codes.append(outcome.reason_code or "CONTRACT_VIOLATION")
                 rules.append(outcome.rule)
         else:
@@ -192,14 +194,20 @@ def run(ctx: RunContext) -> dict[str, Any]:
         raise BatchRejected(
             "; ".join(rejected) + f" -- nothing published; see {report.docs_page or report.docs_index}"
         )
-    if gx_failed:
-        rows = pl.Series("_row", sorted(gx_failed), dtype=pl.UInt64)
+    # Money must be convertible into the reporting currency (checked on otherwise valid rows:
+    # an invalid currency code is already quarantined for what it is).
+    no_rate = candidates.filter(~pl.col("currency").is_in(rates["currency"]))["_row"]
+    for row in no_rate.to_list():
+        if int(row) not in row_failures:
+            row_failures[int(row)] = (["NO_FX_RATE"], ["currency.fx_rate"])
+    if row_failures:
+        rows = pl.Series("_row", sorted(row_failures), dtype=pl.UInt64)
         raw = _raw_rows(raw_dir, files, offsets, rows)
         codes = pl.DataFrame(
             {
                 "_row": rows,
-                CODES: [gx_failed[r][0] for r in rows.to_list()],
-                RULES: [gx_failed[r][1] for r in rows.to_list()],
+                CODES: [row_failures[r][0] for r in rows.to_list()],
+                RULES: [row_failures[r][1] for r in rows.to_list()],
             }
         )
         raw = raw.with_columns(pl.col("_row").cast(pl.UInt64)).join(codes, on="_row")

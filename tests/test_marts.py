@@ -59,6 +59,29 @@ def rfm(orders_csv: Callable[..., Path], run_pipeline: Callable[..., dict]) -> p
     return pl.read_parquet(Path(manifest["tables"]["customer_rfm"]["path"]))
 
 
+def test_kpis_of_the_same_orders_by_hand(orders_csv: Callable[..., Path], run_pipeline: Callable[..., dict]) -> None:
+    manifest = run_pipeline(orders_csv(ROWS), "2024-03-31")
+    kpi = pl.read_parquet(Path(manifest["tables"]["kpi_summary"]["path"])).to_dicts()[0]
+    assert kpi["customers"] == 5  # A-E; F (only refunded) and G (only cancelled) are not customers
+    assert kpi["purchase_orders"] == 8  # A1 A2 B1 C1 C2 C3 D1 E1
+    assert kpi["return_orders"] == 3 and kpi["cancelled_orders"] == 1  # D2 E2 F1; G1
+    assert kpi["net_revenue"] == pytest.approx(30 + 5 + 300 + 50 - 5)  # refunds net to 0, E2 is -5
+    assert kpi["returned_revenue"] == pytest.approx(40 + 5 + 30)
+    assert kpi["average_order_value"] == pytest.approx(380 / 8)
+    assert kpi["purchase_frequency"] == pytest.approx(8 / 5)
+    assert kpi["repeat_purchase_rate"] == pytest.approx(2 / 5)  # A and C
+    # last purchases 1, 0, 16, 59 and 0 days before the snapshot: all within 90 days
+    assert kpi["active_customers"] == 5
+    # first purchases 30 (A), 0 (B), 76 (C: Jan 15 -> Mar 31), 59 (D), 0 (E) days ago: all < 90
+    assert kpi["new_customers"] == 5
+    # A: 30 of 380 ... ranked C 300, D 50, A 30, B 5 (E is -5: class C, outside the positive total 385)
+    # A-class = customers before whom less than 80% of 385 (308) is accumulated: C (0), D (300) -> 350/385
+    assert kpi["revenue_share_a"] == pytest.approx(350 / 385)
+    # B: A (350 < 365.75) -> 30/385; C class: B (380 >= 365.75) 5/385
+    assert kpi["revenue_share_b"] == pytest.approx(30 / 385)
+    assert kpi["revenue_share_c"] == pytest.approx(5 / 385)
+
+
 def test_customer_rfm_by_hand(rfm: pl.DataFrame) -> None:
     got = {
         r["customer_id"]: (
@@ -74,9 +97,11 @@ def test_customer_rfm_by_hand(rfm: pl.DataFrame) -> None:
 def test_model_dependencies_are_found_and_ordered() -> None:
     models = load_models()
     order = build_order(models)
-    assert order.index("stg_orders") < order.index("int_orders") < order.index("mart_customer_rfm")
-    assert "int_customer_orders" in models["mart_customer_rfm"].depends_on
-    assert models["mart_customer_rfm"].params == {"snapshot_date", "rfm_bins"}
+    assert order.index("stg_orders") < order.index("int_orders") < order.index("int_customers") < order.index("mart_customer_rfm")
+    assert order.index("mart_customer_rfm") < order.index("mart_segment_summary")
+    assert "int_customers" in models["mart_customer_rfm"].depends_on
+    assert {"rfm_bins", "abc_a_share", "lifecycle_lapsed_factor"} <= models["mart_customer_rfm"].params
+    assert models["stg_orders"].materialized == "view"
 
 
 def test_every_model_file_has_a_header_with_grain_and_inputs() -> None:

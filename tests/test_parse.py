@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from pipelines.contracts import load_contract
-from pipelines.parse import CODES, RULES, parse_orders
+from pipelines.parse import CODES, RULES, parse_batch
 
 CONTRACT = load_contract("orders")
 
@@ -32,7 +32,7 @@ def _parse(**overrides: str | None) -> dict:
         pl.lit(None, pl.String).alias("_raw_line"),
         pl.lit(0, pl.UInt32).alias("_row"),
     )
-    p = parse_orders(raw, CONTRACT, check_columns=CONTRACT.pii_columns)
+    p = parse_batch(raw, CONTRACT, check_columns=CONTRACT.pii_columns)
     return _with_codes(p)[0]
 
 
@@ -99,7 +99,7 @@ def test_read_errors_pass_through() -> None:
         {"order_id": [None], "_source_file": ["f"], "_source_line": [3], "_read_error": ["RAGGED_ROW"], "_raw_line": ["a,b"]},
         schema={"order_id": pl.String, "_source_file": pl.String, "_source_line": pl.Int64, "_read_error": pl.String, "_raw_line": pl.String},
     ).with_columns(pl.lit(0, pl.UInt32).alias("_row"))
-    out = _with_codes(parse_orders(raw, CONTRACT))[0]
+    out = _with_codes(parse_batch(raw, CONTRACT))[0]
     assert out[CODES] == ["RAGGED_ROW"] and out[RULES] == ["record.read"]
 
 
@@ -120,7 +120,7 @@ def test_typed_parquet_values() -> None:
         pl.lit(None, pl.String).alias("_raw_line"),
         pl.int_range(0, 2, dtype=pl.UInt32).alias("_row"),
     )
-    out = _with_codes(parse_orders(raw, CONTRACT))
+    out = _with_codes(parse_batch(raw, CONTRACT))
     assert out[0][CODES] == ["UNPARSEABLE_NUMBER"]  # NaN amount
     assert out[1][CODES] == ["UNPARSEABLE_NUMBER"]  # 2.5 is not an integer quantity
     assert out[1]["order_ts"] == datetime(2024, 1, 1, 13, tzinfo=UTC)

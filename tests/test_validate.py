@@ -134,3 +134,30 @@ def test_row_count_far_from_the_trailing_average_is_a_warning(
     assert any("row_count_vs_trailing_average" in w and "observed 30" in w for w in small["warnings"])
     normal = run_pipeline(orders_csv([_good(i, day=4) for i in range(90)], name="d4.csv"), "2024-03-04", warehouse=wh)
     assert normal["warnings"] == []
+
+
+def test_currencies_are_converted_or_quarantined(
+    orders_csv: Callable[..., Path], run_pipeline: Callable[..., dict], tmp_path: Path
+) -> None:
+    fx = tmp_path / "fx.csv"
+    fx.write_text("currency,rate\nEUR,1.10\n")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"fx_rates: {fx}\nvalidation:\n  max_quarantined_percent: 50\n")
+    rows = [_good(i, customer="K") for i in range(10)]  # 10 orders of K in USD: 10+11+...+19 = 145
+    rows += [("E1", "K", "2024-03-05T10:00:00Z", "100.00", "EUR", "completed")]  # 110 USD
+    rows += [("P1", "K", "2024-03-05T10:00:00Z", "100.00", "GBP", "completed")]  # no rate
+    manifest = run_pipeline(orders_csv(rows), "2024-03-31", config=cfg)
+    assert manifest["quarantine_reasons"] == {"NO_FX_RATE": 1}
+    rfm = pl.read_parquet(Path(manifest["tables"]["customer_rfm"]["path"]))
+    assert rfm.filter(pl.col("customer_id") == "K")["monetary_total"].item() == pytest.approx(145 + 110)
+
+
+def test_a_bad_fx_file_stops_the_run(orders_csv: Callable[..., Path], run_pipeline: Callable[..., dict], tmp_path: Path) -> None:
+    from pipelines.errors import SourceError
+
+    fx = tmp_path / "fx.csv"
+    fx.write_text("currency,rate\nEUR,1.10\nGBP,-1\n")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"fx_rates: {fx}\n")
+    with pytest.raises(SourceError, match=r"fx.csv: 1 bad fx_rates row\(s\) \(line 3: rate.minimum\)"):
+        run_pipeline(orders_csv([_good(i) for i in range(10)]), "2024-03-31", config=cfg)

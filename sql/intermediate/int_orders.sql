@@ -1,15 +1,17 @@
 -- int_orders
 -- Grain: one row per order of the snapshot, with its role in customer metrics.
--- Inputs: stg_orders.
+-- Inputs: stg_orders; $gross_margin.
 --
 -- order_kind:
 --   purchase  - a completed order with amount >= 0 (zero = free/promotional): a purchase occasion
 --   return    - status refunded/returned, or a negative amount: not a purchase occasion
 --   cancelled - excluded from every metric (counted in the run manifest)
--- Money:
+-- Money (reporting currency):
 --   gross_amount    what was paid: purchases and refunded/returned orders
 --   returned_amount what was given back: refunded/returned orders and negative return lines
 --   net_amount      gross_amount - returned_amount (a refunded order nets to 0; a return line is negative)
+--   profit          net_amount x the order's margin rate: (amount - cost) / amount when the
+--                   order has a cost, else its margin column, else the configured gross margin
 
 with orders as (
 
@@ -36,10 +38,12 @@ valued as (
     select
         *,
         case when order_kind <> 'cancelled' and amount >= 0 then amount else 0 end as gross_amount,
+        case when order_kind = 'return' then abs(amount) else 0 end as returned_amount,
         case
-            when order_kind = 'return' then abs(amount)
-            else 0
-        end as returned_amount
+            when cost is not null and amount > 0 then (amount - cost) / amount
+            when margin is not null then margin
+            else $gross_margin
+        end as margin_rate
 
     from classified
 
@@ -50,6 +54,7 @@ final as (
     select
         *,
         gross_amount - returned_amount as net_amount,
+        (gross_amount - returned_amount) * margin_rate as profit,
         order_kind = 'purchase' as is_purchase
 
     from valued

@@ -1,0 +1,29 @@
+-- int_purchase_days
+-- Grain: one row per customer and day with at least one purchase.
+-- Inputs: int_orders.
+-- The models of customer value count purchase days, not orders: two orders on one day are
+-- one purchase occasion (the convention of the BG/NBD literature and of lifetimes).
+
+with purchases as (
+
+    select * from int_orders
+    where is_purchase
+
+),
+
+per_day as (
+
+    select
+        customer_id,
+        order_date as purchase_date,
+        count(*) as orders,
+        sum(amount) as purchase_value,
+        row_number() over (partition by customer_id order by order_date) as day_number,
+        row_number() over (partition by customer_id order by order_date desc) as day_number_from_last
+
+    from purchases
+    group by customer_id, order_date
+
+)
+
+select * from per_day

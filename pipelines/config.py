@@ -47,16 +47,16 @@ class RfmConfig(_Section):
     bins: int
     segments: list[SegmentRule]
 
+    def segment_of(self, r: int, f: int) -> str | None:
+        """The segment of the first rule whose ranges hold the scores (rules in order)."""
+        return next((s.segment for s in self.segments if s.r[0] <= r <= s.r[1] and s.f[0] <= f <= s.f[1]), None)
+
     @model_validator(mode="after")
     def _cover(self) -> RfmConfig:
         if not 2 <= self.bins <= 9:
             raise ValueError("rfm.bins must be between 2 and 9 (one digit per score in rfm_cell)")
-        uncovered = [
-            (r, f)
-            for r in range(1, self.bins + 1)
-            for f in range(1, self.bins + 1)
-            if not any(s.r[0] <= r <= s.r[1] and s.f[0] <= f <= s.f[1] for s in self.segments)
-        ]
+        cells = range(1, self.bins + 1)
+        uncovered = [(r, f) for r in cells for f in cells if self.segment_of(r, f) is None]
         if uncovered:
             raise ValueError(f"rfm.segments leave (r, f) score cells without a segment: {uncovered[:5]}")
         return self
@@ -125,6 +125,26 @@ class ClvConfig(_Section):
         return v
 
 
+class PredictiveConfig(_Section):
+    enabled: bool
+    model: str
+    min_history_days: int
+    horizons_days: list[int]
+    days_per_month: float
+    backtest_holdout_days: int
+    backtest_drift_ratio: float
+
+    @model_validator(mode="after")
+    def _check(self) -> PredictiveConfig:
+        if self.model != "bgnbd":
+            raise ValueError(f"predictive.model {self.model!r} is not available; use bgnbd")
+        if not self.horizons_days or any(h <= 0 for h in self.horizons_days):
+            raise ValueError("predictive.horizons_days: give at least one positive horizon")
+        if self.backtest_holdout_days <= 0 or self.backtest_drift_ratio <= 1:
+            raise ValueError("predictive: backtest_holdout_days > 0 and backtest_drift_ratio > 1")
+        return self
+
+
 class Config(_Section):
     reporting_currency: str
     fx_rates: str | None
@@ -137,6 +157,7 @@ class Config(_Section):
     lifecycle: LifecycleConfig
     activity: ActivityConfig
     clv: ClvConfig
+    predictive: PredictiveConfig
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -82,7 +82,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
         "reconciles": True,
         "files": files,
         "quarantine_reasons": validated["quarantine_reasons"],
-        "warnings": validated["warnings"],
+        "warnings": validated["warnings"] + marts.get("warnings", []),
         "validation": validated["gx"],
         "tables": {
             name: {"path": published["tables"][name], **marts["tables"][name]} for name in published["tables"]

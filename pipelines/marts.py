@@ -16,9 +16,10 @@ dir, ready for the publish stage to swap into place.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, timedelta
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import Any
@@ -127,24 +128,19 @@ def model_params(config: Config, snapshot_date: date) -> dict[str, Any]:
         "retention_period_days": config.clv.retention_period_days,
         "clv_expected_lifetime_years": config.clv.expected_lifetime_years,
         "clv_min_tenure_days": config.clv.min_tenure_days,
+        "backtest_holdout_days": config.predictive.backtest_holdout_days,
+        "backtest_calibration_date": (snapshot_date - timedelta(days=config.predictive.backtest_holdout_days)).isoformat(),
     }
 
 
 def config_tables(config: Config) -> dict[str, pl.DataFrame]:
     """Rule tables from the config, joined by the SQL models like any source."""
-    segments = config.rfm.segments
+    bins = range(1, config.rfm.bins + 1)
+    cells = [(r, f, config.rfm.segment_of(r, f)) for r in bins for f in bins]
     tiers = config.loyalty.tiers
     return {
-        "cfg_rfm_segments": pl.DataFrame(
-            {
-                "priority": list(range(1, len(segments) + 1)),
-                "segment": [s.segment for s in segments],
-                "r_low": [s.r[0] for s in segments],
-                "r_high": [s.r[1] for s in segments],
-                "f_low": [s.f[0] for s in segments],
-                "f_high": [s.f[1] for s in segments],
-            }
-        ),
+        # every (r, f) score cell with the segment of the first rule that holds it
+        "cfg_rfm_cells": pl.DataFrame(cells, schema=["r_score", "f_score", "segment"], orient="row"),
         "cfg_loyalty_tiers": pl.DataFrame(
             {
                 "priority": list(range(1, len(tiers) + 1)),
@@ -169,30 +165,63 @@ def build_models(
     params: dict[str, Any],
     models: dict[str, SqlModel] | None = None,
     python_models: dict[str, PythonModel] | None = None,
-) -> list[str]:
-    """Materialise every model as a table; returns the build order."""
+    targets: set[str] | None = None,
+) -> dict[str, float]:
+    """Materialise every model (or only `targets` and what they need); seconds per model."""
     models = models if models is not None else load_models()
     python_models = python_models or {}
     order = build_order(models, python_models)
+    if targets is not None:
+        needed = _closure(targets, models, python_models)
+        order = [name for name in order if name in needed]
+    seconds: dict[str, float] = {}
     for name in order:
-        if name in python_models:
-            table = python_models[name][1](con, params)
-            con.register(f"_{name}_arrow", table)
-            con.execute(f"create or replace table {name} as select * from _{name}_arrow")
-            con.unregister(f"_{name}_arrow")
+        started = time.perf_counter()
+        _build_one(con, name, params, models, python_models)
+        seconds[name] = round(time.perf_counter() - started, 3)
+    return seconds
+
+
+def _closure(targets: set[str], models: dict[str, SqlModel], python_models: dict[str, PythonModel]) -> set[str]:
+    unknown = targets - models.keys() - python_models.keys()
+    if unknown:
+        raise ModelError(f"no such model(s): {sorted(unknown)}")
+    needed: set[str] = set()
+    todo = list(targets)
+    while todo:
+        name = todo.pop()
+        if name in needed:
             continue
-        model = models[name]
-        missing = sorted(model.params - params.keys())
-        if missing:
-            raise ModelError(f"{model.path}: unknown parameter(s) {', '.join('$' + m for m in missing)}")
-        try:
-            con.execute(
-                f"create or replace {model.materialized} {name} as\n{model.sql}",
-                {k: params[k] for k in model.params},
-            )
-        except duckdb.Error as exc:
-            raise ModelError(f"{model.path}: {str(exc).splitlines()[0]}") from None
-    return order
+        needed.add(name)
+        deps = models[name].depends_on if name in models else python_models[name][0]
+        todo.extend(deps)
+    return needed
+
+
+def _build_one(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    params: dict[str, Any],
+    models: dict[str, SqlModel],
+    python_models: dict[str, PythonModel],
+) -> None:
+    if name in python_models:
+        table = python_models[name][1](con, params)
+        con.register(f"_{name}_arrow", table)
+        con.execute(f"create or replace table {name} as select * from _{name}_arrow")
+        con.unregister(f"_{name}_arrow")
+        return
+    model = models[name]
+    missing = sorted(model.params - params.keys())
+    if missing:
+        raise ModelError(f"{model.path}: unknown parameter(s) {', '.join('$' + m for m in missing)}")
+    try:
+        con.execute(
+            f"create or replace {model.materialized} {name} as\n{model.sql}",
+            {k: params[k] for k in model.params},
+        )
+    except duckdb.Error as exc:
+        raise ModelError(f"{model.path}: {str(exc).splitlines()[0]}") from None
 
 
 def build_snapshot(
@@ -202,8 +231,16 @@ def build_snapshot(
     orders: str | Path | pl.DataFrame,
     models: dict[str, SqlModel] | None = None,
     python_models: dict[str, PythonModel] | None = None,
-) -> list[str]:
-    """Register the staged orders (a Parquet path or a frame) and the config tables, build all."""
+) -> dict[str, float]:
+    """Register the staged orders (a Parquet path or a frame) and the config tables, build all.
+
+    Without `python_models`, the predictive models of `pipelines/predictive.py` are used.
+    Returns the seconds each model took.
+    """
+    if python_models is None:
+        from pipelines.predictive import Predictive
+
+        python_models = Predictive(config).python_models()
     if isinstance(orders, pl.DataFrame):
         con.register("source_orders", orders)
     else:
@@ -214,12 +251,26 @@ def build_snapshot(
 
 
 def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) -> dict[str, Any]:
+    from pipelines.predictive import Predictive, backtest_drift_warning
+
     config = load_config(ctx.config_path)
+    check_contract_horizons(config)
     staged = ctx.load_result("stage")
     models = load_models()
+    predictive = Predictive(config)
     con = connect()
     try:
-        build_snapshot(con, config, ctx.snapshot_date, staged["staged_path"], models, python_models)
+        build_snapshot(
+            con, config, ctx.snapshot_date, staged["staged_path"], models,
+            python_models if python_models is not None else predictive.python_models(),
+        )
+        warnings = list(predictive.warnings)
+        overall = con.sql("select mae from mart_model_backtest where scope = 'overall'").fetchall()
+        drift = backtest_drift_warning(
+            ctx.warehouse, ctx.snapshot_date.isoformat(), overall[0][0] if overall else None,
+            config.predictive.backtest_drift_ratio,
+        )
+        warnings += [drift] if drift else []
         out = ctx.work_dir / "publish"
         tables: dict[str, dict[str, Any]] = {}
         for model in models.values():
@@ -232,7 +283,23 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
             tables[name] = {"rows": table.num_rows, "columns": table.num_columns}
     finally:
         con.close()
-    return ctx.save_result("marts", {"publish_dir": str(out), "tables": tables})
+    return ctx.save_result("marts", {"publish_dir": str(out), "tables": tables, "warnings": warnings})
+
+
+def check_contract_horizons(config: Config) -> None:
+    """Each configured prediction horizon must have its columns in the customer_clv contract."""
+    names = set(load_contract("customer_clv").column_names)
+    missing = [
+        col
+        for h in config.predictive.horizons_days
+        for col in (f"expected_purchases_{h}", f"predicted_clv_{h}")
+        if col not in names
+    ]
+    if missing:
+        raise ModelError(
+            f"predictive.horizons_days needs column(s) {', '.join(missing)} in "
+            "data_contracts/customer_clv.yaml (the published schema); add them there first"
+        )
 
 
 def _quote(value: str) -> str:

@@ -100,6 +100,13 @@ def conform(table: pa.Table, contract: Contract) -> pa.Table:
         )
     schema = contract.arrow_schema()
     table = table.select(expected)
+    # Exact DECIMAL money from SQL becomes the contract's DOUBLE (rounding is the point there).
+    table = pa.table(
+        {
+            name: col.cast(pa.float64(), safe=False) if pa.types.is_decimal(col.type) and schema.field(name).type == pa.float64() else col
+            for name, col in zip(table.column_names, table.columns)
+        }
+    )
     try:
         cast = table.cast(pa.schema([f.with_nullable(True) for f in schema]), safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:

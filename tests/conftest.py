@@ -77,7 +77,7 @@ def generated_orders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pl
     """A small generated order history as CSV, its frame, and its last day."""
     from pipelines.generate import simulate_orders, write_orders
 
-    frame = simulate_orders(3_000, seed=11, start=date(2024, 1, 1), days=365)
+    frame = simulate_orders(20_000, seed=11, start=date(2024, 1, 1), days=365)
     path = write_orders(frame, tmp_path_factory.mktemp("generated") / "orders.csv", "csv")
     return path, frame, frame["order_ts"].max().date()  # type: ignore[union-attr]
 

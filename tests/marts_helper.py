@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+import tempfile
 from pathlib import Path
 
 import polars as pl
@@ -27,13 +28,18 @@ def staged_frame(rows: list[dict]) -> pl.DataFrame:
     return pl.DataFrame(filled, schema=schema, orient="row")
 
 
-def build_tables(rows: list[dict], snapshot: date, tmp_path: Path | None = None, config: str | None = None) -> dict[str, pl.DataFrame]:
-    cfg_path = None
-    if config is not None:
-        assert tmp_path is not None
-        cfg_path = tmp_path / "config.yaml"
-        cfg_path.write_text(config)
-    cfg = load_config(cfg_path)
+NO_PREDICTIONS = "predictive:\n  enabled: false\n"  # a handful of customers cannot be fitted
+
+
+def build_tables(rows: list[dict], snapshot: date, config: str | None = None) -> dict[str, pl.DataFrame]:
+    """Every published table; predictions are off unless `config` has a predictive section."""
+    text = config or ""
+    if "predictive:" not in text:
+        text += NO_PREDICTIONS
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg_path = Path(tmp) / "config.yaml"
+        cfg_path.write_text(text)
+        cfg = load_config(cfg_path)
     con = connect()
     try:
         models = load_models()

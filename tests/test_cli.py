@@ -36,9 +36,9 @@ def independent_rfm_counts(orders: pl.DataFrame, snapshot: str) -> pl.DataFrame:
 
 def test_generate_then_run(tmp_path: Path) -> None:
     src = tmp_path / "orders.csv"
-    gen = custval("generate", "--orders", "4000", "--out", str(src), "--seed", "3", "--start", "2024-01-01", "--days", "300")
+    gen = custval("generate", "--orders", "20000", "--out", str(src), "--seed", "3", "--start", "2024-01-01", "--days", "300")
     assert gen.returncode == 0, gen.stderr
-    assert "wrote 4,000 orders" in gen.stdout
+    assert "wrote 20,000 orders" in gen.stdout
     snapshot = "2024-08-31"
     wh = tmp_path / "wh"
     res = custval("run", "--source", str(src), "--as-of", snapshot, "--warehouse", str(wh))
@@ -47,7 +47,7 @@ def test_generate_then_run(tmp_path: Path) -> None:
 
     manifest = json.loads((wh / "runs" / f"snapshot_date={snapshot}" / "manifest.json").read_text())
     c = manifest["counts"]
-    assert c["rows_in"] == 4000 == c["rows_accepted"] + c["rows_quarantined"] + c["rows_duplicate"]
+    assert c["rows_in"] == 20_000 == c["rows_accepted"] + c["rows_quarantined"] + c["rows_duplicate"]
     assert set(manifest["stages"]) == {"extract", "validate", "stage", "marts", "publish"}
     assert all(s["seconds"] >= 0 and s["peak_rss_mb"] > 0 for s in manifest["stages"].values())
     assert manifest["versions"]["duckdb"] and manifest["versions"]["great-expectations"]

@@ -51,16 +51,26 @@ EXPECTED = {
 
 
 @pytest.fixture
-def rfm(orders_csv: Callable[..., Path], run_pipeline: Callable[..., dict]) -> pl.DataFrame:
+def no_predictions(tmp_path: Path) -> Path:
+    """Five customers cannot be fitted: run without the predictive models."""
+    path = tmp_path / "no_predictions.yaml"
+    path.write_text("predictive:\n  enabled: false\n")
+    return path
+
+
+@pytest.fixture
+def rfm(orders_csv: Callable[..., Path], run_pipeline: Callable[..., dict], no_predictions: Path) -> pl.DataFrame:
     # 13 rows, so a single bad row would exceed the 5% quarantine threshold: all rows are valid.
-    manifest = run_pipeline(orders_csv(ROWS), "2024-03-31")
+    manifest = run_pipeline(orders_csv(ROWS), "2024-03-31", config=no_predictions)
     assert manifest["counts"]["rows_accepted"] == len(ROWS)
     assert manifest["counts"]["rows_after_snapshot"] == 1
     return pl.read_parquet(Path(manifest["tables"]["customer_rfm"]["path"]))
 
 
-def test_kpis_of_the_same_orders_by_hand(orders_csv: Callable[..., Path], run_pipeline: Callable[..., dict]) -> None:
-    manifest = run_pipeline(orders_csv(ROWS), "2024-03-31")
+def test_kpis_of_the_same_orders_by_hand(
+    orders_csv: Callable[..., Path], run_pipeline: Callable[..., dict], no_predictions: Path
+) -> None:
+    manifest = run_pipeline(orders_csv(ROWS), "2024-03-31", config=no_predictions)
     kpi = pl.read_parquet(Path(manifest["tables"]["kpi_summary"]["path"])).to_dicts()[0]
     assert kpi["customers"] == 5  # A-E; F (only refunded) and G (only cancelled) are not customers
     assert kpi["purchase_orders"] == 8  # A1 A2 B1 C1 C2 C3 D1 E1

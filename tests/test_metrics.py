@@ -136,7 +136,7 @@ def test_lifecycle_stages(tmp_path: Path) -> None:
         "O2": [d(2024, 3, 1)],  # 121 days: > 120 -> lapsed
     }
     rows = [{"customer_id": c, "order_ts": day, "amount": 10.0} for c, days in purchases.items() for day in days]
-    t = build_tables(rows, snapshot, tmp_path, config="lifecycle:\n  one_time_gap_days: 30\n")
+    t = build_tables(rows, snapshot, config="lifecycle:\n  one_time_gap_days: 30\n")
     assert by_customer(t["customer_rfm"], "lifecycle_stage") == {
         "R": "reactivated", "L": "lapsed", "K": "at_risk", "N": "new", "Y": "loyal",
         "P": "repeat", "O": "one_time", "O3": "at_risk", "O2": "lapsed",
@@ -207,7 +207,7 @@ def test_customer_clv_by_hand(tmp_path: Path) -> None:
         # C: referred by A
         {"customer_id": "C", "order_ts": date(2024, 12, 1), "amount": 25.0, "channel": "web", "referred_by": "A"},
     ]
-    t = build_tables(rows, date(2024, 12, 30), tmp_path, config=CLV_CONFIG + f"marketing_spend: {spend}\n")
+    t = build_tables(rows, date(2024, 12, 30), config=CLV_CONFIG + f"marketing_spend: {spend}\n")
     clv = {r["customer_id"]: r for r in t["customer_clv"].to_dicts()}
     a, b = clv["A"], clv["B"]
     years_a = 365 / 365.25  # Jan 1 -> Dec 30 is 364 days; observed = 365 days

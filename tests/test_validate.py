@@ -133,7 +133,7 @@ def test_row_count_far_from_the_trailing_average_is_a_warning(
     assert small["validation"]["row_count_bounds"] == [50, 150]  # average 100 +- 50%
     assert any("row_count_vs_trailing_average" in w and "observed 30" in w for w in small["warnings"])
     normal = run_pipeline(orders_csv([_good(i, day=4) for i in range(90)], name="d4.csv"), "2024-03-04", warehouse=wh)
-    assert normal["warnings"] == []
+    assert not [w for w in normal["warnings"] if "row_count_vs_trailing_average" in w]
 
 
 def test_currencies_are_converted_or_quarantined(

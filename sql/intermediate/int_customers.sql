@@ -1,6 +1,6 @@
 -- int_customers
 -- Grain: one row per customer with at least one purchase in the snapshot.
--- Inputs: int_orders, int_purchase_days; $snapshot_date, $loyalty_window_days.
+-- Inputs: int_orders, int_purchase_days; $snapshot_date, $loyalty_window_days, $gross_margin.
 -- Customers whose orders are all returns or cancellations have no purchase occasion and are
 -- not customers for value metrics.
 
@@ -25,12 +25,13 @@ order_totals as (
         sum(gross_amount) as gross_revenue,
         sum(returned_amount) as returned_revenue,
         sum(net_amount) as net_revenue,
-        sum(profit) as gross_profit,
+        sum((net_amount * coalesce(margin_rate, $gross_margin))::decimal(18, 4)) as gross_profit,
         sum(net_amount) filter (where order_date > $snapshot_date::date - $loyalty_window_days::integer) as window_spend,
         count(*) filter (where is_purchase and order_date > $snapshot_date::date - $loyalty_window_days::integer) as window_orders,
-        arg_min(channel, order_ts) filter (where is_purchase) as acquisition_channel,
-        arg_min(referred_by, order_ts) filter (where referred_by is not null) as referred_by,
-        arg_max(email_hmac, order_ts) filter (where email_hmac is not null) as email_hmac
+        -- (order_ts, order_id) breaks ties between orders placed at the same instant
+        arg_min(channel, (order_ts, order_id)) filter (where is_purchase) as acquisition_channel,
+        arg_min(referred_by, (order_ts, order_id)) filter (where referred_by is not null) as referred_by,
+        arg_max(email_hmac, (order_ts, order_id)) filter (where email_hmac is not null) as email_hmac
 
     from orders
     group by customer_id
@@ -45,8 +46,7 @@ rhythm as (
         count(*) as purchase_days,
         min(purchase_date) as first_purchase_date,
         max(purchase_date) as last_purchase_date,
-        max(purchase_date) filter (where day_number_from_last = 2) as previous_purchase_date,
-        avg(purchase_value) filter (where day_number > 1) as repeat_day_value
+        max(purchase_date, 2)[2] as previous_purchase_date
 
     from purchase_days
     group by customer_id
@@ -71,7 +71,6 @@ joined as (
         lower(t.acquisition_channel) as acquisition_channel,
         t.referred_by,
         t.email_hmac,
-        coalesce(r.repeat_day_value, 0) as repeat_day_value,
         datediff('day', r.last_purchase_date, $snapshot_date::date) as recency_days,
         datediff('day', r.first_purchase_date, $snapshot_date::date) as tenure_days,
         case when r.purchase_days >= 2

@@ -1,6 +1,7 @@
 -- int_orders
 -- Grain: one row per order of the snapshot, with its role in customer metrics.
--- Inputs: stg_orders; $gross_margin.
+-- Inputs: stg_orders.
+-- Materialized: view
 --
 -- order_kind:
 --   purchase  - a completed order with amount >= 0 (zero = free/promotional): a purchase occasion
@@ -10,8 +11,8 @@
 --   gross_amount    what was paid: purchases and refunded/returned orders
 --   returned_amount what was given back: refunded/returned orders and negative return lines
 --   net_amount      gross_amount - returned_amount (a refunded order nets to 0; a return line is negative)
---   profit          net_amount x the order's margin rate: (amount - cost) / amount when the
---                   order has a cost, else its margin column, else the configured gross margin
+--   margin_rate     (amount - cost) / amount when the order has a cost, else its margin column;
+--                   null = the configured gross margin applies (see int_customers)
 
 with orders as (
 
@@ -42,7 +43,6 @@ valued as (
         case
             when cost is not null and amount > 0 then (amount - cost) / amount
             when margin is not null then margin
-            else $gross_margin
         end as margin_rate
 
     from classified
@@ -54,7 +54,6 @@ final as (
     select
         *,
         gross_amount - returned_amount as net_amount,
-        (gross_amount - returned_amount) * margin_rate as profit,
         order_kind = 'purchase' as is_purchase
 
     from valued

@@ -17,9 +17,7 @@ per_day as (
         customer_id,
         order_date as purchase_date,
         count(*) as orders,
-        sum(amount) as purchase_value,
-        row_number() over (partition by customer_id order by order_date) as day_number,
-        row_number() over (partition by customer_id order by order_date desc) as day_number_from_last
+        sum(amount) as purchase_value
 
     from purchases
     group by customer_id, order_date

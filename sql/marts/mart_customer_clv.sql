@@ -1,6 +1,7 @@
 -- mart_customer_clv  (published as customer_clv)
 -- Grain: one row per customer with at least one purchase, per snapshot.
--- Inputs: int_customers, int_retention, int_acquisition_cost;
+-- Inputs: int_customers, int_model_inputs, int_retention, int_acquisition_cost,
+--         int_clv_predictions (pipelines/predictive.py);
 --         $snapshot_date, $servicing_cost_per_order, $discount_rate, $clv_retention_rate,
 --         $clv_expected_lifetime_years, $clv_min_tenure_days.
 --
@@ -10,14 +11,31 @@
 --   clv_retention = annual margin x r / (1 + d - r)      (d: annual discount rate)
 -- Per-year rates use the customer's observed days (first purchase to snapshot, inclusive),
 -- at least clv.min_tenure_days.
--- Model inputs with lifetimes' names and definitions (time unit: days, purchase days):
---   frequency = repeat purchase days, recency = first to last purchase day,
---   T = first purchase day to the snapshot date, monetary_value = mean value of the repeat
---   purchase days (0 without repeats).
+-- Model inputs (frequency, recency, T, monetary_value): see int_model_inputs.
+-- Predictions (BG/NBD + Gamma-Gamma): p_alive, expected_purchases_<h>, expected_avg_order_value,
+-- predicted_clv_<h> for the configured horizons h (days); clv_percentile ranks the predicted
+-- CLV of the longest horizon (0 = lowest, 100 = highest).
 
 with customers as (
 
     select * from int_customers
+
+),
+
+model_inputs as (
+
+    select * from int_model_inputs
+
+),
+
+predictions as (
+
+    select
+        * exclude (predicted_clv_longest),
+        case when predicted_clv_longest is not null
+            then 100 * percent_rank() over (order by predicted_clv_longest)
+        end as clv_percentile
+    from int_clv_predictions
 
 ),
 
@@ -93,10 +111,12 @@ final as (
         f.retention_rate,
         $discount_rate::double as discount_rate,
         f.annual_margin * f.retention_rate / (1 + $discount_rate - f.retention_rate) as clv_retention,
-        f.purchase_days - 1 as frequency,
-        datediff('day', f.first_purchase_date, f.last_purchase_date) as recency,
-        f.tenure_days as T,
-        case when f.purchase_days > 1 then f.repeat_day_value else 0 end as monetary_value,
+        m.frequency,
+        m.recency,
+        m.T,
+        m.monetary_value,
+        p.* exclude (customer_id, clv_percentile),
+        p.clv_percentile,
         coalesce(x.referral_count, 0) as referral_count,
         coalesce(x.referred_revenue, 0) as referred_revenue,
         f.acquisition_channel,
@@ -108,6 +128,8 @@ final as (
         case when a.cac is not null and f.annual_margin > 0 then a.cac / (f.annual_margin / 12) end as payback_months
 
     from formulas as f
+    inner join model_inputs as m using (customer_id)
+    inner join predictions as p using (customer_id)
     left join referrals as x using (customer_id)
     left join acquisition as a
         on a.acquisition_month = date_trunc('month', f.first_purchase_date)

@@ -1,6 +1,7 @@
 -- mart_customer_rfm  (published as customer_rfm)
 -- Grain: one row per customer with at least one purchase, per snapshot.
--- Inputs: int_customers, cfg_rfm_segments, cfg_loyalty_tiers (config rfm.segments, loyalty.tiers);
+-- Inputs: int_customers, cfg_rfm_cells (config rfm.segments resolved for every score cell),
+--         cfg_loyalty_tiers (config loyalty.tiers);
 --         $rfm_bins, $abc_a_share, $abc_b_share, $lifecycle_* parameters.
 --
 -- Scores are bins of the customer's rank (5 bins = quintiles): score = 1 + floor(bins * (rank - 1) / n)
@@ -16,9 +17,9 @@ with customers as (
 
 ),
 
-segments as (
+cells as (
 
-    select * from cfg_rfm_segments
+    select * from cfg_rfm_cells
 
 ),
 
@@ -47,10 +48,7 @@ segmented as (
         s.segment as rfm_segment
 
     from scored as c
-    inner join segments as s
-        on c.r_score between s.r_low and s.r_high
-        and c.f_score between s.f_low and s.f_high
-    qualify row_number() over (partition by c.customer_id order by s.priority) = 1
+    inner join cells as s using (r_score, f_score)
 
 ),
 
@@ -85,15 +83,16 @@ classed as (
 
 tiered as (
 
+    -- the first tier (from the top) whose minimums the customer meets
     select
         c.customer_id,
-        t.tier as loyalty_tier
+        arg_min(t.tier, t.priority) as loyalty_tier
 
     from customers as c
     inner join tiers as t
         on greatest(c.window_spend, 0) >= t.min_spend
         and c.window_orders >= t.min_orders
-    qualify row_number() over (partition by c.customer_id order by t.priority) = 1
+    group by c.customer_id
 
 ),
 

@@ -1,8 +1,11 @@
 -- mart_kpi_summary  (published as kpi_summary)
 -- Grain: one row per snapshot.
--- Inputs: int_orders, int_retention, mart_customer_rfm, mart_customer_clv; $active_days.
+-- Inputs: int_orders, int_retention, int_clv_predictions, mart_customer_rfm, mart_customer_clv;
+--         $active_days.
 -- Active customers bought in the last active_days days; retention and churn compare the
 -- last active_days with the active_days before (period over period).
+-- Averages of doubles are taken over DECIMAL values: exact sums do not depend on how DuckDB
+-- splits the work between threads, so a rerun gives the same row.
 
 with orders as (
 
@@ -73,10 +76,19 @@ counts as (
 values as (
 
     select
-        avg(clv_simple) as avg_clv_simple,
-        avg(clv_retention) as avg_clv_retention,
-        avg(expected_lifetime_years) as average_lifespan_years
+        avg(clv_simple::decimal(38, 10)) as avg_clv_simple,
+        avg(clv_retention::decimal(38, 10)) as avg_clv_retention,
+        avg(expected_lifetime_years::decimal(38, 10)) as average_lifespan_years
     from clv
+
+),
+
+predicted as (
+
+    select
+        avg(predicted_clv_longest::decimal(38, 10)) as avg_predicted_clv,
+        sum(p_alive::decimal(38, 12)) as expected_active_customers
+    from int_clv_predictions
 
 ),
 
@@ -100,6 +112,8 @@ final as (
         v.average_lifespan_years,
         v.avg_clv_simple,
         v.avg_clv_retention,
+        p.avg_predicted_clv,
+        p.expected_active_customers,
         coalesce(c.revenue_a, 0) / nullif(c.positive_revenue, 0) as revenue_share_a,
         coalesce(c.revenue_b, 0) / nullif(c.positive_revenue, 0) as revenue_share_b,
         coalesce(c.revenue_c, 0) / nullif(c.positive_revenue, 0) as revenue_share_c
@@ -109,6 +123,7 @@ final as (
     cross join counts as n
     cross join retention as r
     cross join values as v
+    cross join predicted as p
 
 )
 

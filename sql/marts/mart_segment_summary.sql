@@ -1,8 +1,9 @@
 -- mart_segment_summary  (published as segment_summary)
 -- Grain: one row per dimension and segment, per snapshot. Dimensions: rfm_segment, abc_class,
 -- loyalty_tier, lifecycle_stage, acquisition_channel and acquisition_month (the cohort, YYYY-MM).
--- Inputs: mart_customer_rfm, mart_customer_clv.
+-- Inputs: mart_customer_rfm, mart_customer_clv, int_clv_predictions.
 -- ltv_cac_ratio of a segment = total clv_retention / total CAC of its customers with a CAC.
+-- Doubles are aggregated as DECIMAL (exact, so independent of thread scheduling).
 
 with customers as (
 
@@ -17,12 +18,14 @@ with customers as (
         r.lifecycle_stage,
         coalesce(v.acquisition_channel, 'unknown') as acquisition_channel,
         strftime(v.acquisition_month, '%Y-%m') as acquisition_month,
-        v.clv_simple,
-        v.clv_retention,
-        v.cac
+        v.clv_simple::decimal(38, 10) as clv_simple,
+        v.clv_retention::decimal(38, 10) as clv_retention,
+        v.cac::decimal(38, 10) as cac,
+        p.predicted_clv_longest::decimal(38, 10) as predicted_clv
 
     from mart_customer_rfm as r
     inner join mart_customer_clv as v using (customer_id)
+    inner join int_clv_predictions as p using (customer_id)
 
 ),
 
@@ -63,6 +66,7 @@ final as (
         avg(l.monetary_total) as avg_monetary_total,
         avg(l.clv_simple) as avg_clv_simple,
         avg(l.clv_retention) as avg_clv_retention,
+        avg(l.predicted_clv) as avg_predicted_clv,
         avg(l.cac) as avg_cac,
         sum(l.clv_retention) filter (where l.cac is not null) / nullif(sum(l.cac), 0) as ltv_cac_ratio
 

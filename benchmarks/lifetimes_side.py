@@ -76,7 +76,6 @@ def main() -> None:
     ap.add_argument("--customers-out", type=Path, help="per-customer summary and CLV (Parquet), for the comparison")
     args = ap.parse_args()
 
-    import lifetimes
     from lifetimes import BetaGeoFitter, GammaGammaFitter
     from lifetimes.utils import summary_data_from_transaction_data
 
@@ -98,7 +97,6 @@ def main() -> None:
         tmp.replace(args.out)
 
     save()
-    caught: list[warnings.WarningMessage] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
 

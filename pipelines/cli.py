@@ -100,53 +100,152 @@ def _stage_line(name: str, result: dict[str, Any]) -> str:
     if name == "validate":
         c = result["counts"]
         return f"{c['rows_accepted']:,} accepted · {c['rows_quarantined']:,} quarantined · {c['rows_duplicate']:,} duplicate"
+    if name == "extract" and result.get("reused"):
+        return f"{_plural(result['rows_in'], 'row')} already ingested for this date (reused)"
     if name == "stage":
         return f"{result['rows_in_snapshot']:,} orders in the snapshot ({result['rows_after_snapshot']:,} later)"
     if name == "marts":
         return ", ".join(f"{t} {_plural(v['rows'], 'row')}" for t, v in result["tables"].items())
     if name == "publish":
-        return f"{_plural(len(result['tables']), 'table')} + quarantine"
+        return f"{_plural(len(result['tables']), 'table')}" + (" + quarantine" if result.get("quarantine") else "")
     if name == "manifest":
         return result["manifest_path"]
     return ""
 
 
-def run_snapshot(source: str, as_of: date, warehouse: Path, config: Path | None, quiet: bool = False) -> dict[str, Any]:
-    """Run the pipeline for one snapshot with a live line per stage."""
+def _context(
+    source: str, as_of: date, warehouse: Path, config: Path | None, source_kind: str = "auto",
+    table: str | None = None, reingest: bool = False,
+) -> Any:
     from pipelines.context import RunContext
-    from pipelines.pipeline import STAGES, run_stage
 
-    ctx = RunContext.create(
-        source=source, snapshot_date=as_of, warehouse=warehouse, config_path=str(config) if config else None
+    return RunContext.create(
+        source=source, snapshot_date=as_of, warehouse=warehouse, config_path=str(config) if config else None,
+        source_kind=source_kind, table=table, reingest=reingest,
     )
+
+
+def run_snapshot(ctx: Any, quiet: bool = False, wait_seconds: float = 0) -> dict[str, Any]:
+    """Run the pipeline for one snapshot with a live line per stage."""
+    from pipelines.pipeline import run_all
+
     if not quiet:
-        console.print(f"[bold]custval run[/] snapshot {as_of} · source {source} → {ctx.warehouse}")
-    result: dict[str, Any] = {}
-    for name in STAGES:
-        t0 = time.perf_counter()
+        console.print(f"[bold]custval run[/] snapshot {ctx.snapshot_date} · source {ctx.source_spec.display} → {ctx.warehouse}")
+    started: dict[str, float] = {}
+    status = None if quiet else console.status("starting ...")
+
+    def on_start(name: str, _ctx: Any) -> None:
+        started[name] = time.perf_counter()
+        if status is not None:
+            status.update(f"{name} ...")
+
+    def on_end(name: str, stage_ctx: Any, result: dict[str, Any]) -> None:
         if quiet:
-            result = run_stage(name, ctx)
-            continue
-        with console.status(f"{name} ..."):
-            result = run_stage(name, ctx)
-        console.print(f" [green]✓[/] {name:<9} {_stage_line(name, result)}  [dim]{time.perf_counter() - t0:.1f} s[/]")
-    ctx.cleanup()
-    return result
+            return
+        seconds = time.perf_counter() - started.get(name, time.perf_counter())
+        prefix = "" if stage_ctx.snapshot_date == ctx.snapshot_date else f"[{stage_ctx.snapshot_date} rebuilt] "
+        timing = f"  [dim]{seconds:.1f} s[/]" if name in started and not prefix else ""
+        console.print(f" [green]✓[/] {prefix}{name:<9} {_stage_line(name, result)}{timing}")
+
+    if status is not None:
+        status.start()
+    try:
+        return run_all(ctx, on_stage_start=on_start, on_stage_end=on_end, wait_seconds=wait_seconds)
+    finally:
+        if status is not None:
+            status.stop()
+
+
+SourceKind = Annotated[str, typer.Option("--source-kind", help="auto, files, landing or postgres.")]
+Table = Annotated[str | None, typer.Option(help="PostgreSQL table or view to read (with a postgresql:// source).")]
 
 
 @app.command()
 def run(
-    source: Annotated[str, typer.Option(help="A file, a directory or a glob of CSV, Parquet or JSON Lines files.")],
+    source: Annotated[str, typer.Option(help="Files (a file, directory or glob of CSV/Parquet/JSON Lines), a landing directory of date=YYYY-MM-DD folders, or postgresql://user@host:port/db.")],
     as_of: Annotated[str, typer.Option("--as-of", help="Snapshot date YYYY-MM-DD: orders up to the end of this day (UTC).")],
     warehouse: Annotated[Path, typer.Option(help="Warehouse directory the tables are published into.")],
     config: Annotated[Path | None, typer.Option(help="YAML file overriding the default configuration.")] = None,
+    source_kind: SourceKind = "auto",
+    table: Table = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait when another run holds the snapshot (default: fail at once).")] = 0,
+    reingest: Annotated[bool, typer.Option(help="Read an incremental source's batch for this date again instead of reusing the one already landed.")] = False,
 ) -> None:
     """Run the whole pipeline for one snapshot date."""
     snapshot = _date(as_of, "--as-of")
     assert snapshot is not None
     if config is not None and not config.is_file():
         _fail(f"config file not found: {config}", 2)
-    run_snapshot(source, snapshot, warehouse, config)
+    run_snapshot(_context(source, snapshot, warehouse, config, source_kind, table, reingest), wait_seconds=wait)
+
+
+@app.command()
+def backfill(
+    start: Annotated[str, typer.Option(help="First snapshot date (YYYY-MM-DD).")],
+    end: Annotated[str, typer.Option(help="Last snapshot date (YYYY-MM-DD), included.")],
+    source: Annotated[str, typer.Option(envvar="CUSTVAL_SOURCE", help="As for `run` (default: $CUSTVAL_SOURCE).")],
+    warehouse: Annotated[Path, typer.Option(envvar="CUSTVAL_WAREHOUSE", help="As for `run` (default: $CUSTVAL_WAREHOUSE).")],
+    config: Annotated[Path | None, typer.Option(help="YAML file overriding the default configuration.")] = None,
+    source_kind: SourceKind = "auto",
+    table: Table = None,
+    keep_going: Annotated[bool, typer.Option(help="Go on with the next date after a failed one.")] = False,
+) -> None:
+    """Run the snapshots START..END in order -- the same runs as the nightly ones."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pipelines.pipeline import run_dates
+
+    first, last = _date(start, "--start"), _date(end, "--end")
+    assert first is not None and last is not None
+    if last < first:
+        _fail(f"--end {last} is before --start {first}", 2)
+    if config is not None and not config.is_file():
+        _fail(f"config file not found: {config}", 2)
+    total = (last - first).days + 1
+    failures = 0
+    with Progress(TextColumn("backfill"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("dates", total=total)
+
+        def on_date(day: date, manifest: dict[str, Any] | None, error: BaseException | None) -> None:
+            nonlocal failures
+            if error is None and manifest is not None:
+                c = manifest["counts"]
+                rebuilt = manifest.get("rebuilt_snapshots") or []
+                extra = f" · rebuilt {', '.join(rebuilt)}" if rebuilt else ""
+                bar.console.print(
+                    f" [green]✓[/] {day}  {c['rows_in']:,} in · {c['rows_accepted']:,} accepted · "
+                    f"{c['rows_quarantined']:,} quarantined · {c['rows_duplicate']:,} duplicate · "
+                    f"{manifest['tables']['customer_rfm']['rows']:,} customers{extra}"
+                )
+            else:
+                failures += 1
+                bar.console.print(f" [red]✗[/] {day}  {error}", soft_wrap=True)
+            bar.advance(task)
+
+        run_dates(
+            lambda day: _context(source, day, warehouse, config, source_kind, table),
+            first, last, on_date, stop_on_error=not keep_going,
+        )
+    if failures:
+        _fail(f"{failures} of {total} dates failed", 1)
+
+
+@app.command()
+def unlock(
+    as_of: Annotated[str, typer.Option("--as-of", help="The snapshot date whose lease to remove.")],
+    warehouse: Annotated[Path, typer.Option(help="Warehouse directory.")],
+) -> None:
+    """Remove a snapshot's lease left by a run that died (check that it really is dead)."""
+    from pipelines import locking
+
+    snapshot = _date(as_of, "--as-of")
+    assert snapshot is not None
+    held = locking.read_lease(locking.lease_path(warehouse.resolve(), snapshot))
+    if held is None:
+        console.print(f"snapshot {snapshot} has no lease")
+        return
+    locking.release(warehouse.resolve(), snapshot)
+    console.print(f"removed the lease of run {held['run_id']} (host {held.get('host')}, pid {held.get('pid')}) on {snapshot}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -170,7 +269,7 @@ def demo(
         write_orders(frame, source, "csv")
     last_day = frame["order_ts"].max().date()  # type: ignore[union-attr]
     console.print(f"sample: {orders:,} orders, {frame['customer_id'].n_unique():,} customers, up to {last_day}")
-    manifest = run_snapshot(str(source), last_day, warehouse, None)
+    manifest = run_snapshot(_context(str(source), last_day, warehouse, None))
 
     rfm = pl.read_parquet(Path(manifest["tables"]["customer_rfm"]["path"]))
     clv = pl.read_parquet(Path(manifest["tables"]["customer_clv"]["path"]))
@@ -234,7 +333,7 @@ def bench(
             last_day = frame["order_ts"].max().date()  # type: ignore[union-attr]
             write_orders(frame, source, fmt)  # type: ignore[arg-type]
             del frame
-        manifest = run_snapshot(str(source), last_day, base / "warehouse", None)
+        manifest = run_snapshot(_context(str(source), last_day, base / "warehouse", None))
         table = Table(title=f"custval bench: {orders:,} orders ({fmt}), {os.cpu_count()} cores")
         for col in ("stage", "seconds", "peak RSS MB"):
             table.add_column(col, justify="right")

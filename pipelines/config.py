@@ -24,6 +24,17 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class PostgresConfig(_Section):
+    lag_seconds: float
+    retries: int
+    backoff_seconds: float
+
+
+class SourcesConfig(_Section):
+    reprocess_days: int
+    postgres: PostgresConfig
+
+
 class ValidationConfig(_Section):
     accepted_currencies: list[str] | None
     future_skew_minutes: float | None
@@ -149,6 +160,7 @@ class Config(_Section):
     reporting_currency: str
     fx_rates: str | None
     marketing_spend: str | None
+    sources: SourcesConfig
     validation: ValidationConfig
     privacy: PrivacyConfig
     rfm: RfmConfig

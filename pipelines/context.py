@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import CustvalError
+from pipelines.sources import Source, resolve
 
 WORK = "_work"
 
@@ -39,6 +40,9 @@ class RunContext:
     source: str
     config_path: str | None
     started_at: datetime
+    source_kind: str = "auto"
+    table: str | None = None
+    reingest: bool = False
 
     @classmethod
     def create(
@@ -50,15 +54,36 @@ class RunContext:
         config_path: str | None = None,
         run_id: str | None = None,
         now: datetime | None = None,
+        source_kind: str = "auto",
+        table: str | None = None,
+        reingest: bool = False,
     ) -> RunContext:
         snap = parse_date(snapshot_date, "snapshot date (--as-of)")
         started = now or datetime.now(UTC)
         if run_id is None:
             run_id = f"{snap.isoformat()}_{started:%Y%m%dT%H%M%S}_{secrets.token_hex(3)}"
         run_id = re.sub(r"[^A-Za-z0-9_.+-]", "_", run_id)
-        ctx = cls(run_id, snap, Path(warehouse).resolve(), str(source), config_path, started)
+        ctx = cls(run_id, snap, Path(warehouse).resolve(), str(source), config_path, started, source_kind, table, reingest)
+        ctx.source_spec  # fail early on a source that cannot be read as the kind it claims
         ctx.work_dir.mkdir(parents=True, exist_ok=True)
         return ctx
+
+    @property
+    def source_spec(self) -> Source:
+        return resolve(self.source, self.source_kind, self.table)
+
+    def for_snapshot(self, snapshot: date) -> RunContext:
+        """A context rebuilding another snapshot from the same source and warehouse."""
+        return RunContext.create(
+            source=self.source,
+            snapshot_date=snapshot,
+            warehouse=self.warehouse,
+            config_path=self.config_path,
+            run_id=f"{snapshot.isoformat()}_rebuild_{self.run_id}",
+            now=self.started_at,
+            source_kind=self.source_kind,
+            table=self.table,
+        )
 
     @property
     def work_dir(self) -> Path:
@@ -70,6 +95,7 @@ class RunContext:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["source"] = self.source  # a postgres URL here comes from a connection at run time
         d["snapshot_date"] = self.snapshot_date.isoformat()
         d["warehouse"] = str(self.warehouse)
         d["started_at"] = self.started_at.isoformat()
@@ -84,6 +110,9 @@ class RunContext:
             source=d["source"],
             config_path=d.get("config_path"),
             started_at=datetime.fromisoformat(d["started_at"]),
+            source_kind=d.get("source_kind", "auto"),
+            table=d.get("table"),
+            reingest=bool(d.get("reingest", False)),
         )
 
     # Stage results -------------------------------------------------------------------------
@@ -100,6 +129,9 @@ class RunContext:
         if not path.exists():
             raise CustvalError(f"run {self.run_id}: stage {stage!r} has not completed (no {path})")
         return json.loads(path.read_text())
+
+    def has_result(self, stage: str) -> bool:
+        return (self.work_dir / f"{stage}.json").exists()
 
     def cleanup(self) -> None:
         shutil.rmtree(self.work_dir, ignore_errors=True)

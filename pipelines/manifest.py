@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 import platform
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from pipelines.context import RunContext
 from pipelines.errors import ReconciliationError
+from pipelines.history import batch_record
 
 RUNS_ZONE = Path("runs")
 PACKAGES = ("custval", "apache-airflow", "polars", "duckdb", "great-expectations", "pyarrow", "pandas", "numpy", "scipy")
@@ -46,6 +47,14 @@ def manifest_path(warehouse: Path, snapshot: str) -> Path:
     return warehouse / RUNS_ZONE / f"snapshot_date={snapshot}" / "manifest.json"
 
 
+def read_manifest(warehouse: Path, snapshot: date) -> dict[str, Any] | None:
+    path = manifest_path(warehouse, snapshot.isoformat())
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -55,9 +64,24 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def batch_results(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """The extract and validate results of the batch behind the snapshot, and whether this
+    run ingested it (a rebuild of a past snapshot reads the stored record of its batch)."""
+    if ctx.has_result("validate"):
+        return ctx.load_result("extract"), ctx.load_result("validate"), True
+    record = batch_record(ctx.warehouse, ctx.snapshot_date)
+    if record is None:  # no batch arrived for this date: nothing to reconcile
+        empty = {"rows_in": 0, "rows_accepted": 0, "rows_quarantined": 0, "rows_duplicate": 0}
+        return (
+            {"files": [], "raw_dir": None, "input_fingerprint": None},
+            {"counts": empty, "per_file": [], "quarantine_reasons": {}, "warnings": [], "gx": None},
+            False,
+        )
+    return record["extract"], record["validate"], False
+
+
 def run(ctx: RunContext) -> dict[str, Any]:
-    extract = ctx.load_result("extract")
-    validated = ctx.load_result("validate")
+    extract, validated, ingested = batch_results(ctx)
     staged = ctx.load_result("stage")
     marts = ctx.load_result("marts")
     published = ctx.load_result("publish")
@@ -72,7 +96,10 @@ def run(ctx: RunContext) -> dict[str, Any]:
         "status": "success",
         "started_at": ctx.started_at.isoformat(),
         "finished_at": datetime.now(UTC).isoformat(),
-        "source": ctx.source,
+        "source": ctx.source_spec.display,
+        "source_kind": ctx.source_spec.kind,
+        "ingested_by_this_run": ingested,
+        "history_until": staged.get("history_until"),
         "config": ctx.config_path,
         "counts": {
             **counts,
@@ -87,7 +114,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
         "tables": {
             name: {"path": published["tables"][name], **marts["tables"][name]} for name in published["tables"]
         },
-        "quarantine_path": published["quarantine"],
+        "quarantine_path": published.get("quarantine"),
         "raw_path": extract["raw_dir"],
         "stages": stage_metrics(ctx),
         "versions": package_versions(),

@@ -145,7 +145,6 @@ def run(ctx: RunContext) -> dict[str, Any]:
     this run has already swapped in.
     """
     marts = ctx.load_result("marts")
-    validated = ctx.load_result("validate")
     built = Path(marts["publish_dir"])
     done_path = ctx.work_dir / "published.json"
     done: dict[str, str] = json.loads(done_path.read_text()) if done_path.exists() else {}
@@ -161,8 +160,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
         swap_in(built / name, target)
         record(name, target)
 
-    if "quarantine" not in done:
-        q = pq.read_table(validated["quarantine_path"]).drop_columns(["_row"])
+    # The quarantine belongs to the batch this run ingested (a rebuild of a past snapshot has none).
+    if "quarantine" not in done and ctx.has_result("validate"):
+        q = pq.read_table(ctx.load_result("validate")["quarantine_path"]).drop_columns(["_row"])
         q_staged = ctx.work_dir / "quarantine_partition"
         write_partition_files(conform(q, load_contract("quarantine_orders")), q_staged, {"run_id": ctx.run_id})
         q_target = ctx.warehouse / QUARANTINE_ZONE / ctx.partition
@@ -170,5 +170,5 @@ def run(ctx: RunContext) -> dict[str, Any]:
         record("quarantine", q_target)
     return ctx.save_result(
         "publish",
-        {"tables": {n: p for n, p in done.items() if n != "quarantine"}, "quarantine": done["quarantine"]},
+        {"tables": {n: p for n, p in done.items() if n != "quarantine"}, "quarantine": done.get("quarantine")},
     )

@@ -67,10 +67,11 @@ def read_raw(path: Path, known_columns: list[str]) -> RawFile:
     if size == 0:
         raise SourceError(f"{path}: the file is empty")
     reader = {"csv": _read_csv, "parquet": _read_parquet, "jsonl": _read_jsonl}[fmt]
-    raw = reader(path, known_columns)
-    raw.frame = raw.frame.with_columns(pl.lit(str(path)).alias("_source_file")).select(
-        *raw.columns, *LINEAGE
-    )
+    return with_lineage(reader(path, known_columns), str(path))
+
+
+def with_lineage(raw: RawFile, source_name: str) -> RawFile:
+    raw.frame = raw.frame.with_columns(pl.lit(source_name).alias("_source_file")).select(*raw.columns, *LINEAGE)
     return raw
 
 
@@ -336,7 +337,11 @@ def _read_parquet(path: Path, known: list[str]) -> RawFile:
         table = pq.read_table(path, columns=keep)
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
         raise SourceError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0][:200]})") from None
-    ignored = [n for n in schema.names if n not in known]
+    return raw_from_arrow(table, path, "parquet", [n for n in schema.names if n not in known])
+
+
+def raw_from_arrow(table: pa.Table, path: Path, fmt: str, ignored: list[str]) -> RawFile:
+    """A typed Arrow table (Parquet, a database) as a raw file: types kept, rows numbered."""
     # Dictionary-encoded columns become plain values; types are otherwise kept as written.
     table = table.cast(
         pa.schema(
@@ -353,4 +358,4 @@ def _read_parquet(path: Path, known: list[str]) -> RawFile:
         pl.lit(None, pl.String).alias("_read_error"),
         pl.lit(None, pl.String).alias("_raw_line"),
     )
-    return RawFile(path, "parquet", frame, keep, ignored)
+    return RawFile(path, fmt, frame, list(table.column_names), ignored)

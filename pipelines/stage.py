@@ -1,7 +1,10 @@
 """Stage: shape the accepted orders into the snapshot's modelling input (Polars, lazily).
 
+- History: a files source's accepted batch is the whole history; an incremental source's
+  is every accepted batch up to the snapshot's horizon, newest version per order
+  (`pipelines/history.py`).
 - Cut-off: snapshot D holds accepted orders with `order_ts` before D+1 00:00 UTC; later
-  (not future) orders are simply not part of this snapshot and are counted.
+  (not future) orders are simply not part of this snapshot.
 - Privacy: PII columns never leave this stage in clear -- they are dropped, or, when the
   config asks for a stable key from one (`privacy.hashed_columns`), replaced by an
   HMAC-SHA256 of the normalised value (`pipelines/privacy.py`).
@@ -21,6 +24,7 @@ from pipelines.config import load_config
 from pipelines.context import RunContext
 from pipelines.contracts import load_contract
 from pipelines.errors import CustvalError
+from pipelines.history import accepted_history, horizon
 from pipelines.privacy import hash_pii
 from pipelines.reference_data import fx_rates
 
@@ -43,10 +47,19 @@ def stage_orders(accepted: pl.LazyFrame, end: datetime, rates: pl.DataFrame) -> 
 def run(ctx: RunContext) -> dict[str, Any]:
     config = load_config(ctx.config_path)
     contract = load_contract("orders")
-    validated = ctx.load_result("validate")
     end = snapshot_end(ctx)
     rates = fx_rates(config.fx_rates, config.reporting_currency)
-    staged = stage_orders(pl.scan_parquet(validated["accepted_path"]), end, rates)
+    history_until = None
+    if ctx.source_spec.incremental:
+        history_until = horizon(ctx.warehouse, ctx.snapshot_date, config.sources.reprocess_days)
+        history = accepted_history(ctx.warehouse, history_until)
+        if history.is_empty():
+            raise CustvalError(f"no accepted batches up to {history_until} in {ctx.warehouse}; ingest one first")
+        accepted = history.lazy()
+    else:
+        accepted = pl.scan_parquet(ctx.load_result("validate")["accepted_path"]).drop("_row")
+    total = accepted.select(pl.len()).collect().item()
+    staged = stage_orders(accepted, end, rates)
     unconverted = staged["fx_rate"].null_count()
     if unconverted:  # validate quarantines these; reaching here means the FX file changed mid-run
         raise CustvalError(f"{unconverted} staged orders have no FX rate into {config.reporting_currency}")
@@ -58,7 +71,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
         {
             "staged_path": str(path),
             "rows_in_snapshot": staged.height,
-            "rows_after_snapshot": validated["counts"]["rows_accepted"] - staged.height,
+            "rows_after_snapshot": total - staged.height,
+            "history_until": history_until.isoformat() if history_until else None,
             "snapshot_end_exclusive": end.isoformat(),
             "hashed_columns": list(config.privacy.hashed_columns),
         },

@@ -16,6 +16,7 @@ Nothing is published here; the accepted batch and the quarantine go to the run's
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,9 @@ from pipelines.context import RunContext
 from pipelines.contracts import Contract, load_contract
 from pipelines.dedupe import deduplicate
 from pipelines.errors import BatchRejected, ReconciliationError
+from pipelines.history import BATCH_RECORD, accepted_partition
 from pipelines.parse import CODES, RULES, parse_batch
+from pipelines.publish import swap_in
 from pipelines.reference_data import fx_rates
 
 DOCS_DIR = Path("docs") / "validation"
@@ -236,8 +239,14 @@ def run(ctx: RunContext) -> dict[str, Any]:
                 raise BatchRejected(f"{message} -- nothing published; quarantine kept in {ctx.work_dir}")
             warnings.append(message)
 
-    accepted_path = ctx.work_dir / "accepted.parquet"
-    accepted.sort("_row").select(columns).write_parquet(accepted_path)
+    # Incremental sources keep every accepted batch (with its record) in the accepted zone;
+    # a files source's batch is the whole history and lives only as long as the run.
+    incremental = ctx.source_spec.incremental
+    staging = ctx.work_dir / "accepted"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    accepted.sort("_row").select(*columns, "_row").write_parquet(staging / "part-0.parquet")
+    target = accepted_partition(ctx.warehouse, ctx.snapshot_date) if incremental else staging
     q_path = _write_quarantine(ctx, q)
     reasons = (
         q.select(pl.col("reason_codes").str.split(",").explode().alias("code"))
@@ -245,25 +254,27 @@ def run(ctx: RunContext) -> dict[str, Any]:
         .len()
         .sort("code")
     )
-    return ctx.save_result(
-        "validate",
-        {
-            "accepted_path": str(accepted_path),
-            "quarantine_path": str(q_path),
-            "counts": total,
-            "per_file": counts["per_file"],
-            "quarantine_reasons": dict(zip(reasons["code"].to_list(), reasons["len"].to_list())),
-            "warnings": warnings,
-            "gx": {
-                "success": report.success,
-                "expectations": len(report.outcomes),
-                "rules_checked": [r.name for r in gx_rules(contract)],
-                "docs_index": report.docs_index,
-                "docs_page": report.docs_page,
-                "row_count_bounds": list(bounds) if bounds else None,
-            },
+    result = {
+        "accepted_path": str(target / "part-0.parquet"),
+        "quarantine_path": str(q_path),
+        "counts": total,
+        "per_file": counts["per_file"],
+        "quarantine_reasons": dict(zip(reasons["code"].to_list(), reasons["len"].to_list())),
+        "warnings": warnings,
+        "gx": {
+            "success": report.success,
+            "expectations": len(report.outcomes),
+            "rules_checked": [r.name for r in gx_rules(contract)],
+            "docs_index": report.docs_index,
+            "docs_page": report.docs_page,
+            "row_count_bounds": list(bounds) if bounds else None,
         },
-    )
+    }
+    if incremental:
+        record = {"ingest_date": ctx.snapshot_date.isoformat(), "run_id": ctx.run_id, "extract": extract, "validate": result}
+        (staging / BATCH_RECORD).write_text(json.dumps(record, indent=2, default=str))
+        swap_in(staging, target)
+    return ctx.save_result("validate", result)
 
 
 def _write_quarantine(ctx: RunContext, q: pl.DataFrame) -> Path:

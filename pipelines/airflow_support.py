@@ -1,4 +1,4 @@
-"""What the Airflow DAG needs from the package, kept out of the DAG file so it stays thin.
+"""What the Airflow DAGs need from the package, kept out of the DAG files so they stay thin.
 
 The snapshot rule: a run for logical date D builds snapshot D. With the DAG's data-interval
 timetable (daily at 02:00 UTC) the run covering day D starts at 02:00 UTC on D+1, so the
@@ -6,19 +6,64 @@ snapshot is the day that has just ended. An explicit `as_of` param wins; a manua
 no logical date builds the day before it was triggered.
 
 Tasks exchange only the run context and small summaries (paths and counts) through XCom.
+The extract task takes the run's snapshot leases; the last task releases them, and so does
+the DAG's failure callback, so a failed run never blocks the next one.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from pipelines import locking
 from pipelines.context import RunContext, parse_date
-from pipelines.pipeline import run_stage
+from pipelines.errors import CustvalError
+from pipelines.sources import KINDS
+
+# Importing this module stays light (DAG files import it at parse time): the pipeline and
+# its heavy libraries are imported inside the task functions.
 
 HMAC_CONNECTION = "custval_hmac"
+log = logging.getLogger("custval.airflow")
+MARTS = (
+    "customer_rfm",
+    "customer_clv",
+    "cohort_retention",
+    "kpi_summary",
+    "segment_summary",
+    "model_fit",
+    "model_backtest",
+)
+
+# JSON schema of the DAG params (Airflow validates a trigger's params against it; the tasks
+# check them again, since a run can also be made with params that skipped the form).
+PARAMS_SCHEMA: dict[str, dict[str, Any]] = {
+    "source": {
+        "type": "string",
+        "minLength": 1,
+        "description": "Files (path or glob), a landing directory, postgresql://... or conn:<airflow connection id>",
+    },
+    "source_kind": {"type": "string", "enum": list(KINDS), "description": "How to read the source; auto tells by its shape"},
+    "table": {
+        "type": ["null", "string"],
+        "pattern": r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$",
+        "description": "PostgreSQL table or view (PostgreSQL sources only)",
+    },
+    "warehouse": {"type": "string", "pattern": "^/", "description": "Absolute path of the warehouse directory"},
+    "as_of": {"type": ["null", "string"], "format": "date", "description": "Snapshot date; default: the day that has just ended"},
+    "config": {"type": ["null", "string"], "description": "YAML file overriding the default configuration"},
+}
+
+
+def mart_assets(warehouse: str) -> list[Any]:
+    """One Airflow Asset per published table (what downstream DAGs schedule on)."""
+    from airflow.sdk import Asset
+
+    return [Asset(name=f"custval_{t}", uri=f"file://{warehouse}/marts/{t}") for t in MARTS]
 
 
 def snapshot_for(as_of: str | None, logical_date: datetime | None, run_after: datetime | None) -> date:
@@ -31,19 +76,42 @@ def snapshot_for(as_of: str | None, logical_date: datetime | None, run_after: da
     return run_after.date() - timedelta(days=1)
 
 
+def check_params(params: dict[str, Any]) -> None:
+    """The params again, inside the task: clear errors before any work starts."""
+    if not str(params.get("source") or "").strip():
+        raise CustvalError("param source is empty")
+    if params.get("source_kind", "auto") not in KINDS:
+        raise CustvalError(f"param source_kind must be one of {', '.join(KINDS)}")
+    warehouse = str(params.get("warehouse") or "")
+    if not warehouse.startswith("/"):
+        raise CustvalError(f"param warehouse must be an absolute path, got {warehouse!r}")
+    table = params.get("table")
+    if table and not re.match(PARAMS_SCHEMA["table"]["pattern"], table):
+        raise CustvalError(f"param table {table!r} is not a plain (schema.)table name")
+    config = params.get("config")
+    if config and not Path(config).is_file():
+        raise CustvalError(f"param config: no such file {config}")
+
+
+def run_id_for(snapshot: date, dag_run_id: str) -> str:
+    return f"{snapshot.isoformat()}_{re.sub(r'[^A-Za-z0-9]+', '-', dag_run_id).strip('-')}"[:120]
+
+
 def new_run(params: dict[str, Any], logical_date: datetime | None, run_after: datetime | None, dag_run_id: str) -> RunContext:
+    check_params(params)
     snapshot = snapshot_for(params.get("as_of"), logical_date, run_after)
-    run_id = f"{snapshot.isoformat()}_{re.sub(r'[^A-Za-z0-9]+', '-', dag_run_id).strip('-')}"[:120]
     return RunContext.create(
         source=params["source"],
         snapshot_date=snapshot,
         warehouse=params["warehouse"],
         config_path=params.get("config") or None,
-        run_id=run_id,
+        run_id=run_id_for(snapshot, dag_run_id),
+        source_kind=params.get("source_kind") or "auto",
+        table=params.get("table") or None,
     )
 
 
-def summary(stage: str, result: dict[str, Any]) -> dict[str, Any]:
+def summary(result: dict[str, Any]) -> dict[str, Any]:
     """The part of a stage result worth showing in XCom: scalars and small dicts only."""
     keep = {}
     for key, value in result.items():
@@ -54,15 +122,51 @@ def summary(stage: str, result: dict[str, Any]) -> dict[str, Any]:
     return keep
 
 
+def start_run(params: dict[str, Any], logical_date: datetime | None, run_after: datetime | None, dag_run_id: str) -> dict[str, Any]:
+    """The extract task: take the leases of every snapshot the run may publish, then extract."""
+    from pipelines.pipeline import window
+
+    ctx = new_run(params, logical_date, run_after, dag_run_id)
+    for snap in [ctx.snapshot_date, *window(ctx)]:
+        locking.acquire(ctx.warehouse, snap, ctx.run_id)
+    return run_task("extract", {"context": ctx.to_dict()})
+
+
+def asset_extra(run: dict[str, Any]) -> dict[str, str]:
+    """What downstream DAGs learn from an asset event: which warehouse and snapshot."""
+    return {"warehouse": run["context"]["warehouse"], "snapshot_date": run["context"]["snapshot_date"]}
+
+
 def run_task(stage: str, run: dict[str, Any]) -> dict[str, Any]:
     """Run one stage for the run described by the XCom dict `run`; returns the next XCom dict."""
+    from pipelines.pipeline import run_stage
+
     ctx = RunContext.from_dict(run["context"])
+    locking.renew(ctx.warehouse, ctx.snapshot_date, ctx.run_id)
     if stage == "stage":
         load_hmac_key_from_connection()
     result = run_stage(stage, ctx)
-    if stage == "manifest":
-        ctx.cleanup()
-    return {"context": run["context"], stage: summary(stage, result)}
+    return {"context": run["context"], stage: summary(result)}
+
+
+def finish_run(run: dict[str, Any]) -> dict[str, Any]:
+    """The last task: rebuild past snapshots that late orders belong to, release, clean up."""
+    from pipelines.pipeline import rebuild, snapshots_to_rebuild, window
+
+    ctx = RunContext.from_dict(run["context"])
+    load_hmac_key_from_connection()
+    rebuilt = []
+    for snap in snapshots_to_rebuild(ctx):
+        rebuild(ctx, snap)
+        rebuilt.append(snap.isoformat())
+    release_run(ctx.warehouse, ctx.snapshot_date, ctx.run_id, window(ctx))
+    ctx.cleanup()
+    return {"context": run["context"], "rebuilt_snapshots": rebuilt}
+
+
+def release_run(warehouse: Path, snapshot: date, run_id: str, others: list[date]) -> None:
+    for snap in [snapshot, *others]:
+        locking.release(warehouse, snap, run_id)
 
 
 def load_hmac_key_from_connection(env_var: str = "CUSTVAL_HMAC_KEY") -> None:
@@ -77,3 +181,54 @@ def load_hmac_key_from_connection(env_var: str = "CUSTVAL_HMAC_KEY") -> None:
         return
     if conn is not None and conn.password:
         os.environ[env_var] = conn.password
+
+
+# ------------------------------------------------------------------------------------------
+# Callbacks
+
+
+def _fields(context: dict[str, Any]) -> dict[str, Any]:
+    ti = context.get("ti") or context.get("task_instance")
+    dag_run = context.get("dag_run")
+    params = context.get("params") or {}
+    fields: dict[str, Any] = {
+        "dag_id": getattr(dag_run, "dag_id", None) or getattr(ti, "dag_id", None),
+        "run_id": getattr(dag_run, "run_id", None),
+        "error": context.get("exception") or context.get("reason"),
+    }
+    try:
+        fields["snapshot_date"] = snapshot_for(
+            params.get("as_of"), getattr(dag_run, "logical_date", None), getattr(dag_run, "run_after", None)
+        ).isoformat()
+    except Exception:  # noqa: BLE001
+        pass
+    if ti is not None and getattr(ti, "task_id", None):
+        fields["task_id"] = ti.task_id
+        fields["try_number"] = getattr(ti, "try_number", None)
+        fields["max_tries"] = getattr(ti, "max_tries", None)
+        fields["log_url"] = getattr(ti, "log_url", None)
+    return fields
+
+
+def on_task_failure(context: dict[str, Any]) -> None:
+    from pipelines.alerts import notify_failure
+
+    notify_failure(_fields(context))
+
+
+def on_run_failure(context: dict[str, Any]) -> None:
+    """A failed run: release its snapshot leases so the next run is not blocked, and alert."""
+    from pipelines.alerts import notify_failure
+    from pipelines.pipeline import window
+
+    fields = _fields(context)
+    params = context.get("params") or {}
+    try:
+        ctx_snapshot = date.fromisoformat(fields["snapshot_date"])
+        run_id = run_id_for(ctx_snapshot, fields["run_id"])
+        warehouse = Path(params["warehouse"]).resolve()
+        probe = RunContext(run_id, ctx_snapshot, warehouse, params["source"], params.get("config"), datetime.now(), params.get("source_kind") or "auto", params.get("table"))
+        release_run(warehouse, ctx_snapshot, run_id, window(probe))
+    except Exception as exc:  # noqa: BLE001 - the alert matters more than the clean-up
+        log.warning("could not release the run's leases: %s", exc)
+    notify_failure({**fields, "task_id": None})

@@ -75,7 +75,7 @@ def _land(ctx: RunContext, raws: list[RawFile], contract: Contract, facts_extra:
         missing = [c for c in contract.required_columns if c not in raw.columns]
         if missing:
             raise BatchRejected(
-                f"{raw.path}: required column(s) {', '.join(missing)} missing "
+                f"{extra.get('path', raw.path)}: required column(s) {', '.join(missing)} missing "
                 f"(found: {', '.join(raw.columns) or 'none'}); rule orders.required_columns, nothing published"
             )
         landed = staging / f"part-{i:05d}.parquet"
@@ -122,7 +122,7 @@ def _postgres_batch(ctx: RunContext, contract: Contract, source: Source) -> tupl
     )
     raw = with_lineage(raw_from_arrow(got.table, Path(source.display), "postgres", []), source.display)
     digest = hashlib.sha256(raw.frame.drop("_source_file").write_ipc(None).getvalue()).hexdigest()
-    facts = _land(ctx, [raw], contract, [{"size": raw.frame.estimated_size(), "sha256": digest}])
+    facts = _land(ctx, [raw], contract, [{"path": source.display, "size": raw.frame.estimated_size(), "sha256": digest}])
     watermark = {
         "low": got.low.isoformat() if got.low else None,
         "high": got.high.isoformat(),

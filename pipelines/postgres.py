@@ -53,7 +53,7 @@ def _plain(table: pa.Table) -> pa.Table:
     """Extension columns (PostgreSQL numeric arrives as opaque text) become their storage type."""
     columns = []
     for col in table.columns:
-        if isinstance(col.type, pa.ExtensionType):
+        if isinstance(col.type, pa.BaseExtensionType):
             col = pa.chunked_array([chunk.storage for chunk in col.chunks], type=col.type.storage_type)
         columns.append(col)
     return pa.Table.from_arrays(columns, names=table.column_names)

@@ -34,6 +34,7 @@ class Source:
     kind: Kind
     location: str
     table: str | None = None
+    reference: str | None = None  # `conn:<id>` when the location came from an Airflow connection
 
     @property
     def incremental(self) -> bool:
@@ -43,7 +44,7 @@ class Source:
     @property
     def display(self) -> str:
         """The location without any password, for logs, XCom and manifests."""
-        text = mask_password(self.location)
+        text = self.reference or mask_password(self.location)
         return f"{text}#{self.table}" if self.table else text
 
 
@@ -62,8 +63,28 @@ def arrival_dirs(root: Path) -> dict[str, Path]:
     return {m.group(1): p for p in sorted(root.iterdir()) if p.is_dir() and (m := _ARRIVAL.match(p.name))}
 
 
+def connection_uri(reference: str) -> str:
+    """`conn:<id>` -> the URI of that Airflow connection (read when needed, never stored)."""
+    conn_id = reference.removeprefix("conn:")
+    try:
+        from airflow.sdk import Connection
+
+        uri = Connection.get(conn_id).get_uri()
+    except Exception as exc:  # noqa: BLE001 - any lookup failure is the same problem for the user
+        raise SourceError(f"cannot read the Airflow connection {conn_id!r}: {exc}") from None
+    return uri.replace("postgres://", "postgresql://", 1)
+
+
 def resolve(location: str, kind: str = "auto", table: str | None = None) -> Source:
-    """The source a run reads; `kind` 'auto' tells them apart by their shape."""
+    """The source a run reads; `kind` 'auto' tells them apart by their shape.
+
+    `conn:<id>` names an Airflow connection holding a PostgreSQL URI: the URI (and its
+    password) is looked up each time and never written to XCom, logs or manifests.
+    """
+    if location.startswith("conn:"):
+        reference = location
+        resolved = resolve(connection_uri(location), kind, table)
+        return Source(resolved.kind, resolved.location, resolved.table, reference)
     if kind not in KINDS:
         raise SourceError(f"unknown source kind {kind!r}; use one of {', '.join(KINDS)}")
     is_url = location.startswith(("postgresql://", "postgres://"))

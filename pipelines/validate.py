@@ -93,7 +93,7 @@ def check_not_empty(contract: Contract, rows_in: int, files: list[dict[str, Any]
         return
     minimum = int(rule.params.get("threshold", 0)) + 1
     if rows_in < minimum:
-        names = ", ".join(Path(f["path"]).name for f in files)
+        names = ", ".join(Path(f["path"]).name if f["format"] != "postgres" else f["path"] for f in files)
         raise BatchRejected(
             f"rule {rule.name} failed: the batch has {rows_in} rows (files: {names}); expected at least "
             f"{minimum} (set allowEmptyBatch in the contract to accept empty batches) -- nothing published"

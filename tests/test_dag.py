@@ -25,29 +25,38 @@ def dagbag(airflow_home: Path):
 
 def test_no_import_errors(dagbag) -> None:
     assert dagbag.import_errors == {}
-    assert "custval_nightly" in dagbag.dag_ids
+    assert {"custval_nightly", "custval_bi_refresh"} <= set(dagbag.dag_ids)
 
 
-def test_dag_file_has_no_heavy_top_level_imports() -> None:
+@pytest.mark.parametrize("dag_file", ["custval_nightly.py", "custval_bi_refresh.py"])
+def test_dag_file_has_no_heavy_top_level_imports(dag_file: str) -> None:
     """Parsing must stay fast: the DAG file imports only Airflow; the work is imported in tasks."""
     code = (
         "import runpy, sys, json; runpy.run_path(sys.argv[1]); "
         f"print(json.dumps([m for m in {list(HEAVY)!r} if m in sys.modules]))"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(DAG_FILE)], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", code, str(REPO / "dags" / dag_file)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
 def test_structure(dagbag) -> None:
     dag = dagbag.get_dag("custval_nightly")
-    order = ["extract", "validate", "stage", "build_marts", "publish", "write_manifest"]
+    order = ["extract", "validate", "stage", "build_marts", "publish", "write_manifest", "finish"]
     assert sorted(dag.task_ids) == sorted(order)
     for upstream, downstream in zip(order, order[1:]):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}
     assert dag.max_active_runs == 1
-    assert {"source", "warehouse", "as_of", "config"} <= set(dag.params)
+    assert {"source", "source_kind", "table", "warehouse", "as_of", "config"} <= set(dag.params)
     assert all(dag.get_task(t).doc_md for t in order)  # task docstrings become task docs
+    extract = dag.get_task("extract")
+    assert extract.retries == 2 and extract.retry_exponential_backoff and extract.execution_timeout is not None
+    assert extract.on_failure_callback and dag.on_failure_callback
+    outlets = {a.name for a in dag.get_task("publish").outlets}
+    assert outlets == {f"custval_{t}" for t in ("customer_rfm", "customer_clv", "cohort_retention", "kpi_summary", "segment_summary", "model_fit", "model_backtest")}
+    bi = dagbag.get_dag("custval_bi_refresh")
+    assert type(bi.timetable.asset_condition).__name__ == "AssetAll"
+    assert {a.name for a in bi.timetable.asset_condition.objects} == outlets
     # Daily at 02:00 UTC; the run for day D covers [D 02:00, D+1 02:00).
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
     assert dag.timetable.expression == "0 2 * * *"
@@ -82,3 +91,88 @@ def test_snapshot_rule() -> None:
     assert snapshot_for(None, datetime(2024, 5, 1, 2, tzinfo=UTC), None) == date(2024, 5, 1)
     assert snapshot_for("2024-04-15", datetime(2024, 5, 1, 2, tzinfo=UTC), None) == date(2024, 4, 15)
     assert snapshot_for(None, None, datetime(2024, 5, 2, 9, tzinfo=UTC)) == date(2024, 5, 1)
+
+
+@pytest.mark.airflow
+def test_a_failed_task_is_retried_and_the_run_recovers(dagbag, generated_orders, tmp_path: Path, monkeypatch) -> None:
+    """Inject one failure into the validate task: the retry succeeds and the run completes."""
+    from datetime import timedelta
+
+    import pipelines.pipeline as pipeline
+
+    source, frame, last_day = generated_orders
+    wh = tmp_path / "wh"
+    calls = {"validate": 0}
+    real = pipeline.STAGES["validate"]
+
+    def flaky(ctx):
+        calls["validate"] += 1
+        if calls["validate"] == 1:
+            raise OSError("injected: the disk hiccupped")
+        return real(ctx)
+
+    monkeypatch.setitem(pipeline.STAGES, "validate", flaky)
+    dag = dagbag.get_dag("custval_nightly")
+    for t in dag.tasks:
+        monkeypatch.setattr(t, "retry_delay", timedelta(seconds=0))
+        monkeypatch.setattr(t, "retry_exponential_backoff", False)
+    run = dag.test(
+        logical_date=datetime(last_day.year, last_day.month, last_day.day, tzinfo=UTC),
+        run_conf={"source": str(source), "warehouse": str(wh)},
+    )
+    assert str(run.state) in ("success", "DagRunState.SUCCESS")
+    assert calls["validate"] == 2
+    manifest = json.loads((wh / "runs" / f"snapshot_date={last_day}" / "manifest.json").read_text())
+    assert manifest["counts"]["rows_in"] == frame.height
+    assert not list((wh / "_locks").glob("*.lease"))  # the finish task released the lease
+
+
+@pytest.fixture
+def webhook():
+    """A local HTTP endpoint recording what is posted to it."""
+    import http.server
+    import threading
+
+    received: list[dict] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", received
+    server.shutdown()
+
+
+@pytest.mark.airflow
+def test_a_failed_run_alerts_and_releases_its_leases(dagbag, generated_orders, tmp_path: Path, monkeypatch, webhook) -> None:
+    import pipelines.pipeline as pipeline
+
+    url, received = webhook
+    monkeypatch.setenv("CUSTVAL_ALERT_WEBHOOK", url)
+    source, _, last_day = generated_orders
+    wh = tmp_path / "wh"
+
+    def broken(ctx):
+        raise OSError("injected: the warehouse disk is full")
+
+    monkeypatch.setitem(pipeline.STAGES, "marts", broken)
+    dag = dagbag.get_dag("custval_nightly")
+    for t in dag.tasks:
+        monkeypatch.setattr(t, "retries", 0)
+    run = dag.test(
+        logical_date=datetime(last_day.year, last_day.month, last_day.day, tzinfo=UTC),
+        run_conf={"source": str(source), "warehouse": str(wh)},
+    )
+    assert str(run.state) in ("failed", "DagRunState.FAILED")
+    texts = [r["text"] for r in received]
+    assert any("task build_marts failed" in t and "the warehouse disk is full" in t and str(last_day) in t for t in texts), texts
+    assert not list((wh / "_locks").glob("*.lease"))  # the run's failure callback released it
+    assert not (wh / "marts").exists()

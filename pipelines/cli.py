@@ -156,8 +156,8 @@ def run_snapshot(ctx: Any, quiet: bool = False, wait_seconds: float = 0) -> dict
             status.stop()
 
 
-SourceKind = Annotated[str, typer.Option("--source-kind", help="auto, files, landing or postgres.")]
-Table = Annotated[str | None, typer.Option(help="PostgreSQL table or view to read (with a postgresql:// source).")]
+SourceKindOption = Annotated[str, typer.Option("--source-kind", help="auto, files, landing or postgres.")]
+TableOption = Annotated[str | None, typer.Option(help="PostgreSQL table or view to read (with a postgresql:// source).")]
 
 
 @app.command()
@@ -166,8 +166,8 @@ def run(
     as_of: Annotated[str, typer.Option("--as-of", help="Snapshot date YYYY-MM-DD: orders up to the end of this day (UTC).")],
     warehouse: Annotated[Path, typer.Option(help="Warehouse directory the tables are published into.")],
     config: Annotated[Path | None, typer.Option(help="YAML file overriding the default configuration.")] = None,
-    source_kind: SourceKind = "auto",
-    table: Table = None,
+    source_kind: SourceKindOption = "auto",
+    table: TableOption = None,
     wait: Annotated[float, typer.Option(help="Seconds to wait when another run holds the snapshot (default: fail at once).")] = 0,
     reingest: Annotated[bool, typer.Option(help="Read an incremental source's batch for this date again instead of reusing the one already landed.")] = False,
 ) -> None:
@@ -186,8 +186,8 @@ def backfill(
     source: Annotated[str, typer.Option(envvar="CUSTVAL_SOURCE", help="As for `run` (default: $CUSTVAL_SOURCE).")],
     warehouse: Annotated[Path, typer.Option(envvar="CUSTVAL_WAREHOUSE", help="As for `run` (default: $CUSTVAL_WAREHOUSE).")],
     config: Annotated[Path | None, typer.Option(help="YAML file overriding the default configuration.")] = None,
-    source_kind: SourceKind = "auto",
-    table: Table = None,
+    source_kind: SourceKindOption = "auto",
+    table: TableOption = None,
     keep_going: Annotated[bool, typer.Option(help="Go on with the next date after a failed one.")] = False,
 ) -> None:
     """Run the snapshots START..END in order -- the same runs as the nightly ones."""
@@ -344,7 +344,8 @@ def bench(
             total += m["seconds"]
         table.add_row("pipeline total", f"{total:.2f}", "")
         console.print(table)
-        console.print(json.dumps({"orders": orders, "format": fmt, "generate": gen.as_dict(), "stages": manifest["stages"], "counts": manifest["counts"]}))
+        # one machine-readable line last (not wrapped), for scripts that keep benchmark records
+        sys.stdout.write(json.dumps({"orders": orders, "format": fmt, "cores": os.cpu_count(), "generate": gen.as_dict(), "stages": manifest["stages"], "counts": manifest["counts"]}) + "\n")
     finally:
         if workdir is None:
             shutil.rmtree(base, ignore_errors=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+from collections.abc import Iterable
 import json
 import shutil
 from datetime import date, datetime
@@ -65,8 +66,8 @@ def fingerprint(files: list[dict[str, Any]]) -> str:
     return digest.hexdigest()
 
 
-def _land(ctx: RunContext, raws: list[RawFile], contract: Contract, facts_extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Write each raw file to the run's staging area; returns per-file facts."""
+def _land(ctx: RunContext, raws: Iterable[RawFile], contract: Contract, facts_extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Write each raw file to the run's staging area as it is read; returns per-file facts."""
     staging = ctx.work_dir / "raw"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -102,7 +103,7 @@ def _file_facts(path: Path) -> dict[str, Any]:
 
 
 def land_files(ctx: RunContext, files: list[Path], contract: Contract) -> list[dict[str, Any]]:
-    raws = [read_raw(path, contract.column_names) for path in files]
+    raws = (read_raw(path, contract.column_names) for path in files)  # one file in memory at a time
     return _land(ctx, raws, contract, [_file_facts(p) for p in files])
 
 

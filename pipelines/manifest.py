@@ -117,6 +117,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
         "quarantine_path": published.get("quarantine"),
         "raw_path": extract["raw_dir"],
         "stages": stage_metrics(ctx),
+        "model_seconds": marts.get("model_seconds", {}),
         "versions": package_versions(),
         "input_fingerprint": extract["input_fingerprint"],
     }

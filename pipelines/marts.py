@@ -260,7 +260,7 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
     predictive = Predictive(config)
     con = connect()
     try:
-        build_snapshot(
+        model_seconds = build_snapshot(
             con, config, ctx.snapshot_date, staged["staged_path"], models,
             python_models if python_models is not None else predictive.python_models(),
         )
@@ -283,7 +283,9 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
             tables[name] = {"rows": table.num_rows, "columns": table.num_columns}
     finally:
         con.close()
-    return ctx.save_result("marts", {"publish_dir": str(out), "tables": tables, "warnings": warnings})
+    return ctx.save_result(
+        "marts", {"publish_dir": str(out), "tables": tables, "warnings": warnings, "model_seconds": model_seconds}
+    )
 
 
 def check_contract_horizons(config: Config) -> None:

@@ -88,3 +88,20 @@ def test_rejected_batch_publishes_nothing(tmp_path: Path) -> None:
     assert "quarantined_share failed: 10 of 10 rows" in res.stderr and "nothing published" in res.stderr
     assert "Traceback" not in res.stderr
     assert not (wh / "marts").exists() and not (wh / "runs").exists() and not (wh / "quarantine").exists()
+
+
+def test_demo_prints_a_summary(tmp_path: Path) -> None:
+    res = custval("demo", "--dir", str(tmp_path / "demo"), "--orders", "20000", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Customers per RFM segment" in res.stdout and "Top customers by net revenue" in res.stdout
+    assert "champions" in res.stdout
+    assert (tmp_path / "demo" / "warehouse" / "marts" / "customer_clv").is_dir()
+
+
+def test_bench_prints_seconds_and_memory_per_stage(tmp_path: Path) -> None:
+    res = custval("bench", "--orders", "20000", "--workdir", str(tmp_path / "bench"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    measured = json.loads(res.stdout.strip().splitlines()[-1])
+    assert set(measured["stages"]) == {"extract", "validate", "stage", "marts", "publish"}
+    assert measured["counts"]["rows_in"] == 20000
+    assert all(m["peak_rss_mb"] > 0 for m in measured["stages"].values())

@@ -192,7 +192,7 @@ def custval_side(staged: Path, snapshot: date) -> tuple[dict[str, dict[str, floa
     from pipelines import marts
     from pipelines.config import load_config
     from pipelines.metrics import measure
-    from pipelines.predictive import fit_bgnbd, fit_gamma_gamma, monthly_rate, predict_customers
+    from pipelines.predictive import CustomerSummary, fit_bgnbd, fit_gamma_gamma, monthly_rate, predict_customers
 
     cfg = load_config()
     phases: dict[str, dict[str, float]] = {}
@@ -206,15 +206,15 @@ def custval_side(staged: Path, snapshot: date) -> tuple[dict[str, dict[str, floa
     finally:
         con.close()
     with measure() as m:
-        bg = fit_bgnbd(inputs, "benchmark")
+        summary = CustomerSummary.from_frame(inputs)  # distinct (frequency, recency, T), once
+        bg = fit_bgnbd(summary, "benchmark")
     phases["fit_bgnbd"] = m.as_dict()
     with measure() as m:
-        gg = fit_gamma_gamma(inputs, "benchmark")
+        gg = fit_gamma_gamma(summary, "benchmark")
     phases["fit_gamma_gamma"] = m.as_dict()
     with measure() as m:
-        f, r, t, mv = (inputs[c].to_numpy().astype(np.float64) for c in ("frequency", "recency", "T", "monetary_value"))
         predicted = predict_customers(
-            bg, gg, f, r, t, mv,
+            bg, gg, summary,
             horizons=[365], days_per_month=30.0,
             monthly_discount_rate=monthly_rate(ANNUAL_DISCOUNT), margin=MARGIN,
         )

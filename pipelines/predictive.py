@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -82,23 +83,58 @@ def _fit(label: str, fit: Callable[[], Any], customers: int, repeaters: int) -> 
         raise ModelFitError(f"{label}: {exc}") from None
 
 
-def fit_bgnbd(inputs: pl.DataFrame, label: str) -> BetaGeoModel:
-    f = inputs["frequency"].to_numpy()
+@dataclass
+class CustomerSummary:
+    """The model inputs as arrays, with the distinct (frequency, recency, T) rows found once:
+    the BG/NBD fit and every prediction work on those (far fewer than customers)."""
+
+    frequency: np.ndarray
+    recency: np.ndarray
+    T: np.ndarray
+    monetary_value: np.ndarray
+    unique: tuple[np.ndarray, np.ndarray, np.ndarray]
+    inverse: np.ndarray
+    weights: np.ndarray
+
+    @classmethod
+    def from_frame(cls, inputs: pl.DataFrame) -> CustomerSummary:
+        f, r, t = (inputs[c].to_numpy().astype(np.float64) for c in ("frequency", "recency", "T"))
+        m = inputs["monetary_value"].to_numpy().astype(np.float64) if "monetary_value" in inputs.columns else np.zeros_like(f)
+        unique, inverse = unique_rows(f, r, t)
+        weights = np.bincount(inverse.reshape(-1), minlength=unique[0].shape[0]).astype(np.float64)
+        return cls(f, r, t, m, unique, inverse.reshape(-1), weights)
+
+    @property
+    def customers(self) -> int:
+        return int(self.frequency.shape[0])
+
+    @property
+    def repeaters(self) -> int:
+        return int((self.frequency > 0).sum())
+
+
+def _summary(inputs: pl.DataFrame | CustomerSummary) -> CustomerSummary:
+    return inputs if isinstance(inputs, CustomerSummary) else CustomerSummary.from_frame(inputs)
+
+
+def fit_bgnbd(inputs: pl.DataFrame | CustomerSummary, label: str) -> BetaGeoModel:
+    s = _summary(inputs)
+    uf, ur, uT = s.unique
     return _fit(
         f"BG/NBD fit ({label})",
-        lambda: BetaGeoModel().fit(f, inputs["recency"].to_numpy(), inputs["T"].to_numpy()),
-        inputs.height,
-        int((f > 0).sum()),
+        lambda: BetaGeoModel().fit(uf, ur, uT, weights=s.weights),
+        s.customers,
+        s.repeaters,
     )
 
 
-def fit_gamma_gamma(inputs: pl.DataFrame, label: str) -> GammaGammaModel:
-    f = inputs["frequency"].to_numpy()
+def fit_gamma_gamma(inputs: pl.DataFrame | CustomerSummary, label: str) -> GammaGammaModel:
+    s = _summary(inputs)
     return _fit(
         f"Gamma-Gamma fit ({label})",
-        lambda: GammaGammaModel().fit(f, inputs["monetary_value"].to_numpy()),
-        inputs.height,
-        int((f > 0).sum()),
+        lambda: GammaGammaModel().fit(s.frequency, s.monetary_value),
+        s.customers,
+        s.repeaters,
     )
 
 
@@ -129,10 +165,7 @@ def fit_rows(fit: str, bg: BetaGeoModel, gg: GammaGammaModel | None) -> list[dic
 def predict_customers(
     bg: BetaGeoModel,
     gg: GammaGammaModel,
-    frequency: np.ndarray,
-    recency: np.ndarray,
-    T: np.ndarray,
-    monetary_value: np.ndarray,
+    summary: CustomerSummary,
     *,
     horizons: list[int],
     days_per_month: float,
@@ -146,7 +179,7 @@ def predict_customers(
     partial sum of the same discounted months. The CLV is the standard BG/NBD + Gamma-Gamma
     one (`fitters.gamma_gamma.customer_lifetime_value`, which a test holds this to).
     """
-    (uf, ur, uT), inverse = unique_rows(frequency, recency, T)
+    (uf, ur, uT), inverse = summary.unique, summary.inverse
     months = {h: months_for(h, days_per_month) for h in horizons}
     longest = max(months.values())
     # One evaluation per month end (and per horizon that is not one); numpy's special
@@ -159,7 +192,7 @@ def predict_customers(
     for i in range(1, longest + 1):
         step = cumulative[i * days_per_month] - cumulative[(i - 1) * days_per_month]
         discounted[i] = discounted[i - 1] + step / (1.0 + monthly_discount_rate) ** i
-    spend = gg.predict(frequency, monetary_value)
+    spend = gg.predict(summary.frequency, summary.monetary_value)
     out: dict[str, np.ndarray] = {
         "p_alive": bg.p_alive(uf, ur, uT)[inverse],
         "expected_avg_order_value": spend,
@@ -177,6 +210,7 @@ class Predictive:
         self.config = config
         self.p = config.predictive
         self.models: tuple[BetaGeoModel, GammaGammaModel] | None = None
+        self.summary: CustomerSummary | None = None
         self.backtest_model: BetaGeoModel | None = None
         self.warnings: list[str] = []
 
@@ -205,7 +239,8 @@ class Predictive:
         if self.p.enabled:
             inputs = _inputs(con, "int_model_inputs")
             if self._long_enough(inputs, "predictions"):
-                self.models = fit_bgnbd(inputs, "snapshot"), fit_gamma_gamma(inputs, "snapshot")
+                self.summary = CustomerSummary.from_frame(inputs)
+                self.models = fit_bgnbd(self.summary, "snapshot"), fit_gamma_gamma(self.summary, "snapshot")
                 rows += fit_rows("snapshot", *self.models)
             calibration = _inputs(con, "int_backtest_inputs")
             if self._long_enough(calibration, "backtest"):
@@ -229,9 +264,8 @@ class Predictive:
             columns["predicted_clv_longest"] = nulls
             return pl.DataFrame(columns).to_arrow()
         bg, gg = self.models
-        f, r, t, m = (inputs[c].to_numpy().astype(float) for c in ("frequency", "recency", "T", "monetary_value"))
         predicted = predict_customers(
-            bg, gg, f, r, t, m,
+            bg, gg, self.summary or CustomerSummary.from_frame(inputs),
             horizons=horizons,
             days_per_month=self.p.days_per_month,
             monthly_discount_rate=monthly_rate(self.config.clv.discount_rate),

@@ -14,7 +14,7 @@ import pytest
 from fitters.test_fitters_bgnbd import integrated_p_alive_and_expectation
 from pipelines.fitters.bgnbd import BetaGeoModel, BetaGeoParams
 from pipelines.fitters.gamma_gamma import GammaGammaModel, customer_lifetime_value
-from pipelines.predictive import backtest_drift_warning, monthly_rate, predict_customers
+from pipelines.predictive import CustomerSummary, backtest_drift_warning, fit_bgnbd, monthly_rate, predict_customers
 
 CDNOW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cdnow" / "CDNOW_sample.txt"
 
@@ -149,12 +149,26 @@ def test_predicted_clv_equals_the_reference_formula() -> None:
     bg = BetaGeoModel.from_params(0.3, 40.0, 0.8, 3.0)
     gg = GammaGammaModel.from_params(6.25, 3.74, 15.44)
     rate = monthly_rate(0.1)
-    out = predict_customers(bg, gg, f, r, T, m, horizons=[90, 365], days_per_month=30.0, monthly_discount_rate=rate, margin=0.3)
+    summary = CustomerSummary.from_frame(pl.DataFrame({"frequency": f, "recency": r, "T": T, "monetary_value": m}))
+    out = predict_customers(bg, gg, summary, horizons=[90, 365], days_per_month=30.0, monthly_discount_rate=rate, margin=0.3)
     for h, months in ((90, 3), (365, 12)):
         ref = customer_lifetime_value(bg, gg, f, r, T, m, months=months, monthly_discount_rate=rate, margin=0.3)
         np.testing.assert_allclose(out[f"predicted_clv_{h}"], ref, rtol=1e-12)
         np.testing.assert_allclose(out[f"expected_purchases_{h}"], bg.predict(float(h), f, r, T), rtol=1e-12)
     np.testing.assert_allclose(out["p_alive"], bg.p_alive(f, r, T), rtol=1e-12)
+
+
+def test_fitting_distinct_rows_with_weights_equals_fitting_every_customer() -> None:
+    from pipelines.fitters.bgnbd import simulate_summary
+
+    rng = np.random.default_rng(9)
+    n = 20_000
+    f, r, T = simulate_summary(BetaGeoParams(0.25, 30.0, 0.8, 2.5), rng.integers(30, 400, n).astype(float), rng)
+    r = np.floor(r)  # whole days, so customers share rows as in the pipeline
+    frame = pl.DataFrame({"frequency": f, "recency": r, "T": T, "monetary_value": np.zeros(n)})
+    weighted = fit_bgnbd(frame, "weighted").params.as_dict()
+    direct = BetaGeoModel().fit(f, r, T).params.as_dict()
+    assert weighted == pytest.approx(direct, rel=1e-5)
 
 
 def test_a_failed_fit_stops_the_run_and_publishes_nothing(

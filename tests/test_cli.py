@@ -105,3 +105,18 @@ def test_bench_prints_seconds_and_memory_per_stage(tmp_path: Path) -> None:
     assert set(measured["stages"]) == {"extract", "validate", "stage", "marts", "publish"}
     assert measured["counts"]["rows_in"] == 20000
     assert all(m["peak_rss_mb"] > 0 for m in measured["stages"].values())
+
+
+def test_backfill_runs_each_date_with_a_result_line(tmp_path: Path) -> None:
+    src = tmp_path / "orders.csv"
+    assert custval("generate", "--orders", "20000", "--out", str(src), "--seed", "5", "--days", "365").returncode == 0
+    wh = tmp_path / "wh"
+    res = custval("backfill", "--start", "2024-12-28", "--end", "2024-12-30", "--source", str(src), "--warehouse", str(wh))
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = [line for line in res.stdout.splitlines() if line.strip().startswith("✓")]
+    assert [line.split()[1] for line in lines] == ["2024-12-28", "2024-12-29", "2024-12-30"]
+    assert "20,000 in" in lines[0] and "customers" in lines[0]
+    for day in ("2024-12-28", "2024-12-29", "2024-12-30"):
+        assert (wh / "runs" / f"snapshot_date={day}" / "manifest.json").is_file()
+    bad = custval("backfill", "--start", "2024-12-30", "--end", "2024-12-28", "--source", str(src), "--warehouse", str(wh))
+    assert bad.returncode == 2 and "--end 2024-12-28 is before --start 2024-12-30" in bad.stderr

@@ -176,3 +176,42 @@ def test_a_failed_run_alerts_and_releases_its_leases(dagbag, generated_orders, t
     assert any("task build_marts failed" in t and "the warehouse disk is full" in t and str(last_day) in t for t in texts), texts
     assert not list((wh / "_locks").glob("*.lease"))  # the run's failure callback released it
     assert not (wh / "marts").exists()
+
+
+@pytest.mark.airflow
+def test_dag_reads_postgres_through_an_airflow_connection(dagbag, tmp_path: Path, monkeypatch) -> None:
+    """source = conn:<id>: the URI comes from the Airflow connection, never from XCom."""
+    import secrets
+
+    import adbc_driver_postgresql.dbapi as pg
+
+    schema = f"custval_dag_{secrets.token_hex(4)}"
+    try:
+        admin = pg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True)
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+    with admin, admin.cursor() as cur:
+        cur.execute(f"create schema {schema}")
+        cur.execute(
+            f"create table {schema}.orders (order_id text, customer_id text, order_ts timestamptz, amount numeric(12,2), currency text, updated_at timestamptz)"
+        )
+        cur.execute(
+            f"insert into {schema}.orders select 'O' || g, 'C' || (g % 7), timestamptz '2024-05-01 10:00+00', 10 + g, 'USD', now() from generate_series(1, 60) g"
+        )
+    monkeypatch.setenv("AIRFLOW_CONN_CUSTVAL_ORDERS_DB", "postgresql://postgres@127.0.0.1:5432/test")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("predictive:\n  enabled: false\nsources:\n  postgres:\n    lag_seconds: 0\n")
+    wh = tmp_path / "wh"
+    try:
+        run = dagbag.get_dag("custval_nightly").test(
+            logical_date=datetime(2024, 5, 1, tzinfo=UTC),
+            run_conf={"source": "conn:custval_orders_db", "table": f"{schema}.orders", "warehouse": str(wh), "config": str(cfg)},
+        )
+    finally:
+        with pg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute(f"drop schema {schema} cascade")
+    assert str(run.state) in ("success", "DagRunState.SUCCESS")
+    manifest = json.loads((wh / "runs" / "snapshot_date=2024-05-01" / "manifest.json").read_text())
+    assert manifest["source_kind"] == "postgres" and manifest["counts"]["rows_in"] == 60
+    assert manifest["source"] == f"conn:custval_orders_db#{schema}.orders"  # no URI, no password
+    assert pl.read_parquet(wh / "marts" / "customer_rfm" / "snapshot_date=2024-05-01").height == 7

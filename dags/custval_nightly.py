@@ -9,9 +9,10 @@ with Great Expectations, stage it with Polars, build the marts with DuckDB SQL, 
 table's `snapshot_date=D` partition atomically, write the run manifest, and -- for a landing
 directory or a PostgreSQL source -- rebuild the past snapshots that late orders belong to.
 
-Backfills: `airflow backfill create --dag-id custval_nightly --from-date D1 --to-date D2`
-queues one run per day for the scheduler (the DAG must be unpaused); `custval backfill` does
-the same without Airflow.
+Schedule: each data interval is the UTC day D (logical date D 00:00); its run is due at 02:00
+UTC on D+1. Backfills: `airflow backfill create --dag-id custval_nightly --from-date D1
+--to-date D2` queues the runs for snapshots D1..D2 for the scheduler (the DAG must be
+unpaused); `custval backfill` does the same without Airflow.
 
 Params: `source` (files, a landing directory, `postgresql://...` or `conn:<connection id>`),
 `source_kind`, `table` (PostgreSQL), `warehouse`, optional `as_of` (overrides the snapshot
@@ -26,8 +27,9 @@ from datetime import timedelta
 
 import pendulum
 
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+from airflow.sdk import Param, dag, task
 from pipelines.airflow_support import PARAMS_SCHEMA, mart_assets, on_run_failure, on_task_failure
+from pipelines.timetable import SettledDailyTimetable
 
 WAREHOUSE = os.environ.get("CUSTVAL_WAREHOUSE", "/opt/custval/warehouse")
 MART_ASSETS = mart_assets(WAREHOUSE)
@@ -39,7 +41,7 @@ def _param(name: str, default: object) -> Param:
 
 @dag(
     dag_id="custval_nightly",
-    schedule=CronDataIntervalTimetable("0 2 * * *", timezone="UTC"),
+    schedule=SettledDailyTimetable(settle_hours=2),  # interval = the UTC day D; runs at 02:00 on D+1
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,  # one warehouse, one writer; backfills queue behind the nightly run

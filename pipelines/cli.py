@@ -145,7 +145,7 @@ def run_snapshot(ctx: Any, quiet: bool = False, wait_seconds: float = 0) -> dict
         seconds = time.perf_counter() - started.get(name, time.perf_counter())
         prefix = "" if stage_ctx.snapshot_date == ctx.snapshot_date else f"[{stage_ctx.snapshot_date} rebuilt] "
         timing = f"  [dim]{seconds:.1f} s[/]" if name in started and not prefix else ""
-        console.print(f" [green]✓[/] {prefix}{name:<9} {_stage_line(name, result)}{timing}")
+        console.print(f" [green]✓[/] {prefix}{name:<9} {_stage_line(name, result)}{timing}", soft_wrap=True)
 
     if status is not None:
         status.start()
@@ -215,7 +215,8 @@ def backfill(
                 bar.console.print(
                     f" [green]✓[/] {day}  {c['rows_in']:,} in · {c['rows_accepted']:,} accepted · "
                     f"{c['rows_quarantined']:,} quarantined · {c['rows_duplicate']:,} duplicate · "
-                    f"{manifest['tables']['customer_rfm']['rows']:,} customers{extra}"
+                    f"{manifest['tables']['customer_rfm']['rows']:,} customers{extra}",
+                    soft_wrap=True,
                 )
             else:
                 failures += 1

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,23 @@ def test_the_dag_runs_under_a_real_scheduler(generated_orders, tmp_path: Path) -
         manifest = json.loads((warehouse / "runs" / f"snapshot_date={last_day}" / "manifest.json").read_text())
         assert manifest["counts"]["rows_in"] == frame.height
         assert (warehouse / "marts" / "customer_rfm" / f"snapshot_date={last_day}").is_dir()
+
+        # `airflow backfill create` queues one run per day for the scheduler: snapshots D1..D2.
+        d1, d2 = last_day - timedelta(days=2), last_day - timedelta(days=1)
+        created = _airflow(env, "backfill", "create", "--dag-id", "custval_nightly", "--from-date", d1.isoformat(), "--to-date", d2.isoformat())
+        assert created.returncode == 0, created.stderr[-2000:]
+
+        def backfill_done() -> bool:
+            listed = _airflow(env, "dags", "list-runs", "custval_nightly", "-o", "json")
+            lines = [line for line in listed.stdout.splitlines() if line.startswith("[")]
+            runs = [r for r in (json.loads(lines[-1]) if lines else []) if r["run_id"].startswith("backfill__")]
+            return len(runs) == 2 and all(r["state"] in ("success", "failed") for r in runs) and runs
+
+        runs = _wait("the backfill runs to finish", backfill_done, 600, log)
+        assert all(r["state"] == "success" for r in runs), runs  # type: ignore[union-attr]
+        for day in (d1, d2):
+            built = json.loads((warehouse / "runs" / f"snapshot_date={day}" / "manifest.json").read_text())
+            assert built["snapshot_date"] == day.isoformat()
     finally:
         for sig, grace in ((signal.SIGINT, 30), (signal.SIGTERM, 15), (signal.SIGKILL, 5)):
             if not _alive(pgid):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -57,10 +57,10 @@ def test_structure(dagbag) -> None:
     bi = dagbag.get_dag("custval_bi_refresh")
     assert type(bi.timetable.asset_condition).__name__ == "AssetAll"
     assert {a.name for a in bi.timetable.asset_condition.objects} == outlets
-    # Daily at 02:00 UTC; the run for day D covers [D 02:00, D+1 02:00).
-    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
-    assert dag.timetable.expression == "0 2 * * *"
-    assert str(dag.timetable.timezone) in ("UTC", "Timezone('UTC')")
+    # The run for day D covers [D 00:00, D+1 00:00) UTC and becomes due at 02:00 UTC on D+1.
+    from pipelines.timetable import SettledDailyTimetable
+
+    assert isinstance(dag.timetable, SettledDailyTimetable) and dag.timetable.settle_hours == 2
 
 
 @pytest.mark.airflow
@@ -81,6 +81,23 @@ def test_dag_runs_for_real(dagbag, generated_orders, tmp_path: Path) -> None:
     buyers = frame.filter(pl.col("status") == "completed")["customer_id"].n_unique()
     assert rfm.height == buyers
     assert rfm["order_count"].sum() == frame.filter(pl.col("status") == "completed").height
+
+
+def test_the_timetable_runs_each_day_at_two() -> None:
+    from airflow.timetables.base import DataInterval, TimeRestriction
+
+    from pipelines.timetable import SettledDailyTimetable
+
+    tt = SettledDailyTimetable(settle_hours=2)
+    day = datetime(2024, 5, 1, tzinfo=UTC)
+    info = tt.next_dagrun_info(
+        last_automated_data_interval=DataInterval(day - timedelta(days=1), day),
+        restriction=TimeRestriction(earliest=None, latest=None, catchup=True),
+    )
+    assert info.data_interval.start == day and info.data_interval.end == day + timedelta(days=1)
+    assert info.logical_date == day  # snapshot 2024-05-01
+    assert info.run_after == datetime(2024, 5, 2, 2, tzinfo=UTC)  # 02:00 UTC the day after
+    assert SettledDailyTimetable.deserialize(tt.serialize()).settle_hours == 2
 
 
 def test_snapshot_rule() -> None:

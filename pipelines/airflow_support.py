@@ -227,7 +227,16 @@ def on_run_failure(context: dict[str, Any]) -> None:
         ctx_snapshot = date.fromisoformat(fields["snapshot_date"])
         run_id = run_id_for(ctx_snapshot, fields["run_id"])
         warehouse = Path(params["warehouse"]).resolve()
-        probe = RunContext(run_id, ctx_snapshot, warehouse, params["source"], params.get("config"), datetime.now(), params.get("source_kind") or "auto", params.get("table"))
+        probe = RunContext(
+            run_id=run_id,
+            snapshot_date=ctx_snapshot,
+            warehouse=warehouse,
+            source=params["source"],
+            config_path=params.get("config"),
+            started_at=datetime.now(),
+            source_kind=params.get("source_kind") or "auto",
+            table=params.get("table"),
+        )
         release_run(warehouse, ctx_snapshot, run_id, window(probe))
     except Exception as exc:  # noqa: BLE001 - the alert matters more than the clean-up
         log.warning("could not release the run's leases: %s", exc)

@@ -30,22 +30,8 @@ REASON_CODES: dict[str, str] = {
     "NO_FX_RATE": "The order's currency has no rate in the FX table.",
 }
 
-COLUMNS = (
-    "_row",
-    "order_id",
-    "source_file",
-    "source_line",
-    "reason_code",
-    "reason_codes",
-    "rules",
-    "raw_values",
-    "raw_line",
-    "run_id",
-    "quarantined_at",
-)
 
-
-def raw_values_json(frame: pl.DataFrame, value_columns: list[str]) -> pl.Expr:
+def raw_values_json(value_columns: list[str]) -> pl.Expr:
     """The row's source values as a JSON object of text, as read."""
     if not value_columns:
         return pl.lit("{}")
@@ -60,7 +46,7 @@ def records(frame: pl.DataFrame, value_columns: list[str], codes: pl.Expr, rules
         order_id.alias("order_id"),
         pl.col("_source_file").alias("source_file"),
         pl.col("_source_line").alias("source_line"),
-        pl.when(pl.col("_read_error").is_null()).then(raw_values_json(frame, value_columns)).alias("raw_values"),
+        pl.when(pl.col("_read_error").is_null()).then(raw_values_json(value_columns)).alias("raw_values"),
         pl.col("_raw_line").alias("raw_line"),
         codes.cast(pl.List(pl.String)).alias("_codes"),
         rules.cast(pl.List(pl.String)).alias("_rules"),

@@ -80,6 +80,16 @@ def batch_results(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any], bool
     return record["extract"], record["validate"], False
 
 
+def source_warnings(extract: dict[str, Any]) -> list[str]:
+    nulls = (extract.get("watermark") or {}).get("rows_without_updated_at") or 0
+    if not nulls:
+        return []
+    return [
+        f"{nulls:,} rows of the source table have no updated_at: the full load read them once, but "
+        "incremental extracts cannot see their changes"
+    ]
+
+
 def run(ctx: RunContext) -> dict[str, Any]:
     extract, validated, ingested = batch_results(ctx)
     staged = ctx.load_result("stage")
@@ -109,7 +119,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
         "reconciles": True,
         "files": files,
         "quarantine_reasons": validated["quarantine_reasons"],
-        "warnings": validated["warnings"] + marts.get("warnings", []),
+        "warnings": validated["warnings"] + marts.get("warnings", []) + source_warnings(extract),
+        "watermark": extract.get("watermark"),
         "validation": validated["gx"],
         "tables": {
             name: {"path": published["tables"][name], **marts["tables"][name]} for name in published["tables"]

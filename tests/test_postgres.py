@@ -116,6 +116,16 @@ def test_full_then_incremental_load_with_an_update_to_an_old_order(schema: str, 
     # A rerun of a landed date reuses its batch instead of reading the table again.
     again = run(schema, "2024-03-02", wh, cfg)
     assert again["counts"]["rows_in"] == 21 and again["files"] == second["files"]
+    assert again["watermark"] == mark and not [w for w in again["warnings"] if "updated_at" in w]
+
+
+def test_rows_without_updated_at_are_loaded_once_and_reported(schema: str, tmp_path: Path) -> None:
+    sql(f"alter table {schema}.orders alter column updated_at drop not null")
+    insert(schema, [(f"O{i}", f"C{i % 5}", "2024-03-01T10:00:00Z", "10.00") for i in range(40)])
+    sql(f"update {schema}.orders set updated_at = null where order_id in ('O1', 'O2')")
+    manifest = run(schema, "2024-03-01", tmp_path / "wh", config(tmp_path))
+    assert manifest["counts"]["rows_in"] == 40  # the full load includes them
+    assert any("2 rows of the source table have no updated_at" in w for w in manifest["warnings"])
 
 
 def test_the_extract_runs_in_one_read_only_repeatable_read_transaction(schema: str) -> None:

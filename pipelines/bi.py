@@ -7,14 +7,13 @@ directories. Written atomically, like every other published file.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from pipelines.errors import CustvalError
+from pipelines.jsonfile import write_json
 
 
 def newest_partition(table_dir: Path) -> Path | None:
@@ -36,10 +35,7 @@ def refresh_latest(asset_extras: list[dict[str, Any]]) -> dict[str, Any]:
     }
     kpis = pl.read_parquet(Path(tables["kpi_summary"])).to_dicts()[0] if "kpi_summary" in tables else {}
     latest = warehouse / "latest"
-    latest.mkdir(parents=True, exist_ok=True)
     snapshot = Path(tables.get("kpi_summary", "=")).name.split("=", 1)[1]
-    for name, body in (("kpis.json", {"snapshot_date": snapshot, **kpis}), ("tables.json", tables)):
-        tmp = latest / f".{name}.tmp"
-        tmp.write_text(json.dumps(body, indent=2, default=str))
-        os.replace(tmp, latest / name)
+    write_json(latest / "kpis.json", {"snapshot_date": snapshot, **kpis})
+    write_json(latest / "tables.json", tables)
     return {"warehouse": str(warehouse), "snapshot_date": snapshot, "tables": len(tables)}

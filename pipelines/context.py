@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import CustvalError
+from pipelines.jsonfile import write_json
 from pipelines.sources import Source, resolve
 
 WORK = "_work"
@@ -118,10 +119,7 @@ class RunContext:
     # Stage results -------------------------------------------------------------------------
 
     def save_result(self, stage: str, result: dict[str, Any]) -> dict[str, Any]:
-        path = self.work_dir / f"{stage}.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(result, indent=2, default=str))
-        tmp.replace(path)
+        write_json(self.work_dir / f"{stage}.json", result)
         return result
 
     def load_result(self, stage: str) -> dict[str, Any]:

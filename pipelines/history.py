@@ -15,12 +15,13 @@ snapshot is final, and rebuilding it (a rerun, a backfill) gives the same rows.
 
 from __future__ import annotations
 
-import json
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+
+from pipelines.jsonfile import read_json
 
 ACCEPTED_ZONE = Path("accepted") / "orders"
 BATCH_RECORD = "_batch.json"
@@ -49,8 +50,7 @@ def horizon(warehouse: Path, snapshot: date, reprocess_days: int) -> date:
 
 
 def batch_record(warehouse: Path, ingest_date: date) -> dict[str, Any] | None:
-    path = accepted_partition(warehouse, ingest_date) / BATCH_RECORD
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json(accepted_partition(warehouse, ingest_date) / BATCH_RECORD)
 
 
 def accepted_history(warehouse: Path, until: date) -> pl.DataFrame:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import RunLockedError
+from pipelines.jsonfile import read_json, write_json
 
 LEASE = ".lease"
 DEFAULT_TTL = timedelta(hours=6)
@@ -30,10 +31,7 @@ def lease_path(warehouse: Path, snapshot: date) -> Path:
 
 
 def read_lease(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
+    return read_json(path)
 
 
 def _write_new(path: Path, record: dict[str, Any]) -> bool:
@@ -87,9 +85,24 @@ def renew(warehouse: Path, snapshot: date, run_id: str, ttl: timedelta = DEFAULT
     if held is None or held.get("run_id") != run_id:
         raise RunLockedError(f"run {run_id} lost its lease on snapshot {snapshot} (now: {held})")
     held["expires_at"] = (datetime.now(UTC) + ttl).isoformat()
-    tmp = path.with_name(f"{LEASE}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(held))
-    os.replace(tmp, path)
+    write_json(path, held)
+
+
+def acquire_all(warehouse: Path, snapshots: list[date], run_id: str, *, wait_seconds: float = 0) -> None:
+    """Leases on every snapshot a run may publish, or none: a refusal gives back those taken."""
+    taken: list[date] = []
+    try:
+        for snapshot in snapshots:
+            acquire(warehouse, snapshot, run_id, wait_seconds=wait_seconds)
+            taken.append(snapshot)
+    except BaseException:
+        release_all(warehouse, taken, run_id)
+        raise
+
+
+def release_all(warehouse: Path, snapshots: list[date], run_id: str) -> None:
+    for snapshot in snapshots:
+        release(warehouse, snapshot, run_id)
 
 
 def release(warehouse: Path, snapshot: date, run_id: str | None = None) -> bool:

@@ -8,7 +8,6 @@ and a fingerprint of the inputs. A copy per run is kept under `history/`.
 from __future__ import annotations
 
 import json
-import os
 import platform
 from datetime import UTC, date, datetime
 from importlib import metadata
@@ -18,6 +17,7 @@ from typing import Any
 from pipelines.context import RunContext
 from pipelines.errors import ReconciliationError
 from pipelines.history import batch_record
+from pipelines.jsonfile import read_json, write_json
 
 RUNS_ZONE = Path("runs")
 PACKAGES = ("custval", "apache-airflow", "polars", "duckdb", "great-expectations", "pyarrow", "pandas", "numpy", "scipy")
@@ -48,20 +48,7 @@ def manifest_path(warehouse: Path, snapshot: str) -> Path:
 
 
 def read_manifest(warehouse: Path, snapshot: date) -> dict[str, Any] | None:
-    path = manifest_path(warehouse, snapshot.isoformat())
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    return read_json(manifest_path(warehouse, snapshot.isoformat()))
 
 
 def batch_results(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any], bool]:
@@ -133,6 +120,6 @@ def run(ctx: RunContext) -> dict[str, Any]:
         "input_fingerprint": extract["input_fingerprint"],
     }
     path = manifest_path(ctx.warehouse, ctx.snapshot_date.isoformat())
-    _write_json(path.parent / "history" / f"{ctx.run_id}.json", manifest)
-    _write_json(path, manifest)
+    write_json(path.parent / "history" / f"{ctx.run_id}.json", manifest, durable=True)
+    write_json(path, manifest, durable=True)
     return {"manifest_path": str(path), **manifest}

@@ -16,7 +16,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
-import json
 import os
 import shutil
 import sys
@@ -29,6 +28,7 @@ import pyarrow.parquet as pq
 from pipelines.context import RunContext
 from pipelines.contracts import Contract, load_contract
 from pipelines.errors import PublishError
+from pipelines.jsonfile import read_json, write_json
 
 MARTS_ZONE = Path("marts")
 QUARANTINE_ZONE = Path("quarantine") / "orders"
@@ -147,11 +147,11 @@ def run(ctx: RunContext) -> dict[str, Any]:
     marts = ctx.load_result("marts")
     built = Path(marts["publish_dir"])
     done_path = ctx.work_dir / "published.json"
-    done: dict[str, str] = json.loads(done_path.read_text()) if done_path.exists() else {}
+    done: dict[str, str] = read_json(done_path) or {}
 
     def record(name: str, target: Path) -> None:
         done[name] = str(target)
-        done_path.write_text(json.dumps(done))
+        write_json(done_path, done)
 
     for name in sorted(marts["tables"]):
         if name in done:

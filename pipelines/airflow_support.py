@@ -127,8 +127,7 @@ def start_run(params: dict[str, Any], logical_date: datetime | None, run_after: 
     from pipelines.pipeline import window
 
     ctx = new_run(params, logical_date, run_after, dag_run_id)
-    for snap in [ctx.snapshot_date, *window(ctx)]:
-        locking.acquire(ctx.warehouse, snap, ctx.run_id)
+    locking.acquire_all(ctx.warehouse, [ctx.snapshot_date, *window(ctx)], ctx.run_id)
     return run_task("extract", {"context": ctx.to_dict()})
 
 
@@ -159,14 +158,9 @@ def finish_run(run: dict[str, Any]) -> dict[str, Any]:
     for snap in snapshots_to_rebuild(ctx):
         rebuild(ctx, snap)
         rebuilt.append(snap.isoformat())
-    release_run(ctx.warehouse, ctx.snapshot_date, ctx.run_id, window(ctx))
+    locking.release_all(ctx.warehouse, [ctx.snapshot_date, *window(ctx)], ctx.run_id)
     ctx.cleanup()
     return {"context": run["context"], "rebuilt_snapshots": rebuilt}
-
-
-def release_run(warehouse: Path, snapshot: date, run_id: str, others: list[date]) -> None:
-    for snap in [snapshot, *others]:
-        locking.release(warehouse, snap, run_id)
 
 
 def load_hmac_key_from_connection(env_var: str = "CUSTVAL_HMAC_KEY") -> None:
@@ -237,7 +231,7 @@ def on_run_failure(context: dict[str, Any]) -> None:
             source_kind=params.get("source_kind") or "auto",
             table=params.get("table"),
         )
-        release_run(warehouse, ctx_snapshot, run_id, window(probe))
+        locking.release_all(warehouse, [ctx_snapshot, *window(probe)], run_id)
     except Exception as exc:  # noqa: BLE001 - the alert matters more than the clean-up
         log.warning("could not release the run's leases: %s", exc)
     notify_failure({**fields, "task_id": None})

@@ -59,15 +59,11 @@ def window(ctx: RunContext) -> list[date]:
 
 @contextmanager
 def leases(ctx: RunContext, snapshots: list[date], wait_seconds: float = 0) -> Iterator[None]:
-    taken: list[date] = []
+    locking.acquire_all(ctx.warehouse, snapshots, ctx.run_id, wait_seconds=wait_seconds)
     try:
-        for snap in snapshots:
-            locking.acquire(ctx.warehouse, snap, ctx.run_id, wait_seconds=wait_seconds)
-            taken.append(snap)
         yield
     finally:
-        for snap in taken:
-            locking.release(ctx.warehouse, snap, ctx.run_id)
+        locking.release_all(ctx.warehouse, snapshots, ctx.run_id)
 
 
 def snapshots_to_rebuild(ctx: RunContext) -> list[date]:

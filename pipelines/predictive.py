@@ -213,6 +213,13 @@ class Predictive:
         self.summary: CustomerSummary | None = None
         self.backtest_model: BetaGeoModel | None = None
         self.warnings: list[str] = []
+        self._frames: dict[str, pl.DataFrame] = {}
+
+    def _read(self, con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame:
+        """A model-input table, read once per build (the fits and the predictions share it)."""
+        if table not in self._frames:
+            self._frames[table] = _inputs(con, table)
+        return self._frames[table]
 
     def _long_enough(self, inputs: pl.DataFrame, what: str) -> bool:
         """Dropout is not identifiable from a few months of history: skip (and say so) then."""
@@ -237,12 +244,12 @@ class Predictive:
     def model_fits(self, con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> pa.Table:
         rows: list[dict[str, Any]] = []
         if self.p.enabled:
-            inputs = _inputs(con, "int_model_inputs")
+            inputs = self._read(con, "int_model_inputs")
             if self._long_enough(inputs, "predictions"):
                 self.summary = CustomerSummary.from_frame(inputs)
                 self.models = fit_bgnbd(self.summary, "snapshot"), fit_gamma_gamma(self.summary, "snapshot")
                 rows += fit_rows("snapshot", *self.models)
-            calibration = _inputs(con, "int_backtest_inputs")
+            calibration = self._read(con, "int_backtest_inputs")
             if self._long_enough(calibration, "backtest"):
                 self.backtest_model = fit_bgnbd(calibration, "backtest calibration")
                 rows += fit_rows("calibration", self.backtest_model, None)
@@ -251,10 +258,10 @@ class Predictive:
     # int_clv_predictions ----------------------------------------------------------------------
 
     def predictions(self, con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> pa.Table:
-        inputs = _inputs(con, "int_model_inputs")
+        inputs = self._read(con, "int_model_inputs")
         horizons = self.p.horizons_days
         columns: dict[str, Any] = {"customer_id": inputs["customer_id"]}
-        if self.models is None:
+        if self.models is None or self.summary is None:
             nulls = pl.repeat(None, inputs.height, dtype=pl.Float64, eager=True)
             columns["p_alive"] = nulls
             columns["expected_avg_order_value"] = nulls
@@ -265,7 +272,7 @@ class Predictive:
             return pl.DataFrame(columns).to_arrow()
         bg, gg = self.models
         predicted = predict_customers(
-            bg, gg, self.summary or CustomerSummary.from_frame(inputs),
+            bg, gg, self.summary,
             horizons=horizons,
             days_per_month=self.p.days_per_month,
             monthly_discount_rate=monthly_rate(self.config.clv.discount_rate),
@@ -278,7 +285,7 @@ class Predictive:
     # int_backtest_predictions -----------------------------------------------------------------
 
     def backtest(self, con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> pa.Table:
-        inputs = _inputs(con, "int_backtest_inputs")
+        inputs = self._read(con, "int_backtest_inputs")
         predicted = (
             self.backtest_model.predict(
                 float(self.p.backtest_holdout_days),

@@ -10,14 +10,16 @@ table's `snapshot_date=D` partition atomically, write the run manifest, and -- f
 directory or a PostgreSQL source -- rebuild the past snapshots that late orders belong to.
 
 Schedule: each data interval is the UTC day D (logical date D 00:00); its run is due at 02:00
-UTC on D+1. Backfills: `airflow backfill create --dag-id custval_nightly --from-date D1
---to-date D2` queues the runs for snapshots D1..D2 for the scheduler (the DAG must be
-unpaused); `custval backfill` does the same without Airflow.
+UTC on D+1; a run triggered by hand builds the last whole day. Backfills: `airflow backfill
+create --dag-id custval_nightly --from-date D1 --to-date D2` queues the runs for snapshots
+D1..D2; Airflow starts several at once, and for an incremental source each run waits (first
+task, a rescheduling sensor) until the day before is built, so the snapshots equal running
+the days in order. `custval backfill` does the same without Airflow.
 
 Params: `source` (files, a landing directory, `postgresql://...` or `conn:<connection id>`),
 `source_kind`, `table` (PostgreSQL), `warehouse`, optional `as_of` (overrides the snapshot
-date) and `config`. Every task is a call into the `pipelines` package; tasks pass paths and
-counts, never data.
+date), `config` and `allow_partial_day`. Every task is a call into the `pipelines` package;
+tasks pass paths and counts, never data.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pipelines.airflow_support import PARAMS_SCHEMA, mart_assets, on_run_failure
 from pipelines.timetable import SettledDailyTimetable
 
 WAREHOUSE = os.environ.get("CUSTVAL_WAREHOUSE", "/opt/custval/warehouse")
+POKE_SECONDS = float(os.environ.get("CUSTVAL_WAIT_POKE_SECONDS", "30"))  # how often a waiting run looks again
 MART_ASSETS = mart_assets(WAREHOUSE)
 
 
@@ -44,7 +47,7 @@ def _param(name: str, default: object) -> Param:
     schedule=SettledDailyTimetable(settle_hours=2),  # interval = the UTC day D; runs at 02:00 on D+1
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=1,  # one warehouse, one writer; backfills queue behind the nightly run
+    max_active_runs=1,  # nightly runs one at a time (backfills ignore this; the pipeline orders them)
     tags=["custval"],
     doc_md=__doc__,
     on_failure_callback=on_run_failure,
@@ -63,19 +66,33 @@ def _param(name: str, default: object) -> Param:
         "warehouse": _param("warehouse", WAREHOUSE),
         "as_of": _param("as_of", None),
         "config": _param("config", None),
+        "allow_partial_day": _param("allow_partial_day", False),
     },
 )
 def custval_nightly():
+    @task.sensor(poke_interval=POKE_SECONDS, timeout=timedelta(hours=24), mode="reschedule")
+    def wait_for_previous_day(params=None, logical_date=None, dag_run=None) -> bool:
+        """
+        #### Wait for the previous day
+        For an incremental source (landing directory, PostgreSQL), snapshot D is built from the
+        batches earlier runs ingested: wait, without holding a worker slot, until snapshot D-1
+        is built and no other run holds this run's snapshots.
+        """
+        from pipelines.airflow_support import ready_to_begin
+
+        return ready_to_begin(params, logical_date, dag_run.run_after, dag_run.run_id, dag_run.data_interval_start)
+
     @task
     def extract(params=None, logical_date=None, dag_run=None) -> dict:
         """
         #### Extract
-        Take the run's snapshot leases, read the source's batch and land it unchanged as
+        Repair what crashed runs left, take the run's snapshot leases, ingest batches that
+        arrived late for earlier days, read the source's batch and land it unchanged as
         Parquet in the raw zone.
         """
         from pipelines.airflow_support import start_run
 
-        return start_run(params, logical_date, dag_run.run_after, dag_run.run_id)
+        return start_run(params, logical_date, dag_run.run_after, dag_run.run_id, dag_run.data_interval_start)
 
     @task
     def validate(run: dict) -> dict:
@@ -111,29 +128,31 @@ def custval_nightly():
 
         return run_task("marts", run)
 
-    @task(outlets=MART_ASSETS)
-    def publish(run: dict, outlet_events=None) -> dict:
+    @task
+    def publish(run: dict) -> dict:
         """
         #### Publish
-        Swap each table's `snapshot_date=D` partition into place atomically, and the
-        quarantine; each table's Asset event says which warehouse and snapshot.
-        """
-        from pipelines.airflow_support import asset_extra, run_task
-
-        result = run_task("publish", run)
-        for asset in MART_ASSETS:
-            outlet_events[asset].extra = asset_extra(run)
-        return result
-
-    @task
-    def write_manifest(run: dict) -> dict:
-        """
-        #### Manifest
-        Write `runs/snapshot_date=D/manifest.json` last: counts, reconciliation, timings.
+        Assemble this run's version of snapshot D -- every table and the quarantine -- beside
+        the one readers see; nothing becomes visible yet.
         """
         from pipelines.airflow_support import run_task
 
-        return run_task("manifest", run)
+        return run_task("publish", run)
+
+    @task(outlets=MART_ASSETS)
+    def write_manifest(run: dict, outlet_events=None) -> dict:
+        """
+        #### Manifest and commit
+        Write the manifest (counts, reconciliation, timings) into the version, then make the
+        whole snapshot visible in one atomic step; each table's Asset event says which
+        warehouse and snapshot.
+        """
+        from pipelines.airflow_support import asset_extra, run_task
+
+        result = run_task("manifest", run)
+        for asset in MART_ASSETS:
+            outlet_events[asset].extra = asset_extra(run)
+        return result
 
     @task
     def finish(run: dict) -> dict:
@@ -146,7 +165,7 @@ def custval_nightly():
 
         return finish_run(run)
 
-    batch = extract()
+    batch = wait_for_previous_day() >> extract()
     validated = validate(batch)
     staged = stage(validated)
     built = build_marts(staged)

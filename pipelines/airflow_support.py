@@ -1,13 +1,17 @@
 """What the Airflow DAGs need from the package, kept out of the DAG files so they stay thin.
 
-The snapshot rule: a run for logical date D builds snapshot D. With the DAG's data-interval
-timetable (daily at 02:00 UTC) the run covering day D starts at 02:00 UTC on D+1, so the
-snapshot is the day that has just ended. An explicit `as_of` param wins; a manual run with
-no logical date builds the day before it was triggered.
+The snapshot rule: a run builds the snapshot of its data interval's day. With the DAG's
+timetable (the UTC day, run at 02:00 the day after) the run covering day D starts at 02:00
+UTC on D+1, so the snapshot is the day that has just ended -- for a run triggered by hand
+too, whose data interval the timetable infers as the last whole day. An explicit `as_of`
+param wins. A day that has not ended is refused unless `allow_partial_day` is set.
 
 Tasks exchange only the run context and small summaries (paths and counts) through XCom.
-The extract task takes the run's snapshot leases; the last task releases them, and so does
-the DAG's failure callback, so a failed run never blocks the next one.
+The first task waits (as a rescheduling sensor, holding no worker slot) until the run can
+begin: for an incremental source, until the day before is built. The extract task takes the
+run's snapshot leases (run leases: judged by expiry, renewed by every task); the last task
+releases them, and so does the DAG's failure callback, so a failed run never blocks the
+next one. The lifecycle itself is `pipelines/pipeline.py`'s, the one the CLI runs.
 """
 
 from __future__ import annotations
@@ -56,6 +60,10 @@ PARAMS_SCHEMA: dict[str, dict[str, Any]] = {
     "warehouse": {"type": "string", "pattern": "^/", "description": "Absolute path of the warehouse directory"},
     "as_of": {"type": ["null", "string"], "format": "date", "description": "Snapshot date; default: the day that has just ended"},
     "config": {"type": ["null", "string"], "description": "YAML file overriding the default configuration"},
+    "allow_partial_day": {
+        "type": "boolean",
+        "description": "Build the snapshot of a day that has not ended yet (off: such a run fails at once)",
+    },
 }
 
 
@@ -66,13 +74,25 @@ def mart_assets(warehouse: str) -> list[Any]:
     return [Asset(name=f"custval_{t}", uri=f"file://{warehouse}/marts/{t}") for t in MARTS]
 
 
-def snapshot_for(as_of: str | None, logical_date: datetime | None, run_after: datetime | None) -> date:
+def snapshot_for(
+    as_of: str | None,
+    logical_date: datetime | None,
+    run_after: datetime | None,
+    data_interval_start: datetime | None = None,
+) -> date:
+    """The run's snapshot: `as_of`, else its data interval's day, else the day before run_after.
+
+    The data interval comes first: a run triggered from the UI carries the logical date
+    "now", a day that has not ended, while the timetable gives it the last whole day.
+    """
     if as_of:
         return parse_date(as_of, "as_of param")
+    if data_interval_start is not None:
+        return data_interval_start.date()
     if logical_date is not None:
         return logical_date.date()
     if run_after is None:
-        raise ValueError("no as_of param, logical date or run_after: cannot tell which snapshot to build")
+        raise ValueError("no as_of param, data interval, logical date or run_after: cannot tell which snapshot to build")
     return run_after.date() - timedelta(days=1)
 
 
@@ -97,9 +117,31 @@ def run_id_for(snapshot: date, dag_run_id: str) -> str:
     return f"{snapshot.isoformat()}_{re.sub(r'[^A-Za-z0-9]+', '-', dag_run_id).strip('-')}"[:120]
 
 
-def new_run(params: dict[str, Any], logical_date: datetime | None, run_after: datetime | None, dag_run_id: str) -> RunContext:
+def new_run(
+    params: dict[str, Any],
+    logical_date: datetime | None,
+    run_after: datetime | None,
+    dag_run_id: str,
+    data_interval_start: datetime | None = None,
+) -> RunContext:
+    """The run's context; a problem with the params or the date fails the task without retries."""
+    try:
+        return _new_run(params, logical_date, run_after, dag_run_id, data_interval_start)
+    except CustvalError as exc:
+        from airflow.exceptions import AirflowFailException
+
+        raise AirflowFailException(str(exc)) from None
+
+
+def _new_run(
+    params: dict[str, Any],
+    logical_date: datetime | None,
+    run_after: datetime | None,
+    dag_run_id: str,
+    data_interval_start: datetime | None,
+) -> RunContext:
     check_params(params)
-    snapshot = snapshot_for(params.get("as_of"), logical_date, run_after)
+    snapshot = snapshot_for(params.get("as_of"), logical_date, run_after, data_interval_start)
     return RunContext.create(
         source=params["source"],
         snapshot_date=snapshot,
@@ -108,6 +150,7 @@ def new_run(params: dict[str, Any], logical_date: datetime | None, run_after: da
         run_id=run_id_for(snapshot, dag_run_id),
         source_kind=params.get("source_kind") or "auto",
         table=params.get("table") or None,
+        allow_partial_day=bool(params.get("allow_partial_day")),
     )
 
 
@@ -122,12 +165,31 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
     return keep
 
 
-def start_run(params: dict[str, Any], logical_date: datetime | None, run_after: datetime | None, dag_run_id: str) -> dict[str, Any]:
-    """The extract task: take the leases of every snapshot the run may publish, then extract."""
-    from pipelines.pipeline import window
+def ready_to_begin(
+    params: dict[str, Any], logical_date: datetime | None, run_after: datetime | None, dag_run_id: str,
+    data_interval_start: datetime | None = None,
+) -> bool:
+    """The sensor: True once the run can begin (the day before is built, no other run holds it)."""
+    from pipelines.pipeline import ready
 
-    ctx = new_run(params, logical_date, run_after, dag_run_id)
-    locking.acquire_all(ctx.warehouse, [ctx.snapshot_date, *window(ctx)], ctx.run_id)
+    ctx = new_run(params, logical_date, run_after, dag_run_id, data_interval_start)
+    reason = ready(ctx)
+    if reason is not None:
+        log.info("waiting: %s", reason)
+    return reason is None
+
+
+def start_run(
+    params: dict[str, Any], logical_date: datetime | None, run_after: datetime | None, dag_run_id: str,
+    data_interval_start: datetime | None = None,
+) -> dict[str, Any]:
+    """The extract task: begin the run (repair, order, leases), ingest late batches, extract."""
+    from pipelines.pipeline import begin, ingest_late
+
+    ctx = new_run(params, logical_date, run_after, dag_run_id, data_interval_start)
+    leases = begin(ctx, holder="run")
+    load_hmac_key_from_connection()
+    ingest_late(ctx, leases)
     return run_task("extract", {"context": ctx.to_dict()})
 
 
@@ -141,7 +203,7 @@ def run_task(stage: str, run: dict[str, Any]) -> dict[str, Any]:
     from pipelines.pipeline import run_stage
 
     ctx = RunContext.from_dict(run["context"])
-    locking.renew(ctx.warehouse, ctx.snapshot_date, ctx.run_id)
+    locking.renew_run(ctx.warehouse, ctx.owner_run_id)
     if stage == "stage":
         load_hmac_key_from_connection()
     result = run_stage(stage, ctx)
@@ -149,16 +211,16 @@ def run_task(stage: str, run: dict[str, Any]) -> dict[str, Any]:
 
 
 def finish_run(run: dict[str, Any]) -> dict[str, Any]:
-    """The last task: rebuild past snapshots that late orders belong to, release, clean up."""
-    from pipelines.pipeline import rebuild, snapshots_to_rebuild, window
+    """The last task: rebuild what the run's batches changed, release the leases, clean up."""
+    from pipelines.pipeline import Leases, finish
 
     ctx = RunContext.from_dict(run["context"])
     load_hmac_key_from_connection()
-    rebuilt = []
-    for snap in snapshots_to_rebuild(ctx):
-        rebuild(ctx, snap)
-        rebuilt.append(snap.isoformat())
-    locking.release_all(ctx.warehouse, [ctx.snapshot_date, *window(ctx)], ctx.run_id)
+    leases = Leases(ctx, "run", held=locking.leases_of(ctx.warehouse, ctx.owner_run_id))
+    try:
+        rebuilt = finish(ctx, leases)
+    finally:
+        leases.release()
     ctx.cleanup()
     return {"context": run["context"], "rebuilt_snapshots": rebuilt}
 
@@ -192,7 +254,10 @@ def _fields(context: dict[str, Any]) -> dict[str, Any]:
     }
     try:
         fields["snapshot_date"] = snapshot_for(
-            params.get("as_of"), getattr(dag_run, "logical_date", None), getattr(dag_run, "run_after", None)
+            params.get("as_of"),
+            getattr(dag_run, "logical_date", None),
+            getattr(dag_run, "run_after", None),
+            getattr(dag_run, "data_interval_start", None),
         ).isoformat()
     except Exception:  # noqa: BLE001
         pass
@@ -211,19 +276,20 @@ def on_task_failure(context: dict[str, Any]) -> None:
 
 
 def on_run_failure(context: dict[str, Any]) -> None:
-    """A failed run: release its snapshot leases so the next run is not blocked, and alert."""
+    """A failed run: release its leases so the next run is not blocked, clean up, and alert."""
     from pipelines.alerts import notify_failure
-    from pipelines.pipeline import window
+    from pipelines.context import check_warehouse
+    from pipelines.pipeline import discard_unpublished, record_failure
 
     fields = _fields(context)
     params = context.get("params") or {}
     try:
-        ctx_snapshot = date.fromisoformat(fields["snapshot_date"])
-        run_id = run_id_for(ctx_snapshot, fields["run_id"])
-        warehouse = Path(params["warehouse"]).resolve()
-        probe = RunContext(
+        snapshot = date.fromisoformat(fields["snapshot_date"])
+        run_id = run_id_for(snapshot, fields["run_id"])
+        warehouse = check_warehouse(params["warehouse"])
+        ctx = RunContext(
             run_id=run_id,
-            snapshot_date=ctx_snapshot,
+            snapshot_date=snapshot,
             warehouse=warehouse,
             source=params["source"],
             config_path=params.get("config"),
@@ -231,7 +297,10 @@ def on_run_failure(context: dict[str, Any]) -> None:
             source_kind=params.get("source_kind") or "auto",
             table=params.get("table"),
         )
-        locking.release_all(warehouse, [ctx_snapshot, *window(probe)], run_id)
+        discard_unpublished(ctx)
+        record_failure(ctx, RuntimeError(str(fields.get("error") or "the DAG run failed")))
+        locking.release_run(warehouse, run_id)
+        ctx.cleanup()
     except Exception as exc:  # noqa: BLE001 - the alert matters more than the clean-up
         log.warning("could not release the run's leases: %s", exc)
     notify_failure({**fields, "task_id": None})

@@ -6,6 +6,8 @@ traceback only appears with `--debug`.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import sys
 import time
@@ -34,6 +36,19 @@ _DEBUG = {"on": False}
 @app.callback()
 def _main(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False) -> None:
     _DEBUG["on"] = debug
+    _log_warnings_to_stderr()
+
+
+def _log_warnings_to_stderr() -> None:
+    """The pipeline's warnings (a dead run's lease taken over, a repair) as `warning:` lines."""
+    logger = logging.getLogger("custval")
+    if not any(getattr(h, "_custval_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("warning: %(message)s"))
+        handler.setLevel(logging.WARNING)
+        handler._custval_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.propagate = False
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -115,14 +130,20 @@ def _stage_line(name: str, result: dict[str, Any]) -> str:
 
 def _context(
     source: str, as_of: date, warehouse: Path, config: Path | None, source_kind: str = "auto",
-    table: str | None = None, reingest: bool = False,
+    table: str | None = None, reingest: bool = False, allow_partial_day: bool = False,
 ) -> Any:
     from pipelines.context import RunContext
 
     return RunContext.create(
         source=source, snapshot_date=as_of, warehouse=warehouse, config_path=str(config) if config else None,
-        source_kind=source_kind, table=table, reingest=reingest,
+        source_kind=source_kind, table=table, reingest=reingest, allow_partial_day=allow_partial_day,
     )
+
+
+def _seconds(value: float, what: str) -> float:
+    if value != value or value < 0 or value == float("inf"):
+        _fail(f"invalid {what} {value}: give a number of seconds >= 0", 2)
+    return value
 
 
 def run_snapshot(ctx: Any, quiet: bool = False, wait_seconds: float = 0) -> dict[str, Any]:
@@ -150,14 +171,23 @@ def run_snapshot(ctx: Any, quiet: bool = False, wait_seconds: float = 0) -> dict
     if status is not None:
         status.start()
     try:
-        return run_all(ctx, on_stage_start=on_start, on_stage_end=on_end, wait_seconds=wait_seconds)
+        manifest = run_all(ctx, on_stage_start=on_start, on_stage_end=on_end, wait_seconds=wait_seconds)
     finally:
         if status is not None:
             status.stop()
+    if not quiet:
+        for line in manifest.get("warnings", []):
+            err_console.print(f"[yellow]warning:[/] {line}", soft_wrap=True)
+        if manifest.get("late_batches"):
+            console.print(f" [green]✓[/] ingested late batches of {', '.join(manifest['late_batches'])}")
+    return manifest
 
 
 SourceKindOption = Annotated[str, typer.Option("--source-kind", help="auto, files, landing or postgres.")]
 TableOption = Annotated[str | None, typer.Option(help="PostgreSQL table or view to read (with a postgresql:// source).")]
+AllowPartialOption = Annotated[
+    bool, typer.Option(help="Build a snapshot of a day that has not ended yet (today, UTC); by default only ended days are built.")
+]
 
 
 @app.command()
@@ -168,15 +198,18 @@ def run(
     config: Annotated[Path | None, typer.Option(help="YAML file overriding the default configuration.")] = None,
     source_kind: SourceKindOption = "auto",
     table: TableOption = None,
-    wait: Annotated[float, typer.Option(help="Seconds to wait when another run holds the snapshot (default: fail at once).")] = 0,
+    wait: Annotated[float, typer.Option(help="Seconds to wait when another run holds the snapshot, or the day before it is not built yet (default: fail at once).")] = 0,
     reingest: Annotated[bool, typer.Option(help="Read an incremental source's batch for this date again instead of reusing the one already landed.")] = False,
+    allow_partial_day: AllowPartialOption = False,
 ) -> None:
     """Run the whole pipeline for one snapshot date."""
     snapshot = _date(as_of, "--as-of")
     assert snapshot is not None
+    wait = _seconds(wait, "--wait")
     if config is not None and not config.is_file():
         _fail(f"config file not found: {config}", 2)
-    run_snapshot(_context(source, snapshot, warehouse, config, source_kind, table, reingest), wait_seconds=wait)
+    ctx = _context(source, snapshot, warehouse, config, source_kind, table, reingest, allow_partial_day)
+    run_snapshot(ctx, wait_seconds=wait)
 
 
 @app.command()
@@ -189,6 +222,8 @@ def backfill(
     source_kind: SourceKindOption = "auto",
     table: TableOption = None,
     keep_going: Annotated[bool, typer.Option(help="Go on with the next date after a failed one.")] = False,
+    wait: Annotated[float, typer.Option(help="Seconds to wait, per date, for another run holding a snapshot (e.g. a second backfill).")] = 0,
+    allow_partial_day: AllowPartialOption = False,
 ) -> None:
     """Run the snapshots START..END in order -- the same runs as the nightly ones."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -199,6 +234,7 @@ def backfill(
     assert first is not None and last is not None
     if last < first:
         _fail(f"--end {last} is before --start {first}", 2)
+    wait = _seconds(wait, "--wait")
     if config is not None and not config.is_file():
         _fail(f"config file not found: {config}", 2)
     total = (last - first).days + 1
@@ -220,12 +256,13 @@ def backfill(
                 )
             else:
                 failures += 1
-                bar.console.print(f" [red]✗[/] {day}  {error}", soft_wrap=True)
+                text = custval_error_line(error) if isinstance(error, CustvalError) else failure_line(error)  # type: ignore[arg-type]
+                bar.console.print(f" [red]✗[/] {day}  {text}", soft_wrap=True)
             bar.advance(task)
 
         run_dates(
-            lambda day: _context(source, day, warehouse, config, source_kind, table),
-            first, last, on_date, stop_on_error=not keep_going,
+            lambda day: _context(source, day, warehouse, config, source_kind, table, allow_partial_day=allow_partial_day),
+            first, last, on_date, stop_on_error=not keep_going, wait_seconds=wait,
         )
     if failures:
         _fail(f"{failures} of {total} dates failed", 1)
@@ -235,18 +272,18 @@ def backfill(
 def unlock(
     as_of: Annotated[str, typer.Option("--as-of", help="The snapshot date whose lease to remove.")],
     warehouse: Annotated[Path, typer.Option(help="Warehouse directory.")],
+    force: Annotated[bool, typer.Option(help="Remove the lease even if its run looks alive, or the file is unreadable.")] = False,
 ) -> None:
-    """Remove a snapshot's lease left by a run that died (check that it really is dead)."""
+    """Remove a snapshot's lease left by a run that died (a dead run's lease is also taken over by itself)."""
     from pipelines import locking
+    from pipelines.context import check_warehouse
+    from pipelines.recovery import recover_warehouse
 
     snapshot = _date(as_of, "--as-of")
     assert snapshot is not None
-    held = locking.read_lease(locking.lease_path(warehouse.resolve(), snapshot))
-    if held is None:
-        console.print(f"snapshot {snapshot} has no lease")
-        return
-    locking.release(warehouse.resolve(), snapshot)
-    console.print(f"removed the lease of run {held['run_id']} (host {held.get('host')}, pid {held.get('pid')}) on {snapshot}")
+    root = check_warehouse(warehouse)
+    console.print(locking.unlock(root, snapshot, force=force))
+    recover_warehouse(root)
 
 
 # ------------------------------------------------------------------------------------------
@@ -366,14 +403,63 @@ def docs(
     console.print(f"wrote {write(out)}")
 
 
+_DISK_HINTS = {
+    errno.ENOSPC: "the disk is full: free some space, or choose another --warehouse",
+    errno.EDQUOT: "the disk quota is exhausted: free some space, or choose another --warehouse",
+    errno.EROFS: "the filesystem is read-only: choose a writable --warehouse",
+    errno.EACCES: "permission denied: check the directory's owner and mode, or choose another --warehouse",
+    errno.EPERM: "operation not permitted: check the directory's owner and mode",
+}
+
+
+_MESSAGE_HINTS = {
+    "No space left on device": errno.ENOSPC,
+    "Read-only file system": errno.EROFS,
+    "Disk quota exceeded": errno.EDQUOT,
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for a failed file operation: which file, what happened, what to do."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    hint = _DISK_HINTS.get(exc.errno or 0)
+    return f"{where}{exc.strerror or exc}" + (f" ({hint}); nothing was published by this run" if hint else "")
+
+
+def custval_error_line(exc: BaseException) -> str:
+    """Our own errors as one line, with what to do about a full or read-only disk added."""
+    text = " ".join(str(exc).split())
+    for marker, code in _MESSAGE_HINTS.items():
+        if marker in text and _DISK_HINTS[code] not in text:
+            return f"{text} ({_DISK_HINTS[code]})"
+    return text
+
+
+def failure_line(exc: BaseException) -> str:
+    """One line for any failure. Libraries (Polars, DuckDB, GX) report a full disk in their own
+    exception types; the message still says what happened and what to do."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return os_error_line(exc)
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    for marker, code in _MESSAGE_HINTS.items():
+        if marker in text:
+            return f"{text[:400]} ({_DISK_HINTS[code]}); nothing was published by this run"
+    return f"{type(exc).__name__}: {text[:400]} (unexpected: run with --debug for the traceback, and please report it)"
+
+
 def main() -> None:
     try:
         app()
     except CustvalError as exc:
         if _DEBUG["on"]:
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {custval_error_line(exc)}", soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - never a traceback as the only message
+        if _DEBUG["on"]:
+            raise
+        err_console.print(f"[bold red]error:[/] {failure_line(exc)}", soft_wrap=True)
+        sys.exit(1)

@@ -6,8 +6,9 @@ the shape, so a typo in a user file is an error rather than a silently ignored k
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
@@ -30,17 +31,44 @@ class PostgresConfig(_Section):
     backoff_seconds: float
 
 
+class CsvConfig(_Section):
+    delimiter: str
+    max_record_lines: int
+    max_record_chars: int
+
+    @model_validator(mode="after")
+    def _check(self) -> CsvConfig:
+        if len(self.delimiter) != 1 or self.delimiter in "\"\r\n":
+            raise ValueError("sources.csv.delimiter must be one character (not a quote or a newline)")
+        if self.max_record_lines < 1 or self.max_record_chars < 1:
+            raise ValueError("sources.csv: max_record_lines and max_record_chars must be at least 1")
+        return self
+
+
 class SourcesConfig(_Section):
     reprocess_days: int
+    unsupported_files: Literal["fail", "skip"]
+    missing_arrivals: Literal["warn", "fail"]
+    csv: CsvConfig
     postgres: PostgresConfig
+
+    @field_validator("reprocess_days")
+    @classmethod
+    def _days(cls, v: int) -> int:
+        if not 0 <= v <= 366:
+            raise ValueError("sources.reprocess_days must be between 0 and 366")
+        return v
 
 
 class ValidationConfig(_Section):
+    earliest_order_date: date
     accepted_currencies: list[str] | None
     future_skew_minutes: float | None
     max_quarantined_percent: float | None
     row_count_tolerance_percent: float | None
     trailing_window: int | None
+    allow_empty_batch: bool | None
+    rule_severity: dict[str, Literal["quarantine", "reject", "warn"]]
 
 
 class PrivacyConfig(_Section):

@@ -4,6 +4,10 @@ It is small and JSON-serialisable so Airflow tasks can pass it through XCom; eve
 stage produces goes to files under the run's work directory, and each stage's result (paths
 and counts) is saved there too, so any later stage -- in the same process or another task --
 can read what came before.
+
+Everything a user can get wrong about a run (a date outside the supported range or of a day
+that has not ended, a warehouse URL we cannot write, a warehouse path that is a file) is
+checked here, before any work starts, and reported in one line.
 """
 
 from __future__ import annotations
@@ -12,16 +16,18 @@ import json
 import re
 import secrets
 import shutil
-from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+from pipelines.config import Config, load_config
 from pipelines.errors import CustvalError
 from pipelines.jsonfile import write_json
 from pipelines.sources import Source, resolve
 
 WORK = "_work"
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/")  # also s3:/x, which is what Path("s3://x") becomes
 
 
 def parse_date(value: str | date, what: str = "date") -> date:
@@ -31,6 +37,49 @@ def parse_date(value: str | date, what: str = "date") -> date:
         return date.fromisoformat(str(value).strip())
     except ValueError:
         raise CustvalError(f"invalid {what} {value!r}: expected YYYY-MM-DD") from None
+
+
+def check_warehouse(warehouse: str | Path) -> Path:
+    """The warehouse as an absolute local directory path, or a one-line error."""
+    text = str(warehouse)
+    scheme = _URL.match(text)
+    if scheme:
+        raise CustvalError(
+            f"warehouse {text}: {scheme.group(1)}:// warehouses are not supported yet; "
+            "use a local directory (object storage support is planned)"
+        )
+    path = Path(text).expanduser().resolve()
+    for parent in (path, *path.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise CustvalError(f"warehouse {path}: {parent} is a file, not a directory; choose another --warehouse")
+            break
+    return path
+
+
+def snapshot_end(snapshot: date) -> datetime:
+    """Exclusive upper bound of a snapshot: the start of the next day, UTC."""
+    return datetime.combine(snapshot + timedelta(days=1), time(0), tzinfo=UTC)
+
+
+def check_snapshot_date(snapshot: date, now: datetime, earliest: date, allow_partial_day: bool) -> None:
+    """Only days that have ended (unless asked for), and none before the earliest order date."""
+    if snapshot < earliest:
+        raise CustvalError(
+            f"snapshot date {snapshot} is before validation.earliest_order_date ({earliest}): no order can "
+            "be that old; set that option in the config if your history really starts earlier"
+        )
+    today = now.astimezone(UTC).date()
+    if snapshot > today:
+        raise CustvalError(f"snapshot date {snapshot} is in the future (today is {today} UTC)")
+    if snapshot_end(snapshot) > now and not allow_partial_day:
+        left = snapshot_end(snapshot) - now
+        hours, minutes = divmod(int(left.total_seconds()) // 60, 60)
+        raise CustvalError(
+            f"snapshot {snapshot} is a day that has not ended (it ends at {snapshot + timedelta(days=1)} "
+            f"00:00 UTC, in {hours} h {minutes:02d} min); build {snapshot - timedelta(days=1)}, "
+            "or pass --allow-partial-day to build it anyway"
+        )
 
 
 @dataclass(frozen=True)
@@ -44,6 +93,9 @@ class RunContext:
     source_kind: str = "auto"
     table: str | None = None
     reingest: bool = False
+    parent_run_id: str | None = None  # set when this context rebuilds a past snapshot for a run
+    allow_partial_day: bool = False
+    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def create(
@@ -58,44 +110,79 @@ class RunContext:
         source_kind: str = "auto",
         table: str | None = None,
         reingest: bool = False,
+        allow_partial_day: bool = False,
+        parent_run_id: str | None = None,
     ) -> RunContext:
         snap = parse_date(snapshot_date, "snapshot date (--as-of)")
         started = now or datetime.now(UTC)
         if run_id is None:
             run_id = f"{snap.isoformat()}_{started:%Y%m%dT%H%M%S}_{secrets.token_hex(3)}"
         run_id = re.sub(r"[^A-Za-z0-9_.+-]", "_", run_id)
-        ctx = cls(run_id, snap, Path(warehouse).resolve(), str(source), config_path, started, source_kind, table, reingest)
+        ctx = cls(
+            run_id, snap, check_warehouse(warehouse), str(source), config_path, started, source_kind, table,
+            reingest, parent_run_id, allow_partial_day,
+        )
+        config = ctx.config  # a bad config file fails before anything else
+        check_snapshot_date(snap, started, config.validation.earliest_order_date, allow_partial_day)
         ctx.source_spec  # fail early on a source that cannot be read as the kind it claims
-        ctx.work_dir.mkdir(parents=True, exist_ok=True)
         return ctx
 
     @property
-    def source_spec(self) -> Source:
-        return resolve(self.source, self.source_kind, self.table)
+    def config(self) -> Config:
+        """The run's configuration, read once."""
+        if "config" not in self._cache:
+            self._cache["config"] = load_config(self.config_path)
+        return self._cache["config"]  # type: ignore[no-any-return]
 
-    def for_snapshot(self, snapshot: date) -> RunContext:
-        """A context rebuilding another snapshot from the same source and warehouse."""
-        return RunContext.create(
-            source=self.source,
+    @property
+    def source_spec(self) -> Source:
+        """The resolved source, looked up once (a landing directory is listed to tell its kind)."""
+        if "source" not in self._cache:
+            self._cache["source"] = resolve(self.source, self.source_kind, self.table)
+        return self._cache["source"]  # type: ignore[no-any-return]
+
+    @property
+    def owner_run_id(self) -> str:
+        """The run holding the leases (a rebuild works for the run that started it)."""
+        return self.parent_run_id or self.run_id
+
+    def for_snapshot(self, snapshot: date, purpose: str = "rebuild") -> RunContext:
+        """A context rebuilding another snapshot (or ingesting another day's batch) for this run."""
+        sub = RunContext(
+            run_id=f"{snapshot.isoformat()}_{purpose}_{self.owner_run_id}",
             snapshot_date=snapshot,
             warehouse=self.warehouse,
+            source=self.source,
             config_path=self.config_path,
-            run_id=f"{snapshot.isoformat()}_rebuild_{self.run_id}",
-            now=self.started_at,
+            started_at=self.started_at,
             source_kind=self.source_kind,
             table=self.table,
+            parent_run_id=self.owner_run_id,
+            allow_partial_day=self.allow_partial_day,
         )
+        sub._cache.update(self._cache)
+        return sub
+
+    def for_batch(self, ingest_date: date) -> RunContext:
+        """A context ingesting the batch of another day (one that arrived late) for this run."""
+        return self.for_snapshot(ingest_date, purpose="ingest")
 
     @property
     def work_dir(self) -> Path:
-        return self.warehouse / WORK / self.run_id
+        root = self.warehouse / WORK / self.owner_run_id
+        return root if self.parent_run_id is None else root / self.run_id.removesuffix(f"_{self.owner_run_id}")
 
     @property
     def partition(self) -> str:
         return f"snapshot_date={self.snapshot_date.isoformat()}"
 
+    @property
+    def snapshot_end(self) -> datetime:
+        return snapshot_end(self.snapshot_date)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d.pop("_cache")
         d["source"] = self.source  # a postgres URL here comes from a connection at run time
         d["snapshot_date"] = self.snapshot_date.isoformat()
         d["warehouse"] = str(self.warehouse)
@@ -114,6 +201,8 @@ class RunContext:
             source_kind=d.get("source_kind", "auto"),
             table=d.get("table"),
             reingest=bool(d.get("reingest", False)),
+            parent_run_id=d.get("parent_run_id"),
+            allow_partial_day=bool(d.get("allow_partial_day", False)),
         )
 
     # Stage results -------------------------------------------------------------------------
@@ -126,7 +215,7 @@ class RunContext:
         path = self.work_dir / f"{stage}.json"
         if not path.exists():
             raise CustvalError(f"run {self.run_id}: stage {stage!r} has not completed (no {path})")
-        return json.loads(path.read_text())
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
 
     def has_result(self, stage: str) -> bool:
         return (self.work_dir / f"{stage}.json").exists()

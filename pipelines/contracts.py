@@ -145,8 +145,12 @@ class Contract:
     def polars_schema(self) -> dict[str, pl.DataType]:
         return {c.name: c.polars_type for c in self.columns}
 
-    def with_rule_params(self, rule_name: str, **params: Any) -> Contract:
-        """A copy with one rule's parameters changed (config overrides of contract defaults)."""
+    @property
+    def rule_names(self) -> list[str]:
+        return [r.name for r in self.row_rules] + [r.name for r in self.batch_rules]
+
+    def with_rule_params(self, rule_name: str, severity: Severity | None = None, **params: Any) -> Contract:
+        """A copy with one rule's parameters (or severity) changed: config overrides of the contract."""
         found = False
 
         def patch(rule: Rule) -> Rule:
@@ -154,7 +158,7 @@ class Contract:
             if rule.name != rule_name:
                 return rule
             found = True
-            return replace(rule, params={**rule.params, **params})
+            return replace(rule, params={**rule.params, **params}, severity=severity or rule.severity)
 
         columns = tuple(replace(c, rules=tuple(patch(r) for r in c.rules)) for c in self.columns)
         batch = tuple(patch(r) for r in self.batch_rules)

@@ -72,6 +72,9 @@ def build_suite(contract: Contract, inputs: SuiteInputs) -> gx.ExpectationSuite:
             exp = gxe.ExpectColumnValuesToBeBetween(
                 column=col, max_value=pd.Timestamp(limit).tz_convert("UTC"), meta=meta
             )
+        elif rule.kind == "not_before":
+            earliest = pd.Timestamp(str(p["earliest"]), tz="UTC")
+            exp = gxe.ExpectColumnValuesToBeBetween(column=col, min_value=earliest, meta=meta)
         else:
             raise ValueError(f"rule {rule.name!r}: no expectation for kind {rule.kind!r}")
         suite.add_expectation(exp)

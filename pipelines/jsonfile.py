@@ -11,11 +11,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pipelines.faults import checkpoint
+
 
 def write_json(path: Path, data: Any, *, durable: bool = False) -> None:
     """Replace `path` with `data` as JSON; `durable` also flushes it to disk before the rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    checkpoint(f"write_json {path.name}")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
     if durable:
         with open(tmp, "rb") as fh:

@@ -28,11 +28,11 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from pipelines.config import Config, load_config
+from pipelines.config import Config
 from pipelines.context import RunContext
 from pipelines.contracts import load_contract
 from pipelines.errors import CustvalError
-from pipelines.publish import conform, write_partition_files
+from pipelines.table_files import conform, write_partition_files
 from pipelines.reference_data import marketing_spend
 from pipelines.resources import sql_dir
 
@@ -244,7 +244,10 @@ def build_snapshot(
     if isinstance(orders, pl.DataFrame):
         con.register("source_orders", orders)
     else:
-        con.execute(f"create or replace view source_orders as select * from read_parquet({_quote(str(orders))})")
+        import pyarrow.dataset as ds
+
+        # an Arrow dataset, not read_parquet('path'): DuckDB would read `[` in a path as a glob
+        con.register("source_orders", ds.dataset(str(orders), format="parquet"))
     for name, frame in config_tables(config).items():
         con.register(name, frame)
     return build_models(con, model_params(config, snapshot_date), models, python_models)
@@ -253,7 +256,7 @@ def build_snapshot(
 def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) -> dict[str, Any]:
     from pipelines.predictive import Predictive, backtest_drift_warning
 
-    config = load_config(ctx.config_path)
+    config = ctx.config
     check_contract_horizons(config)
     staged = ctx.load_result("stage")
     models = load_models()
@@ -302,7 +305,3 @@ def check_contract_horizons(config: Config) -> None:
             f"predictive.horizons_days needs column(s) {', '.join(missing)} in "
             "data_contracts/customer_clv.yaml (the published schema); add them there first"
         )
-
-
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"

@@ -307,14 +307,17 @@ def backtest_drift_warning(
     """A warning when the backtest error moved a lot since the previous published snapshot."""
     if current_mae is None or not math.isfinite(current_mae):
         return None
+    from pipelines.snapshot_store import published_snapshots
+
     root = warehouse / "marts" / "model_backtest"
-    earlier = sorted(
-        (p for p in root.glob("snapshot_date=*") if p.name.split("=", 1)[1] < snapshot),
-        key=lambda p: p.name,
-    )
+    earlier = [
+        root / f"snapshot_date={day.isoformat()}"
+        for day in published_snapshots(warehouse)
+        if day.isoformat() < snapshot and (root / f"snapshot_date={day.isoformat()}" / "part-0.parquet").exists()
+    ]
     if not earlier:
         return None
-    previous = pl.read_parquet(earlier[-1]).filter(pl.col("scope") == "overall")["mae"]
+    previous = pl.read_parquet(earlier[-1] / "part-0.parquet", glob=False).filter(pl.col("scope") == "overall")["mae"]
     if previous.len() == 0 or previous[0] is None or previous[0] <= 0:
         return None
     before = float(previous[0])

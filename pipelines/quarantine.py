@@ -15,7 +15,12 @@ import polars as pl
 REASON_CODES: dict[str, str] = {
     "RAGGED_ROW": "The record has more or fewer fields than the CSV header.",
     "INVALID_UTF8": "The record contains bytes that are not valid UTF-8.",
-    "MALFORMED_RECORD": "The record cannot be split into fields (bad JSON, unbalanced quotes).",
+    "MALFORMED_RECORD": "The record cannot be split into fields (bad JSON, a quote in the wrong place).",
+    "UNBALANCED_QUOTE": (
+        "The line opens a quoted field that does not close within sources.csv.max_record_lines lines "
+        "or max_record_chars characters (a stray quote): the line alone is quarantined and reading "
+        "goes on at the next line."
+    ),
     "MISSING_REQUIRED": "A required field is empty or absent.",
     "UNPARSEABLE_NUMBER": "A number field holds text that is not a plain decimal number (e.g. `12,50`, `$12.50`, `NaN`).",
     "UNPARSEABLE_TIMESTAMP": "A timestamp field is not an ISO 8601 date/time.",
@@ -26,6 +31,7 @@ REASON_CODES: dict[str, str] = {
     "TOO_LONG": "A value is longer than the contract's maxLength.",
     "NOT_ACCEPTED_VALUE": "A value is not in the contract's accepted set.",
     "FUTURE_TIMESTAMP": "The order is later than the run's clock plus the allowed skew.",
+    "IMPLAUSIBLE_DATE": "The order is dated before validation.earliest_order_date (a default or garbage date).",
     "DUPLICATE_CONFLICT": "Another row has the same order_id with different content; that row was kept.",
     "NO_FX_RATE": "The order's currency has no rate in the FX table.",
 }
@@ -41,6 +47,8 @@ def raw_values_json(value_columns: list[str]) -> pl.Expr:
 def records(frame: pl.DataFrame, value_columns: list[str], codes: pl.Expr, rules: pl.Expr) -> pl.DataFrame:
     """Quarantine candidates from raw rows, with list-typed reason codes and rules."""
     order_id = pl.col("order_id").cast(pl.String) if "order_id" in frame.columns else pl.lit(None, pl.String)
+    # physical lines the record spans (the quarantined-share gate counts lines, not records)
+    lines = pl.col("_source_lines").cast(pl.Int64) if "_source_lines" in frame.columns else pl.lit(1, pl.Int64)
     return frame.select(
         pl.col("_row").cast(pl.UInt64),
         order_id.alias("order_id"),
@@ -48,6 +56,7 @@ def records(frame: pl.DataFrame, value_columns: list[str], codes: pl.Expr, rules
         pl.col("_source_line").alias("source_line"),
         pl.when(pl.col("_read_error").is_null()).then(raw_values_json(value_columns)).alias("raw_values"),
         pl.col("_raw_line").alias("raw_line"),
+        lines.alias("_lines"),
         codes.cast(pl.List(pl.String)).alias("_codes"),
         rules.cast(pl.List(pl.String)).alias("_rules"),
     )
@@ -60,6 +69,7 @@ _EMPTY = {
     "source_line": pl.Int64,
     "raw_values": pl.String,
     "raw_line": pl.String,
+    "_lines": pl.Int64,
     "_codes": pl.List(pl.String),
     "_rules": pl.List(pl.String),
 }
@@ -71,7 +81,7 @@ def finalize(parts: list[pl.DataFrame], run_id: str, at: datetime) -> pl.DataFra
     merged = (
         frame.group_by("_row", maintain_order=True)
         .agg(
-            pl.first("order_id", "source_file", "source_line", "raw_values", "raw_line"),
+            pl.first("order_id", "source_file", "source_line", "raw_values", "raw_line", "_lines"),
             pl.col("_codes").list.explode(keep_nulls=False, empty_as_null=False).unique(maintain_order=True),
             pl.col("_rules").list.explode(keep_nulls=False, empty_as_null=False).unique(maintain_order=True),
         )
@@ -89,4 +99,5 @@ def finalize(parts: list[pl.DataFrame], run_id: str, at: datetime) -> pl.DataFra
         "raw_line",
         pl.lit(run_id).alias("run_id"),
         pl.lit(at).cast(pl.Datetime("us", "UTC")).alias("quarantined_at"),
+        "_lines",
     )

@@ -15,23 +15,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime
 from typing import Any
 
 import polars as pl
 
-from pipelines.config import load_config
 from pipelines.context import RunContext
 from pipelines.contracts import load_contract
 from pipelines.errors import CustvalError
-from pipelines.history import accepted_history, horizon
+from pipelines.history import accepted_history, batch_fingerprints, horizon
 from pipelines.privacy import hash_pii
 from pipelines.reference_data import fx_rates
-
-
-def snapshot_end(ctx: RunContext) -> datetime:
-    """Exclusive upper bound of the snapshot: the start of the next day, UTC."""
-    return datetime.combine(ctx.snapshot_date + timedelta(days=1), time(0), tzinfo=UTC)
 
 
 def stage_orders(accepted: pl.LazyFrame, end: datetime, rates: pl.DataFrame) -> pl.DataFrame:
@@ -45,21 +39,28 @@ def stage_orders(accepted: pl.LazyFrame, end: datetime, rates: pl.DataFrame) -> 
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
-    config = load_config(ctx.config_path)
+    config = ctx.config
     contract = load_contract("orders")
-    end = snapshot_end(ctx)
+    end = ctx.snapshot_end
     rates = fx_rates(config.fx_rates, config.reporting_currency)
     history_until = None
+    batches: dict[str, str] | None = None
     if ctx.source_spec.incremental:
         history_until = horizon(ctx.warehouse, ctx.snapshot_date, config.sources.reprocess_days)
+        batches = batch_fingerprints(ctx.warehouse, history_until)
         history = accepted_history(ctx.warehouse, history_until)
         if history.is_empty():
-            raise CustvalError(f"no accepted batches up to {history_until} in {ctx.warehouse}; ingest one first")
+            raise CustvalError(f"no accepted orders in the batches ingested up to {history_until} in {ctx.warehouse}; ingest one first")
         accepted = history.lazy()
     else:
-        accepted = pl.scan_parquet(ctx.load_result("validate")["accepted_path"]).drop("_row")
+        accepted = pl.scan_parquet(ctx.load_result("validate")["accepted_path"], glob=False).drop("_row")
     total = accepted.select(pl.len()).collect().item()
     staged = stage_orders(accepted, end, rates)
+    if staged.height == 0:
+        raise CustvalError(
+            f"snapshot {ctx.snapshot_date} has no accepted orders placed before {end:%Y-%m-%d %H:%M} UTC "
+            f"({total:,} accepted in all): there is nothing to build it from"
+        )
     unconverted = staged["fx_rate"].null_count()
     if unconverted:  # validate quarantines these; reaching here means the FX file changed mid-run
         raise CustvalError(f"{unconverted} staged orders have no FX rate into {config.reporting_currency}")
@@ -73,6 +74,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
             "rows_in_snapshot": staged.height,
             "rows_after_snapshot": total - staged.height,
             "history_until": history_until.isoformat() if history_until else None,
+            "history_batches": batches,
             "snapshot_end_exclusive": end.isoformat(),
             "hashed_columns": list(config.privacy.hashed_columns),
         },

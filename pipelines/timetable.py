@@ -7,6 +7,11 @@ dates lie in [D1 00:00, D2 00:00], would stop a day short. Here the interval of 
 [D 00:00, D+1 00:00) UTC (logical date D 00:00, so the backfill yields D1..D2), and the run
 becomes due `settle_hours` after the day ends (02:00 UTC on D+1), giving late files and
 commits two hours to land. Registered with Airflow by the `custval` plugin (an entry point).
+
+A run triggered by hand covers the day its logical date names when that date is a midnight
+(`airflow dags trigger -l 2025-12-30` builds snapshot 2025-12-30), and otherwise the last whole
+day before it: a UI trigger, whose logical date is "now", builds the day that has just ended,
+never a day still going on.
 """
 
 from __future__ import annotations
@@ -35,6 +40,12 @@ class SettledDailyTimetable(CronDataIntervalTimetable):
         if info is None:
             return None
         return info._replace(run_after=info.run_after + timedelta(hours=self.settle_hours))
+
+    def infer_manual_data_interval(self, *, run_after: Any) -> DataInterval:
+        start = run_after.replace(hour=0, minute=0, second=0, microsecond=0)
+        if start != run_after:  # a moment within a day: the day before, which has ended
+            start = start - timedelta(days=1)
+        return DataInterval(start=start, end=start + timedelta(days=1))
 
     def serialize(self) -> dict[str, Any]:
         return {"settle_hours": self.settle_hours}

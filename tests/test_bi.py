@@ -1,24 +1,38 @@
-"""The example downstream refresh: the warehouse's latest/ folder from the newest partitions."""
+"""The example downstream refresh: the warehouse's latest/ folder from the newest complete snapshot."""
 
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from pipelines import snapshot_store
 from pipelines.bi import refresh_latest
 from pipelines.errors import CustvalError
+from pipelines.jsonfile import write_json
 
 
-def test_refresh_latest_uses_the_newest_snapshot(tmp_path: Path) -> None:
-    for day, customers in (("2024-01-01", 10), ("2024-01-02", 12)):
-        part = tmp_path / "marts" / "kpi_summary" / f"snapshot_date={day}"
-        part.mkdir(parents=True)
-        pl.DataFrame({"customers": [customers]}).write_parquet(part / "part-0.parquet")
-        rfm = tmp_path / "marts" / "customer_rfm" / f"snapshot_date={day}"
-        rfm.mkdir(parents=True)
+def _publish(warehouse: Path, day: str, customers: int, commit: bool = True) -> None:
+    snapshot = date.fromisoformat(day)
+    version = snapshot_store.new_version(warehouse, snapshot, f"run-{day}")
+    tables = {}
+    for table in ("kpi_summary", "customer_rfm"):
+        (version / "marts" / table).mkdir(parents=True)
+        pl.DataFrame({"customers": [customers]}).write_parquet(version / "marts" / table / "part-0.parquet")
+        tables[table] = {"path": str(warehouse / "marts" / table / f"snapshot_date={day}")}
+    write_json(version / "runs" / "manifest.json", {"snapshot_date": day, "tables": tables})
+    if commit:
+        snapshot_store.commit(warehouse, snapshot, version)
+
+
+def test_refresh_latest_uses_the_newest_complete_snapshot(tmp_path: Path) -> None:
+    _publish(tmp_path, "2024-01-01", 10)
+    _publish(tmp_path, "2024-01-02", 12)
+    _publish(tmp_path, "2024-01-03", 99, commit=False)  # still being written: not a snapshot yet
+    (tmp_path / "marts" / "kpi_summary" / "snapshot_date=2024-01-04").mkdir()  # a stray partition dir
     events = [{"warehouse": str(tmp_path), "snapshot_date": "2024-01-02"}, {"warehouse": str(tmp_path), "snapshot_date": "2024-01-01"}]
     out = refresh_latest(events)
     assert out == {"warehouse": str(tmp_path), "snapshot_date": "2024-01-02", "tables": 2}

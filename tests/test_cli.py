@@ -85,9 +85,12 @@ def test_rejected_batch_publishes_nothing(tmp_path: Path) -> None:
     wh = tmp_path / "wh"
     res = custval("run", "--source", str(src), "--as-of", "2024-01-01", "--warehouse", str(wh))
     assert res.returncode == 1
-    assert "quarantined_share failed: 10 of 10 rows" in res.stderr and "nothing published" in res.stderr
-    assert "Traceback" not in res.stderr
-    assert not (wh / "marts").exists() and not (wh / "runs").exists() and not (wh / "quarantine").exists()
+    assert "quarantined_share failed: 10 of 10 lines quarantined" in res.stderr and "nothing published" in res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not (wh / "marts").exists() and not (wh / "quarantine").exists()
+    assert not list((wh / "runs").rglob("manifest.json"))  # only the failure is noted there
+    kept = list((wh / "rejected" / "orders").glob("*/quarantine.parquet"))
+    assert len(kept) == 1 and pl.read_parquet(kept[0]).height == 10  # kept for inspection
 
 
 def test_demo_prints_a_summary(tmp_path: Path) -> None:

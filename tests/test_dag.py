@@ -42,17 +42,20 @@ def test_dag_file_has_no_heavy_top_level_imports(dag_file: str) -> None:
 
 def test_structure(dagbag) -> None:
     dag = dagbag.get_dag("custval_nightly")
-    order = ["extract", "validate", "stage", "build_marts", "publish", "write_manifest", "finish"]
+    order = ["wait_for_previous_day", "extract", "validate", "stage", "build_marts", "publish", "write_manifest", "finish"]
     assert sorted(dag.task_ids) == sorted(order)
     for upstream, downstream in zip(order, order[1:]):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}
     assert dag.max_active_runs == 1
-    assert {"source", "source_kind", "table", "warehouse", "as_of", "config"} <= set(dag.params)
+    assert {"source", "source_kind", "table", "warehouse", "as_of", "config", "allow_partial_day"} <= set(dag.params)
+    assert dag.params["allow_partial_day"] is False and dag.params["as_of"] is None  # default: the day just ended
+    sensor = dag.get_task("wait_for_previous_day")
+    assert sensor.mode == "reschedule"  # waits for the day before without holding a worker slot
     assert all(dag.get_task(t).doc_md for t in order)  # task docstrings become task docs
     extract = dag.get_task("extract")
     assert extract.retries == 2 and extract.retry_exponential_backoff and extract.execution_timeout is not None
     assert extract.on_failure_callback and dag.on_failure_callback
-    outlets = {a.name for a in dag.get_task("publish").outlets}
+    outlets = {a.name for a in dag.get_task("write_manifest").outlets}  # the commit makes them visible
     assert outlets == {f"custval_{t}" for t in ("customer_rfm", "customer_clv", "cohort_retention", "kpi_summary", "segment_summary", "model_fit", "model_backtest")}
     bi = dagbag.get_dag("custval_bi_refresh")
     assert type(bi.timetable.asset_condition).__name__ == "AssetAll"
@@ -108,6 +111,21 @@ def test_snapshot_rule() -> None:
     assert snapshot_for(None, datetime(2024, 5, 1, 2, tzinfo=UTC), None) == date(2024, 5, 1)
     assert snapshot_for("2024-04-15", datetime(2024, 5, 1, 2, tzinfo=UTC), None) == date(2024, 4, 15)
     assert snapshot_for(None, None, datetime(2024, 5, 2, 9, tzinfo=UTC)) == date(2024, 5, 1)
+    # the data interval wins over the logical date (a UI trigger's logical date is "now")
+    now = datetime(2024, 5, 2, 21, 7, tzinfo=UTC)
+    assert snapshot_for(None, now, now, datetime(2024, 5, 1, tzinfo=UTC)) == date(2024, 5, 1)
+
+
+def test_a_manual_run_builds_a_day_that_has_ended() -> None:
+    import pendulum
+
+    from pipelines.timetable import SettledDailyTimetable
+
+    tt = SettledDailyTimetable()
+    ui = tt.infer_manual_data_interval(run_after=pendulum.datetime(2024, 5, 2, 21, 7, tz="UTC"))
+    assert (ui.start, ui.end) == (pendulum.datetime(2024, 5, 1, tz="UTC"), pendulum.datetime(2024, 5, 2, tz="UTC"))
+    named = tt.infer_manual_data_interval(run_after=pendulum.datetime(2024, 4, 15, tz="UTC"))  # `-l 2024-04-15`
+    assert (named.start, named.end) == (pendulum.datetime(2024, 4, 15, tz="UTC"), pendulum.datetime(2024, 4, 16, tz="UTC"))
 
 
 @pytest.mark.airflow
@@ -193,6 +211,7 @@ def test_a_failed_run_alerts_and_releases_its_leases(dagbag, generated_orders, t
     assert any("task build_marts failed" in t and "the warehouse disk is full" in t and str(last_day) in t for t in texts), texts
     assert not list((wh / "_locks").glob("*.lease"))  # the run's failure callback released it
     assert not (wh / "marts").exists()
+    assert not any((wh / "_work").iterdir())  # and deleted its work dir (landed rows, PII)
 
 
 @pytest.mark.airflow
@@ -232,3 +251,19 @@ def test_dag_reads_postgres_through_an_airflow_connection(dagbag, tmp_path: Path
     assert manifest["source_kind"] == "postgres" and manifest["counts"]["rows_in"] == 60
     assert manifest["source"] == f"conn:custval_orders_db#{schema}.orders"  # no URI, no password
     assert pl.read_parquet(wh / "marts" / "customer_rfm" / "snapshot_date=2024-05-01").height == 7
+
+
+@pytest.mark.airflow
+def test_a_run_of_a_day_that_has_not_ended_fails_at_once(dagbag, generated_orders, tmp_path: Path) -> None:
+    """A manual run for today (UTC) is refused by the first task, without retries."""
+    source, _, _ = generated_orders
+    wh = tmp_path / "wh"
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    dag = dagbag.get_dag("custval_nightly")
+    run = dag.test(logical_date=today, run_conf={"source": str(source), "warehouse": str(wh)})
+    assert str(run.state) in ("failed", "DagRunState.FAILED")
+    assert not (wh / "marts").exists()
+    tis = {ti.task_id: ti for ti in run.get_task_instances()}
+    sensor = tis["wait_for_previous_day"]
+    assert str(sensor.state).endswith("failed") and sensor.try_number == 1  # no retries for a date that cannot work
+    assert not str(tis["extract"].state).endswith("success")

@@ -14,14 +14,20 @@ import pytest
 from pipelines.contracts import all_contracts
 from pipelines.generate import simulate_orders, write_orders
 
-RESTRICTED = ("raw", "quarantine", "_work")  # zones that hold source data as received
+RESTRICTED = ("raw", "accepted", "quarantine", "rejected", "_work")  # zones with source data as received
+
+
+def restricted(path: Path, warehouse: Path) -> bool:
+    parts = path.relative_to(warehouse).parts
+    # a snapshot version keeps its quarantine under _snapshots/snapshot_date=D/<version>/quarantine/
+    return parts[0] in RESTRICTED or (parts[0] == "_snapshots" and len(parts) > 3 and parts[3] == "quarantine")
 
 
 def published_text(warehouse: Path) -> str:
-    """Every string in every published file: Parquet values and metadata, JSON, HTML."""
+    """Every string in every file a BI role may read: Parquet values and metadata, JSON, HTML."""
     chunks: list[str] = []
     for path in warehouse.rglob("*"):
-        if not path.is_file() or path.relative_to(warehouse).parts[0] in RESTRICTED:
+        if not path.is_file() or restricted(path, warehouse):
             continue
         if path.suffix == ".parquet":
             table = pq.read_table(path)
@@ -83,3 +89,37 @@ def test_no_pii_in_published_files(
         assert got == {c: expected[c] for c in got}
     else:
         assert rfm["email_hmac"].null_count() == rfm.height
+
+
+def test_restricted_zones_are_closed_and_work_dirs_do_not_outlive_their_run(source_with_pii, tmp_path: Path) -> None:
+    """The restricted zones are mode 0700; a killed run's work dir (landed rows, e-mails) is gone
+    at the next start; a failed run's at once."""
+    import os
+    import signal
+    import stat
+    import subprocess
+    import sys
+    import time
+
+    source, values = source_with_pii
+    wh = tmp_path / "wh"
+    cmd = [sys.executable, "-m", "pipelines", "run", "--source", str(source), "--as-of", "2025-12-30", "--warehouse", str(wh)]
+    repo = Path(__file__).resolve().parents[1]
+    child = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list((wh / "_work").glob("*/accepted/part-0.parquet")):
+        time.sleep(0.01)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    killed = [p.name for p in (wh / "_work").iterdir()]
+    assert killed and any(v in pl.read_parquet(next((wh / "_work").rglob("part-0.parquet")))["email"].to_list() for v in values)
+    res = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert "removed the work directory of run " + killed[0] in res.stderr  # said, not silent
+    assert list((wh / "_work").iterdir()) == []
+    for zone in ("raw", "quarantine", "_work"):
+        assert stat.S_IMODE((wh / zone).stat().st_mode) == 0o700, zone
+    version = next(p for p in (wh / "_snapshots" / "snapshot_date=2025-12-30").iterdir() if "@" in p.name)
+    assert stat.S_IMODE((version / "quarantine").stat().st_mode) == 0o700
+    leaked = [v for v in values if v in published_text(wh)]
+    assert leaked == []

@@ -181,7 +181,7 @@ def test_a_failed_fit_stops_the_run_and_publishes_nothing(
     wh = tmp_path / "wh"
     with pytest.raises(ModelFitError, match=r"BG/NBD fit \(snapshot\).*300 customers, 0 with repeat purchases.*Nothing was published"):
         run_pipeline(orders_csv(rows), "2024-12-31", warehouse=wh)
-    assert not (wh / "marts").exists() and not (wh / "runs").exists()
+    assert not (wh / "marts").exists() and not list((wh / "runs").rglob("manifest.json"))
 
 
 def test_short_history_skips_the_models_with_a_warning(
@@ -196,9 +196,18 @@ def test_short_history_skips_the_models_with_a_warning(
 
 
 def test_drift_warning(tmp_path: Path) -> None:
-    part = tmp_path / "marts" / "model_backtest" / "snapshot_date=2024-01-01"
-    part.mkdir(parents=True)
-    pl.DataFrame({"scope": ["overall", "frequency=0"], "mae": [0.2, 0.1]}).write_parquet(part / "part-0.parquet")
+    from datetime import date
+
+    from pipelines import snapshot_store
+    from pipelines.jsonfile import write_json
+
+    version = snapshot_store.new_version(tmp_path, date(2024, 1, 1), "run-1")
+    (version / "marts" / "model_backtest").mkdir(parents=True)
+    pl.DataFrame({"scope": ["overall", "frequency=0"], "mae": [0.2, 0.1]}).write_parquet(version / "marts" / "model_backtest" / "part-0.parquet")
+    write_json(version / "runs" / "manifest.json", {"snapshot_date": "2024-01-01"})
+    snapshot_store.commit(tmp_path, date(2024, 1, 1), version)
+    unfinished = tmp_path / "marts" / "model_backtest" / "snapshot_date=2024-01-01T"  # not a published snapshot
+    unfinished.mkdir()
     assert backtest_drift_warning(tmp_path, "2024-01-02", 0.21, 1.5) is None
     warning = backtest_drift_warning(tmp_path, "2024-01-02", 0.5, 1.5)
     assert warning is not None and "0.5000 vs 0.2000" in warning and "2.50x" in warning

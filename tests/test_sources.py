@@ -108,8 +108,14 @@ def test_a_backfill_equals_the_nightly_runs(landing: Path, tmp_path: Path) -> No
 
 
 def test_a_day_without_arrivals_is_a_clear_error(landing: Path, tmp_path: Path) -> None:
-    with pytest.raises(SourceError, match=r"no arrivals for 2024-03-09 \(expected a folder date=2024-03-09\)"):
-        run_all(_ctx(landing, tmp_path / "wh", "2024-03-09", tmp_path))
+    """With nothing to build from, or when configured strict; otherwise a gap (tested below)."""
+    with pytest.raises(SourceError, match=r"no arrivals for 2024-02-28 \(expected a folder date=2024-02-28\) and no accepted history"):
+        run_all(_ctx(landing, tmp_path / "wh", "2024-02-28", tmp_path))
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(NO_PREDICTIONS + "sources:\n  missing_arrivals: fail\n")
+    ctx = RunContext.create(source=str(landing), snapshot_date="2024-03-09", warehouse=tmp_path / "wh2", config_path=str(strict))
+    with pytest.raises(SourceError, match=r"no arrivals for 2024-03-09 \(expected a folder date=2024-03-09\); sources.missing_arrivals is fail"):
+        run_all(ctx)
 
 
 def test_source_kinds_are_told_apart(landing: Path, tmp_path: Path) -> None:
@@ -123,3 +129,157 @@ def test_source_kinds_are_told_apart(landing: Path, tmp_path: Path) -> None:
         resolve("postgresql://db/shop")
     with pytest.raises(SourceError, match="only for PostgreSQL"):
         resolve(str(landing), table="orders")
+
+
+# ------------------------------------------------------------------------------------------
+# Ordering, late batches, quiet days, rejected batches
+
+
+def _customers(wh: Path, day: str) -> int:
+    return pl.read_parquet(wh / "marts" / "customer_rfm" / f"snapshot_date={day}").height
+
+
+def _orders_in(wh: Path, day: str) -> int:
+    return int(pl.read_parquet(wh / "marts" / "customer_rfm" / f"snapshot_date={day}")["order_count"].sum())
+
+
+def test_a_snapshot_waits_for_the_day_before(landing: Path, tmp_path: Path) -> None:
+    from pipelines.pipeline import OutOfOrderError
+
+    wh = tmp_path / "wh"
+    run_all(_ctx(landing, wh, "2024-03-01", tmp_path))
+    with pytest.raises(OutOfOrderError, match=r"snapshot 2024-03-03 needs snapshot 2024-03-02 first.*custval backfill --start 2024-03-02 --end 2024-03-03"):
+        run_all(_ctx(landing, wh, "2024-03-03", tmp_path))
+    assert not (wh / "runs" / "snapshot_date=2024-03-03").exists()
+
+
+def test_runs_of_different_days_at_once_give_the_in_order_result(landing: Path, tmp_path: Path) -> None:
+    """Three days started together (as an Airflow backfill does): each waits for the one before."""
+    import threading
+
+    ordered, parallel = tmp_path / "ordered", tmp_path / "parallel"
+    for day in ("2024-03-01", "2024-03-02", "2024-03-03"):
+        run_all(_ctx(landing, ordered, day, tmp_path))
+    errors: list[BaseException] = []
+
+    def go(day: str) -> None:
+        try:
+            run_all(_ctx(landing, parallel, day, tmp_path), wait_seconds=300)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    run_all(_ctx(landing, parallel, "2024-03-01", tmp_path))  # the first snapshot starts the history
+    threads = [threading.Thread(target=go, args=(d,)) for d in ("2024-03-03", "2024-03-02")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for day in ("2024-03-01", "2024-03-02", "2024-03-03"):
+        a, b = _tables(ordered, day), _tables(parallel, day)
+        assert set(a) == set(b) and len(a) >= 7
+        for name in a:
+            assert a[name].equals(b[name]), (day, name)
+
+
+def test_a_missing_day_is_a_gap_filled_when_its_batch_lands(landing: Path, tmp_path: Path) -> None:
+    """D-1's folder is missing when D-1 and D are built; it arrives later: both are rebuilt."""
+    wh = tmp_path / "wh"
+    late = landing.parent / "held_back"
+    (landing / "date=2024-03-02").rename(late)
+    run_all(_ctx(landing, wh, "2024-03-01", tmp_path))
+    gap = run_all(_ctx(landing, wh, "2024-03-02", tmp_path))
+    assert gap["gaps"] == ["2024-03-02"] and gap["counts"]["rows_in"] == 0
+    assert any("no batch has arrived for 2024-03-02" in w for w in gap["warnings"])
+    third = run_all(_ctx(landing, wh, "2024-03-03", tmp_path))
+    assert third["gaps"] == ["2024-03-02"]
+    assert _orders_in(wh, "2024-03-03") == 80  # Mar 1 and Mar 3 only
+    late.rename(landing / "date=2024-03-02")  # the batch lands, two days late
+    again = run_all(_ctx(landing, wh, "2024-03-03", tmp_path))
+    assert again["late_batches"] == ["2024-03-02"]
+    assert again["rebuilt_snapshots"] == ["2024-03-01", "2024-03-02"]
+    assert again["gaps"] == []
+    # every snapshot now equals a run in order with every batch on time
+    reference = tmp_path / "reference"
+    for day in ("2024-03-01", "2024-03-02", "2024-03-03"):
+        run_all(_ctx(landing, reference, day, tmp_path))
+    for day in ("2024-03-01", "2024-03-02", "2024-03-03"):
+        a, b = _tables(reference, day), _tables(wh, day)
+        for name in a:
+            assert a[name].equals(b[name]), (day, name)
+    assert _orders_in(wh, "2024-03-03") == 40 + 42 - 1 + 40  # A1's correction replaces A1
+
+
+def test_a_quiet_day_publishes_from_the_history(landing: Path, tmp_path: Path) -> None:
+    wh = tmp_path / "wh"
+    quiet = landing / "date=2024-03-04"
+    quiet.mkdir()
+    write_csv(landing / "date=2024-03-05" / "orders.csv", [], COLUMNS)  # a header and no rows
+    for day in ("2024-03-01", "2024-03-02", "2024-03-03"):
+        run_all(_ctx(landing, wh, day, tmp_path))
+    for day in ("2024-03-04", "2024-03-05"):
+        manifest = run_all(_ctx(landing, wh, day, tmp_path))
+        assert manifest["quiet_day"] is True and manifest["counts"]["rows_in"] == 0
+        assert any("quiet day" in w for w in manifest["warnings"])
+        assert _customers(wh, day) == _customers(wh, "2024-03-03")
+
+
+def test_a_full_file_drop_with_no_rows_is_still_rejected(tmp_path: Path) -> None:
+    from pipelines.errors import BatchRejected, CustvalError
+
+    empty = write_csv(tmp_path / "drop" / "orders.csv", [], COLUMNS)
+    ctx = RunContext.create(source=str(empty), snapshot_date="2024-03-01", warehouse=tmp_path / "wh")
+    with pytest.raises(BatchRejected, match="batch_not_empty failed: the batch has no rows"):
+        run_all(ctx)
+    cfg = tmp_path / "allow.yaml"
+    cfg.write_text(NO_PREDICTIONS + "validation:\n  allow_empty_batch: true\n")
+    ctx = RunContext.create(source=str(empty), snapshot_date="2024-03-01", warehouse=tmp_path / "wh", config_path=str(cfg))
+    with pytest.raises(CustvalError, match=r"snapshot 2024-03-01 has no accepted orders .* nothing to build it from"):
+        run_all(ctx)  # past the gate, but a snapshot needs orders
+
+
+def test_a_rejected_batch_never_counts_as_ingested(landing: Path, tmp_path: Path) -> None:
+    from pipelines.errors import BatchRejected
+    from pipelines.pipeline import OutOfOrderError
+
+    wh = tmp_path / "wh"
+    run_all(_ctx(landing, wh, "2024-03-01", tmp_path))
+    good = (landing / "date=2024-03-02" / "orders.csv").read_text()
+    bad_rows = [(f"X{i}", "C1", "2024-03-02T10:00:00Z", "12,50", "USD", "completed", "2024-03-02T10:00:00Z") for i in range(10)]
+    write_csv(landing / "date=2024-03-02" / "bad.csv", bad_rows, COLUMNS)  # 10 of 52 rows unparseable
+    with pytest.raises(BatchRejected, match=r"quarantined_share failed: 10 of 52 lines"):
+        run_all(_ctx(landing, wh, "2024-03-02", tmp_path))
+    kept = list((wh / "rejected" / "orders").iterdir())
+    assert len(kept) == 1 and (kept[0] / "quarantine.parquet").is_file() and (kept[0] / "raw").is_dir()
+    assert not (wh / "accepted" / "orders" / "ingest_date=2024-03-02").exists()
+    assert not (wh / "raw" / "orders" / "ingest_date=2024-03-02").exists()  # moved aside for inspection
+    # the next night refuses rather than building on a history without Mar 2
+    with pytest.raises(OutOfOrderError, match=r"needs snapshot 2024-03-02 first.*its last run failed: rule quarantined_share"):
+        run_all(_ctx(landing, wh, "2024-03-03", tmp_path))
+    (landing / "date=2024-03-02" / "bad.csv").unlink()  # the source is fixed; the retry reads it again
+    retried = run_all(_ctx(landing, wh, "2024-03-02", tmp_path))
+    assert retried["counts"]["rows_in"] == 42 and retried["counts"]["rows_accepted"] == 42
+    assert (landing / "date=2024-03-02" / "orders.csv").read_text() == good
+    run_all(_ctx(landing, wh, "2024-03-03", tmp_path))
+    assert _orders_in(wh, "2024-03-03") == 40 + 42 - 1 + 40
+
+
+def test_every_file_of_an_arrival_folder_is_read_or_listed(landing: Path, tmp_path: Path) -> None:
+    import gzip
+
+    folder = landing / "date=2024-03-01"
+    rows = [_order(f"G{i}", f"C{i % 10}", "2024-03-01", "1.00") for i in range(5)]
+    gz_src = write_csv(tmp_path / "tmp.csv", rows, COLUMNS)
+    (folder / "more.csv.gz").write_bytes(gzip.compress(gz_src.read_bytes()))
+    (folder / "_SUCCESS").write_text("")
+    (folder / "notes.txt").write_text("not orders\n")
+    with pytest.raises(SourceError, match=r"1 file\(s\) cannot be read: .*notes.txt.*sources.unsupported_files: skip"):
+        run_all(_ctx(landing, tmp_path / "wh", "2024-03-01", tmp_path))
+    cfg = tmp_path / "skip.yaml"
+    cfg.write_text(NO_PREDICTIONS + "sources:\n  unsupported_files: skip\n")
+    ctx = RunContext.create(source=str(landing), snapshot_date="2024-03-01", warehouse=tmp_path / "wh", config_path=str(cfg))
+    manifest = run_all(ctx)
+    assert manifest["counts"]["rows_in"] == 45  # the gzip file is read too
+    refused = {Path(r["path"]).name: r["code"] for r in manifest["refused_files"]}
+    assert refused == {"_SUCCESS": "HIDDEN", "notes.txt": "UNSUPPORTED_TYPE"}
+    assert any("notes.txt" in w for w in manifest["warnings"])

@@ -85,7 +85,7 @@ def test_counts_reconcile_per_file(orders_csv: Callable[..., Path], tmp_path: Pa
 
 def test_too_many_bad_rows_rejects_the_batch(orders_csv: Callable[..., Path], tmp_path: Path) -> None:
     rows = [_good(i) for i in range(90)] + [(f"B{i}", "C", "2024-03-01", "12,50", "USD", "completed") for i in range(10)]
-    with pytest.raises(BatchRejected, match=r"quarantined_share failed: 10 of 100 rows quarantined \(10.00% >= 5%\)"):
+    with pytest.raises(BatchRejected, match=r"quarantined_share failed: 10 of 100 lines quarantined \(10.00% >= 5%; 10 of 100 records\)"):
         _validate(orders_csv(rows), tmp_path)
 
 
@@ -115,7 +115,8 @@ def test_future_check_uses_the_run_clock(orders_csv: Callable[..., Path], tmp_pa
     ]
     source = orders_csv(rows)
     ctx = RunContext.create(
-        source=str(source), snapshot_date="2024-03-20", warehouse=tmp_path / "wh", now=datetime(2024, 3, 20, 10, 0, tzinfo=UTC)
+        source=str(source), snapshot_date="2024-03-20", warehouse=tmp_path / "wh", now=datetime(2024, 3, 20, 10, 0, tzinfo=UTC),
+        allow_partial_day=True,  # the run clock is in the middle of the snapshot's day
     )
     extract.run(ctx)
     q = pl.read_parquet(validate.run(ctx)["quarantine_path"])

@@ -70,7 +70,15 @@ def _param(name: str, default: object) -> Param:
     },
 )
 def custval_nightly():
-    @task.sensor(poke_interval=POKE_SECONDS, timeout=timedelta(hours=24), mode="reschedule")
+    @task.sensor(
+        poke_interval=POKE_SECONDS,
+        timeout=timedelta(hours=24),
+        mode="reschedule",
+        # waiting is idempotent: a poke lost to a scheduler hiccup is simply tried again soon
+        retries=5,
+        retry_delay=timedelta(seconds=15),
+        retry_exponential_backoff=False,
+    )
     def wait_for_previous_day(params=None, logical_date=None, dag_run=None) -> bool:
         """
         #### Wait for the previous day

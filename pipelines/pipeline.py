@@ -121,12 +121,17 @@ def _last_failure(ctx: RunContext, snapshot: date) -> str | None:
     return f"{record.get('error')} (run {record.get('run_id')}, {record.get('at')})"
 
 
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0][:500] if lines else type(error).__name__
+
+
 def record_failure(ctx: RunContext, error: BaseException) -> None:
     """Note why the run failed beside the snapshot's manifest (read by the next day's run)."""
     try:
         write_json(
             _failure_path(ctx, ctx.snapshot_date),
-            {"run_id": ctx.run_id, "at": datetime.now().astimezone().isoformat(), "error": str(error).splitlines()[0][:500]},
+            {"run_id": ctx.run_id, "at": datetime.now().astimezone().isoformat(), "error": _first_line(error)},
         )
     except OSError:  # a full or read-only disk: the error itself is what the user sees
         pass

@@ -283,3 +283,25 @@ def test_every_file_of_an_arrival_folder_is_read_or_listed(landing: Path, tmp_pa
     refused = {Path(r["path"]).name: r["code"] for r in manifest["refused_files"]}
     assert refused == {"_SUCCESS": "HIDDEN", "notes.txt": "UNSUPPORTED_TYPE"}
     assert any("notes.txt" in w for w in manifest["warnings"])
+
+
+def test_two_custval_backfills_at_once_give_the_in_order_result(landing: Path, tmp_path: Path) -> None:
+    """Two `custval backfill` processes over the same days and warehouse, started together."""
+    import subprocess
+    import sys
+
+    ordered, parallel = tmp_path / "ordered", tmp_path / "parallel"
+    for day in ("2024-03-01", "2024-03-02", "2024-03-03"):
+        run_all(_ctx(landing, ordered, day, tmp_path))
+    cfg = tmp_path / "cfg.yaml"  # written by _ctx above
+    repo = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "pipelines", "backfill", "--start", "2024-03-01", "--end", "2024-03-03",
+           "--source", str(landing), "--warehouse", str(parallel), "--config", str(cfg), "--wait", "300"]
+    procs = [subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=900) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outputs]
+    for day in ("2024-03-01", "2024-03-02", "2024-03-03"):
+        a, b = _tables(ordered, day), _tables(parallel, day)
+        assert set(a) == set(b) and len(a) >= 7
+        for name in a:
+            assert a[name].equals(b[name]), (day, name)

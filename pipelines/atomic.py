@@ -11,6 +11,7 @@ through `pipelines/snapshot_store.py`.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -46,17 +47,14 @@ def _renameat2_exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
+def fsync_path(path: Path) -> None:
+    """Flush a file, or a directory's entries, to disk (best effort: some filesystems refuse)."""
+    with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def swap_in(staged: Path, target: Path) -> None:
@@ -74,4 +72,4 @@ def swap_in(staged: Path, target: Path) -> None:
             shutil.rmtree(aside)
     else:
         os.rename(staged, target)
-    _fsync_dir(target.parent)
+    fsync_path(target.parent)

@@ -76,6 +76,7 @@ try:
 except ImportError:  # pragma: no cover - not a Unix
     fcntl = None  # type: ignore[assignment]
 
+from pipelines.atomic import fsync_path
 from pipelines.errors import CustvalError, RunLockedError
 
 log = logging.getLogger("custval.locking")
@@ -305,15 +306,6 @@ def _guarded(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _write(path: Path, record: dict[str, Any]) -> None:
     """Replace the lease whole: temp file in the same dir, fsync, rename (call under the guard)."""
     tmp = ""
@@ -330,12 +322,12 @@ def _write(path: Path, record: dict[str, Any]) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         raise LeaseError(f"could not write the lease {path}: {exc.strerror or exc}") from None
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def _remove(path: Path) -> None:
     path.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def _record(

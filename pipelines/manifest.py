@@ -159,8 +159,8 @@ def build(ctx: RunContext) -> dict[str, Any]:
 
 def run(ctx: RunContext) -> dict[str, Any]:
     """Write the manifest into the run's version, then make the version visible (the commit)."""
-    manifest = build(ctx)
     version = Path(ctx.load_result("publish")["version"])
+    manifest = {**build(ctx), "version": version.name}  # where a reader pins this snapshot
     write_json(version / snapshot_store.MANIFEST, manifest, durable=True)
 
     snapshot_store.commit(

@@ -23,15 +23,19 @@ links of an existing snapshot never change; only a new snapshot (or a new table)
 created, after the switch, the manifest's last -- a snapshot counts as published once its
 manifest is readable.
 
+A reader that opens the tables one after another while a switch happens can get the old
+version of the first and the new one of the others; a reader that needs one snapshot across
+many reads pins it: it reads the manifest, whose `version` names the version directory, and
+reads the files there. The version that was current before (`previous`) is kept until the next
+commit, so a pinned reader has a whole publish cycle to finish.
+
 Crashes: a version that never became `current` is garbage, and a commit interrupted after the
-switch leaves a journal file (`.commit`) that `recover` rolls forward (links made, the old
-version deleted). `recover` runs at the start of every command; it only touches what no live
+switch leaves a journal file (`.commit`) that `recover` rolls forward (links made). `recover` runs at the start of every command; it only touches what no live
 run owns (`pipelines/locking.py` says which runs are live).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -41,11 +45,14 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path, PurePosixPath
 
+from pipelines.atomic import fsync_path
 from pipelines.errors import PublishError
 from pipelines.faults import checkpoint
+from pipelines.jsonfile import read_json, write_json
 
 SNAPSHOTS_ZONE = Path("_snapshots")
 CURRENT = "current"
+PREVIOUS = "previous"  # the version current before: kept until the next commit, for pinned readers
 JOURNAL = ".commit"
 MANIFEST = PurePosixPath("runs") / "manifest.json"
 RESTRICTED_PARTS = ("quarantine",)  # version subtrees only the pipeline's own user may read
@@ -112,17 +119,6 @@ def version_files(version: Path) -> list[PurePosixPath]:
     return files
 
 
-def fsync_path(path: Path) -> None:
-    """Flush a file or directory to disk (directories: their entries)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _fsync_tree(root: Path) -> None:
     for path in sorted(root.rglob("*"), reverse=True):
         if path.is_file() and not path.is_symlink():
@@ -160,8 +156,11 @@ def commit(
         raise PublishError(f"{version}: a version is committed with its manifest ({MANIFEST})")
     _fsync_tree(version)
     previous = current_version(warehouse, snapshot)
-    if previous is not None and previous.name == version.name:  # a retried commit
-        _link_all(warehouse, snapshot, files, [])
+    journal = root / JOURNAL
+    if previous is not None and previous.name == version.name:  # a retried commit: finish it
+        record = read_json(journal) or {}
+        _link_all(warehouse, snapshot, files, [PurePosixPath(f) for f in record.get("previous_files", [])])
+        journal.unlink(missing_ok=True)
         return Committed(version, None, files)
     old_files = version_files(previous) if previous is not None and previous.is_dir() else []
     # Every partition directory must exist and be writable before anything becomes visible.
@@ -170,9 +169,8 @@ def commit(
         parent.mkdir(parents=True, exist_ok=True)
         if not os.access(parent, os.W_OK):
             raise PublishError(f"cannot write to {parent}: nothing was published (check its permissions)")
-    journal = root / JOURNAL
     checkpoint("commit.journal")
-    _write_durable(journal, {"version": version.name, "previous_files": [str(f) for f in old_files]})
+    write_json(journal, {"version": version.name, "previous_files": [str(f) for f in old_files]}, durable=True)
     tmp = root / f".{CURRENT}.{version.name}.tmp"
     tmp.unlink(missing_ok=True)
     checkpoint("commit.symlink")
@@ -182,21 +180,31 @@ def commit(
         os.replace(tmp, root / CURRENT)
         fsync_path(root)
     _link_all(warehouse, snapshot, files, old_files)
-    if previous is not None:
-        checkpoint("commit.drop_previous")
-        shutil.rmtree(previous, ignore_errors=True)
+    if previous is not None:  # kept for readers that pinned it; the one before goes
+        older = _target(root / PREVIOUS)
+        checkpoint("commit.keep_previous")
+        _point(root / PREVIOUS, previous.name)
+        if older is not None and older not in (previous.name, version.name):
+            checkpoint("commit.drop_older")
+            shutil.rmtree(root / older, ignore_errors=True)
     checkpoint("commit.journal_done")
     journal.unlink(missing_ok=True)
     return Committed(version, previous, files)
 
 
-def _write_durable(path: Path, data: object) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def _target(link: Path) -> str | None:
+    try:
+        return os.readlink(link)
+    except OSError:
+        return None
+
+
+def _point(link: Path, target: str) -> None:
+    """Make the symlink `link` point at `target`, atomically."""
+    tmp = link.with_name(f".{link.name}.{target}.tmp")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
 
 
 def _link_all(warehouse: Path, snapshot: date, files: list[PurePosixPath], old_files: Iterable[PurePosixPath]) -> None:
@@ -262,12 +270,10 @@ def recover(warehouse: Path, live_runs: Callable[[], set[str]]) -> list[str]:
     for root, entries in listed.items():
         snapshot = _date_of(root)
         current = current_version(warehouse, snapshot)
+        kept = {current.name if current else None, _target(root / PREVIOUS)}
         journal = root / JOURNAL
         if journal in entries:
-            try:
-                record = json.loads(journal.read_text())
-            except (OSError, ValueError):
-                record = {}
+            record = read_json(journal) or {}
             if owner_of(str(record.get("version", ""))) not in live:
                 if current is not None and current.name == record.get("version") and current.is_dir():
                     old = [PurePosixPath(f) for f in record.get("previous_files", [])]
@@ -275,10 +281,11 @@ def recover(warehouse: Path, live_runs: Callable[[], set[str]]) -> list[str]:
                     repairs.append(f"snapshot {snapshot}: finished the interrupted publish of {current.name}")
                 journal.unlink(missing_ok=True)
         for entry in entries:
-            if entry.name.startswith(f".{CURRENT}.") and entry.name.endswith(".tmp"):
-                if owner_of(entry.name[len(CURRENT) + 2 :]) not in live:
+            link_tmp = next((n for n in (CURRENT, PREVIOUS) if entry.name.startswith(f".{n}.")), None)
+            if link_tmp and entry.name.endswith(".tmp"):  # a link being replaced when its run died
+                if owner_of(entry.name[len(link_tmp) + 2 :]) not in live:
                     entry.unlink(missing_ok=True)
-            elif _SEP in entry.name and (current is None or entry.name != current.name) and entry.is_dir():
+            elif _SEP in entry.name and entry.name not in kept and entry.is_dir():
                 if owner_of(entry.name) not in live:
                     shutil.rmtree(entry, ignore_errors=True)
                     repairs.append(f"snapshot {snapshot}: removed {entry.name}, left unpublished by a run that ended")

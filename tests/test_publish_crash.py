@@ -48,7 +48,29 @@ leases.release()
 
 
 def visible_state(wh: Path, snapshot: date) -> dict[str, str | None]:
-    """Which version each visible file of the snapshot comes from (as a reader opening it gets)."""
+    """Which version each visible file of the snapshot comes from, at one moment.
+
+    The files are opened one after another; when the snapshot's `current` link changed while
+    they were being opened, the read spans a switch and says nothing about one moment: it is
+    read again (the check a seqlock reader makes).
+    """
+    current = snapshot_store.snapshot_root(wh, snapshot) / snapshot_store.CURRENT
+    for _ in range(100):
+        before = _readlink(current)
+        state = _open_all(wh, snapshot)
+        if _readlink(current) == before:
+            return state
+    raise AssertionError("the snapshot kept switching while it was read")
+
+
+def _readlink(path: Path) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def _open_all(wh: Path, snapshot: date) -> dict[str, str | None]:
     part = f"snapshot_date={snapshot.isoformat()}"
     paths = {t: wh / "marts" / t / part / "part-0.parquet" for t in TABLES}
     paths["quarantine"] = wh / "quarantine" / "orders" / part / "part-0.parquet"
@@ -83,6 +105,16 @@ def assert_consistent(wh: Path, snapshot: date) -> str | None:
         frame = pl.read_parquet(Path(manifest["tables"][table]["path"]))
         assert frame.height == manifest["tables"][table]["rows"], table
     return str(manifest["run_id"])
+
+
+def assert_pinned_read(wh: Path, snapshot: date) -> None:
+    """Read the manifest, then every table from the version it names: whole, and as it says."""
+    part = f"snapshot_date={snapshot.isoformat()}"
+    manifest = json.loads((wh / "runs" / part / "manifest.json").read_text())
+    version = wh / "_snapshots" / part / manifest["version"]
+    for table in TABLES:
+        frame = pl.read_parquet(version / "marts" / table / "part-0.parquet")  # kept while pinned
+        assert frame.height == manifest["tables"][table]["rows"], table
 
 
 @pytest.fixture(scope="module")
@@ -135,14 +167,21 @@ def _heal_and_check(trial: Path, snapshot: date, scenario: str, first_run: str) 
     before = assert_consistent(trial, snapshot)
     if scenario == "rerun":
         assert before in (first_run, "B-rerun"), before  # the old snapshot whole, or the new one
+    else:
+        assert before in (None, "B-new"), before
     recover_warehouse(trial)
     after = assert_consistent(trial, snapshot)
     assert after == before or (before is None and after == "B-new"), (before, after)
     # nothing left that no run will publish, and no work directory of the dead run
     root = snapshot_store.snapshot_root(trial, snapshot)
-    versions = [p.name for p in root.iterdir() if "@" in p.name] if root.is_dir() else []
+    versions = sorted(p.name for p in root.iterdir() if "@" in p.name) if root.is_dir() else []
     current = snapshot_store.current_version(trial, snapshot)
-    assert versions == ([current.name] if current else []), versions
+    kept = {current.name if current else None}
+    if (root / snapshot_store.PREVIOUS).is_symlink():  # the replaced version, kept for pinned readers
+        kept.add(os.readlink(root / snapshot_store.PREVIOUS))
+    assert set(versions) <= kept and (current is None or current.name in versions), (versions, kept)
+    entries = list(root.iterdir()) if root.is_dir() else []
+    assert not [p.name for p in entries if p.name.endswith(".tmp") and p.name.startswith((".current", ".previous"))]
     assert not (root / snapshot_store.JOURNAL).exists()
     assert not (trial / "_work" / f"B-{scenario}").exists()
     # the dead run's lease is taken over without `custval unlock`
@@ -172,20 +211,22 @@ def test_kill_at_every_file_operation_of_publish(prepared: dict[str, object], tm
 
 
 @pytest.mark.slow
-def test_kill_at_random_moments_while_a_reader_watches(prepared: dict[str, object], tmp_path: Path) -> None:
+@pytest.mark.parametrize("scenario", ["rerun", "new"])
+def test_kill_at_random_moments_while_a_reader_watches(prepared: dict[str, object], tmp_path: Path, scenario: str) -> None:
     snapshot: date = prepared["snapshot"]  # type: ignore[assignment]
-    rng = random.Random(9)
-    trials = 30
+    rng = random.Random(9 if scenario == "rerun" else 10)
+    trials = 20
     for k in range(trials):
         trial = tmp_path / f"random-{k}"
-        ctx = _trial_copy(prepared, "rerun", trial)
+        ctx = _trial_copy(prepared, scenario, trial)
         child = _child(ctx, {})
         deadline = time.monotonic() + rng.uniform(0.2, 2.5)
         while time.monotonic() < deadline and child.poll() is None:
-            assert_consistent(trial, snapshot)  # a reader polling the whole time
+            if assert_consistent(trial, snapshot) is not None:  # a reader polling the whole time
+                assert_pinned_read(trial, snapshot)  # and one that pins a version across many reads
         child.kill()
         child.wait(timeout=30)
-        _heal_and_check(trial, snapshot, "rerun", str(prepared["first_run"]))
+        _heal_and_check(trial, snapshot, scenario, str(prepared["first_run"]))
         if k < trials - 1:
             shutil.rmtree(trial)
     # the healed warehouse takes the next run as usual
@@ -195,4 +236,4 @@ def test_kill_at_random_moments_while_a_reader_watches(prepared: dict[str, objec
         capture_output=True, text=True, timeout=600, cwd=REPO,
     )
     assert res.returncode == 0, res.stderr
-    assert assert_consistent(trial, snapshot) not in (None, prepared["first_run"])
+    assert assert_consistent(trial, snapshot) not in (None, prepared["first_run"], f"B-{scenario}")

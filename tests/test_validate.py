@@ -97,6 +97,20 @@ def test_config_can_raise_the_threshold(orders_csv: Callable[..., Path], tmp_pat
     assert result["counts"]["rows_quarantined"] == 10
 
 
+def test_config_can_change_a_gate_severity(orders_csv: Callable[..., Path], tmp_path: Path) -> None:
+    rows = [_good(i) for i in range(90)] + [(f"B{i}", "C", "2024-03-01", "12,50", "USD", "completed") for i in range(10)]
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("validation:\n  rule_severity: {quarantined_share: warn}\n")
+    result, _, _ = _validate(orders_csv(rows), tmp_path, config_path=str(cfg))
+    assert result["counts"]["rows_quarantined"] == 10
+    assert any("quarantined_share failed: 10 of 100 lines" in w for w in result["warnings"])
+    cfg.write_text("validation:\n  rule_severity: {quarantined_shares: warn}\n")
+    from pipelines.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"rule_severity names rule\(s\) quarantined_shares .*its rules: .*quarantined_share"):
+        _validate(orders_csv(rows, name="again.csv"), tmp_path, config_path=str(cfg))
+
+
 def test_missing_required_column_rejects_naming_the_file(orders_csv: Callable[..., Path], tmp_path: Path) -> None:
     source = orders_csv([("O1", "C1", "2024-03-01", "1.00")], columns=["order_id", "customer_id", "order_ts", "amount"])
     with pytest.raises(BatchRejected, match=r"orders.csv: required column\(s\) currency missing"):

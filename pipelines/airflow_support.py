@@ -128,7 +128,7 @@ def new_run(
     try:
         return _new_run(params, logical_date, run_after, dag_run_id, data_interval_start)
     except CustvalError as exc:
-        from airflow.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowFailException
 
         raise AirflowFailException(str(exc)) from None
 

@@ -46,7 +46,7 @@ def _rss() -> int:
 
 @contextmanager
 def measure(phases: dict[str, dict[str, float]], name: str, interval: float = 0.02) -> Iterator[None]:
-    """Wall seconds and peak RSS (sampled every 20 ms, as pipelines/metrics.py does)."""
+    """Wall seconds and peak RSS (sampled every 20 ms, as pipelines/run/metrics.py does)."""
     peak = _rss()
     stop = threading.Event()
 

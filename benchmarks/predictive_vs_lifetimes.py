@@ -11,12 +11,12 @@ Requirement checked: custval's stage is at least 10x faster than lifetimes doing
    *_hmac) is written next to it, as the pipeline's stage step would leave it. Both happen in a
    child process, untimed, so this process's memory is not inflated by them.
 2. custval, in this process, timed per phase (wall seconds, peak RSS sampled by
-   pipelines.metrics.measure):
+   pipelines.run.metrics.measure):
      summary          DuckDB SQL models stg_orders -> int_model_inputs from the staged Parquet
                       (includes reading the Parquet), fetched as a Polars frame
-     fit_bgnbd        pipelines.predictive.fit_bgnbd
-     fit_gamma_gamma  pipelines.predictive.fit_gamma_gamma
-     clv              pipelines.predictive.predict_customers: p_alive, expected purchases and
+     fit_bgnbd        pipelines.predictive.predictive.fit_bgnbd
+     fit_gamma_gamma  pipelines.predictive.predictive.fit_gamma_gamma
+     clv              pipelines.predictive.predictive.predict_customers: p_alive, expected purchases and
                       the 12-month discounted CLV (horizon 365 days, 30-day months, 10%/year)
    `--custval-runs` repeats it; the least disturbed run is reported (the machine may be shared:
    each run records how many cores other processes kept busy, and `--wait-quiet` waits for an
@@ -94,7 +94,7 @@ def staged_frame(orders: Any, snapshot: date) -> Any:
 
     The orders contract's non-PII columns with their contract types (missing ones null),
     fx_rate 1.0 (all orders are USD, the reporting currency), null *_hmac (no PII hashed);
-    cut at the end of the snapshot day, as pipelines/stage.py does.
+    cut at the end of the snapshot day, as pipelines/transform/snapshot_orders.py does.
     """
     import polars as pl
 
@@ -120,7 +120,7 @@ def prepare(n: int, seed: int) -> None:
     """Generate (once) the orders, the staged input and a small metadata file."""
     import polars as pl
 
-    from pipelines.generate import simulate_orders
+    from pipelines.tools.generate import simulate_orders
 
     paths = data_paths(n, seed)
     DATA.mkdir(parents=True, exist_ok=True)
@@ -189,10 +189,10 @@ def custval_side(staged: Path, snapshot: date) -> tuple[dict[str, dict[str, floa
     """One timed run: phases, the summary frame, the predictions and the fitted models."""
     import numpy as np
 
-    from pipelines import marts
+    from pipelines.transform import marts
     from pipelines.config import load_config
-    from pipelines.metrics import measure
-    from pipelines.predictive import CustomerSummary, fit_bgnbd, fit_gamma_gamma, monthly_rate, predict_customers
+    from pipelines.run.metrics import measure
+    from pipelines.predictive.predictive import CustomerSummary, fit_bgnbd, fit_gamma_gamma, monthly_rate, predict_customers
 
     cfg = load_config()
     phases: dict[str, dict[str, float]] = {}
@@ -248,14 +248,14 @@ def compare(inputs: Any, predicted: dict[str, Any], bg: Any, gg: Any, lt: dict[s
     import numpy as np
     import polars as pl
 
-    from pipelines.fitters.base import collapse
-    from pipelines.fitters.bgnbd import BetaGeoModel
-    from pipelines.fitters.bgnbd import log_likelihood as bg_ll
-    from pipelines.fitters.gamma_gamma import (
+    from pipelines.predictive.fitters.base import collapse
+    from pipelines.predictive.fitters.bgnbd import BetaGeoModel
+    from pipelines.predictive.fitters.bgnbd import log_likelihood as bg_ll
+    from pipelines.predictive.fitters.gamma_gamma import (
         GammaGammaModel,
         customer_lifetime_value,
     )
-    from pipelines.fitters.gamma_gamma import (
+    from pipelines.predictive.fitters.gamma_gamma import (
         log_likelihood as gg_ll,
     )
 
@@ -507,8 +507,8 @@ def main() -> int:
     # custval
     import polars as pl  # noqa: F401  (imported before timing, as are duckdb/numpy/scipy below)
 
-    import pipelines.predictive  # noqa: F401
-    from pipelines import marts  # noqa: F401
+    import pipelines.predictive.predictive  # noqa: F401
+    from pipelines.transform import marts  # noqa: F401
 
     result["versions"] = {
         "custval": {p: version(p) for p in ("polars", "duckdb", "numpy", "scipy", "pyarrow")} | {"python": platform.python_version()},

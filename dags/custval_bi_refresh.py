@@ -14,7 +14,7 @@ import os
 import pendulum
 
 from airflow.sdk import AssetAll, dag, task
-from pipelines.airflow_support import mart_assets
+from pipelines.orchestration.tasks import mart_assets
 
 MART_ASSETS = mart_assets(os.environ.get("CUSTVAL_WAREHOUSE", "/opt/custval/warehouse"))
 
@@ -35,7 +35,7 @@ def custval_bi_refresh():
         Write `DIR/latest/kpis.json` and `DIR/latest/tables.json` for the warehouse and
         snapshot named by the triggering asset events.
         """
-        from pipelines.bi import refresh_latest as refresh
+        from pipelines.publish.latest import refresh_latest as refresh
 
         extras = [e.extra for events in (triggering_asset_events or {}).values() for e in events]
         return refresh(extras)

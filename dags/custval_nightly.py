@@ -30,8 +30,8 @@ from datetime import timedelta
 import pendulum
 
 from airflow.sdk import Param, dag, task
-from pipelines.airflow_support import PARAMS_SCHEMA, mart_assets, on_run_failure, on_task_failure
-from pipelines.timetable import SettledDailyTimetable
+from pipelines.orchestration.tasks import PARAMS_SCHEMA, mart_assets, on_run_failure, on_task_failure
+from pipelines.orchestration.timetable import SettledDailyTimetable
 
 WAREHOUSE = os.environ.get("CUSTVAL_WAREHOUSE", "/opt/custval/warehouse")
 POKE_SECONDS = float(os.environ.get("CUSTVAL_WAIT_POKE_SECONDS", "30"))  # how often a waiting run looks again
@@ -86,7 +86,7 @@ def custval_nightly():
         batches earlier runs ingested: wait, without holding a worker slot, until snapshot D-1
         is built and no other run holds this run's snapshots.
         """
-        from pipelines.airflow_support import ready_to_begin
+        from pipelines.orchestration.tasks import ready_to_begin
 
         return ready_to_begin(params, logical_date, dag_run.run_after, dag_run.run_id, dag_run.data_interval_start)
 
@@ -98,7 +98,7 @@ def custval_nightly():
         arrived late for earlier days, read the source's batch and land it unchanged as
         Parquet in the raw zone.
         """
-        from pipelines.airflow_support import start_run
+        from pipelines.orchestration.tasks import start_run
 
         return start_run(params, logical_date, dag_run.run_after, dag_run.run_id, dag_run.data_interval_start)
 
@@ -110,7 +110,7 @@ def custval_nightly():
         run the generated Great Expectations suite; quarantine bad rows, stop on batch-level
         failures, and check that the counts reconcile.
         """
-        from pipelines.airflow_support import run_task
+        from pipelines.orchestration.tasks import run_task
 
         return run_task("validate", run)
 
@@ -121,7 +121,7 @@ def custval_nightly():
         Assemble the snapshot's orders (cut at the end of the day, in the reporting currency)
         and drop, or keyed-hash, PII.
         """
-        from pipelines.airflow_support import run_task
+        from pipelines.orchestration.tasks import run_task
 
         return run_task("stage", run)
 
@@ -132,7 +132,7 @@ def custval_nightly():
         Run the DuckDB SQL models in `sql/` and the predictive models; conform each published
         table to its contract.
         """
-        from pipelines.airflow_support import run_task
+        from pipelines.orchestration.tasks import run_task
 
         return run_task("marts", run)
 
@@ -143,7 +143,7 @@ def custval_nightly():
         Assemble this run's version of snapshot D -- every table and the quarantine -- beside
         the one readers see; nothing becomes visible yet.
         """
-        from pipelines.airflow_support import run_task
+        from pipelines.orchestration.tasks import run_task
 
         return run_task("publish", run)
 
@@ -155,7 +155,7 @@ def custval_nightly():
         whole snapshot visible in one atomic step; each table's Asset event says which
         warehouse and snapshot.
         """
-        from pipelines.airflow_support import asset_extra, run_task
+        from pipelines.orchestration.tasks import asset_extra, run_task
 
         result = run_task("manifest", run)
         for asset in MART_ASSETS:
@@ -169,7 +169,7 @@ def custval_nightly():
         Rebuild the past snapshots that late orders belong to (incremental sources), release
         the snapshot leases and clean up the run's work directory.
         """
-        from pipelines.airflow_support import finish_run
+        from pipelines.orchestration.tasks import finish_run
 
         return finish_run(run)
 

@@ -83,7 +83,7 @@ def generate(
     minimal: Annotated[bool, typer.Option(help="Only the required columns (no status, channel, email).")] = False,
 ) -> None:
     """Write realistic synthetic raw orders (BG/NBD purchase process, Gamma-Gamma spend)."""
-    from pipelines.generate import FORMATS, format_from_path, simulate_orders, write_orders
+    from pipelines.tools.generate import FORMATS, format_from_path, simulate_orders, write_orders
 
     start_date = _date(start, "--start")
     chosen = fmt or format_from_path(out) or "csv"
@@ -148,7 +148,7 @@ def _seconds(value: float, what: str) -> float:
 
 def run_snapshot(ctx: Any, quiet: bool = False, wait_seconds: float = 0) -> dict[str, Any]:
     """Run the pipeline for one snapshot with a live line per stage."""
-    from pipelines.pipeline import run_all
+    from pipelines.run.pipeline import run_all
 
     if not quiet:
         console.print(f"[bold]custval run[/] snapshot {ctx.snapshot_date} · source {ctx.source_spec.display} → {ctx.warehouse}")
@@ -228,7 +228,7 @@ def backfill(
     """Run the snapshots START..END in order -- the same runs as the nightly ones."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pipelines.pipeline import run_dates
+    from pipelines.run.pipeline import run_dates
 
     first, last = _date(start, "--start"), _date(end, "--end")
     assert first is not None and last is not None
@@ -275,9 +275,9 @@ def unlock(
     force: Annotated[bool, typer.Option(help="Remove the lease even if its run looks alive, or the file is unreadable.")] = False,
 ) -> None:
     """Remove a snapshot's lease left by a run that died (a dead run's lease is also taken over by itself)."""
-    from pipelines import locking
+    from pipelines.storage import locking
     from pipelines.context import check_warehouse
-    from pipelines.recovery import recover_warehouse
+    from pipelines.storage.recovery import recover_warehouse
 
     snapshot = _date(as_of, "--as-of")
     assert snapshot is not None
@@ -298,7 +298,7 @@ def demo(
     """Generate a sample into ./demo/, run the pipeline for its last day, and summarise."""
     import polars as pl
 
-    from pipelines.generate import simulate_orders, write_orders
+    from pipelines.tools.generate import simulate_orders, write_orders
 
     source = directory / "orders.csv"
     warehouse = directory / "warehouse"
@@ -360,8 +360,8 @@ def bench(
     import shutil
     import tempfile
 
-    from pipelines.generate import simulate_orders, write_orders
-    from pipelines.metrics import measure
+    from pipelines.tools.generate import simulate_orders, write_orders
+    from pipelines.run.metrics import measure
 
     base = workdir or Path(tempfile.mkdtemp(prefix="custval-bench-"))
     try:
@@ -398,7 +398,7 @@ def docs(
     out: Annotated[Path, typer.Option(help="Where to write the data dictionary.")] = Path("docs/data_dictionary.md"),
 ) -> None:
     """Regenerate the data dictionary from the data contracts."""
-    from pipelines.dictionary import write
+    from pipelines.tools.dictionary import write
 
     console.print(f"wrote {write(out)}")
 

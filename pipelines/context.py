@@ -23,7 +23,7 @@ from typing import Any
 
 from pipelines.config import Config, load_config
 from pipelines.errors import CustvalError
-from pipelines.jsonfile import write_json
+from pipelines.storage.jsonfile import write_json
 from pipelines.sources import Source, resolve
 
 WORK = "_work"

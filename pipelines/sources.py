@@ -10,7 +10,7 @@ Three kinds of source:
   incrementally by its `updated_at` watermark into the raw zone, keyed by ingest date.
 
 For `landing` and `postgres` the snapshot is computed from the full accepted history of all
-ingested batches (see `pipelines/history.py`).
+ingested batches (see `pipelines/storage/history.py`).
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ def orders_csv(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture(scope="session")
 def generated_orders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pl.DataFrame, date]:
     """A small generated order history as CSV, its frame, and its last day."""
-    from pipelines.generate import simulate_orders, write_orders
+    from pipelines.tools.generate import simulate_orders, write_orders
 
     frame = simulate_orders(20_000, seed=11, start=date(2024, 1, 1), days=365)
     path = write_orders(frame, tmp_path_factory.mktemp("generated") / "orders.csv", "csv")
@@ -86,7 +86,7 @@ def generated_orders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pl
 def run_pipeline(tmp_path: Path) -> Callable[..., dict]:
     """Run the whole pipeline in-process; returns the manifest."""
     from pipelines.context import RunContext
-    from pipelines.pipeline import run_all
+    from pipelines.run.pipeline import run_all
 
     def run(source: Path | str, as_of: str | date, warehouse: Path | None = None, config: Path | None = None) -> dict:
         ctx = RunContext.create(

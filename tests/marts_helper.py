@@ -10,7 +10,7 @@ import polars as pl
 
 from pipelines.config import load_config
 from pipelines.contracts import load_contract
-from pipelines.marts import build_snapshot, connect, load_models
+from pipelines.transform.marts import build_snapshot, connect, load_models
 
 
 def staged_frame(rows: list[dict]) -> pl.DataFrame:

@@ -58,7 +58,7 @@ def _wait(what: str, check, timeout: float, log: Path) -> object:
 def _landing(root: Path, frame: pl.DataFrame, first: date, last: date) -> Path:
     """Arrival folders: everything up to `first` arrives on `first`, then one folder a day, with
     every 25th order of a day arriving a day late (so later runs rebuild earlier snapshots)."""
-    from pipelines.generate import write_orders
+    from pipelines.tools.generate import write_orders
 
     day_of = pl.col("order_ts").dt.date()
     late = (pl.int_range(pl.len()) % 25 == 0) & (day_of > first)

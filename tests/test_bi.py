@@ -9,15 +9,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines import snapshot_store
-from pipelines.bi import refresh_latest
+from pipelines.storage import snapshots
+from pipelines.publish.latest import refresh_latest
 from pipelines.errors import CustvalError
-from pipelines.jsonfile import write_json
+from pipelines.storage.jsonfile import write_json
 
 
 def _publish(warehouse: Path, day: str, customers: int, commit: bool = True) -> None:
     snapshot = date.fromisoformat(day)
-    version = snapshot_store.new_version(warehouse, snapshot, f"run-{day}")
+    version = snapshots.new_version(warehouse, snapshot, f"run-{day}")
     tables = {}
     for table in ("kpi_summary", "customer_rfm"):
         (version / "marts" / table).mkdir(parents=True)
@@ -25,7 +25,7 @@ def _publish(warehouse: Path, day: str, customers: int, commit: bool = True) -> 
         tables[table] = {"path": str(warehouse / "marts" / table / f"snapshot_date={day}")}
     write_json(version / "runs" / "manifest.json", {"snapshot_date": day, "tables": tables})
     if commit:
-        snapshot_store.commit(warehouse, snapshot, version)
+        snapshots.commit(warehouse, snapshot, version)
 
 
 def test_refresh_latest_uses_the_newest_complete_snapshot(tmp_path: Path) -> None:

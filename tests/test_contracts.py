@@ -85,15 +85,15 @@ def test_not_odcs_is_an_error(tmp_path: Path) -> None:
 
 
 def test_data_dictionary_is_up_to_date() -> None:
-    from pipelines.dictionary import render
+    from pipelines.tools.dictionary import render
 
     committed = (contracts_dir().parent / "docs" / "data_dictionary.md").read_text(encoding="utf-8")
     assert committed == render(), "docs/data_dictionary.md is stale: run `uv run custval docs`"
 
 
 def test_dictionary_lists_every_published_column_and_reason_code() -> None:
-    from pipelines.dictionary import render
-    from pipelines.quarantine import REASON_CODES
+    from pipelines.tools.dictionary import render
+    from pipelines.validate.quarantine import REASON_CODES
 
     text = render()
     for contract in all_contracts().values():

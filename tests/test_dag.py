@@ -13,7 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DAG_FILE = REPO / "dags" / "custval_nightly.py"
-HEAVY = ("great_expectations", "polars", "duckdb", "pandas", "scipy", "pipelines.validate", "pipelines.marts")
+HEAVY = ("great_expectations", "polars", "duckdb", "pandas", "scipy", "pipelines.validate.validate", "pipelines.transform.marts")
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_structure(dagbag) -> None:
     assert type(bi.timetable.asset_condition).__name__ == "AssetAll"
     assert {a.name for a in bi.timetable.asset_condition.objects} == outlets
     # The run for day D covers [D 00:00, D+1 00:00) UTC and becomes due at 02:00 UTC on D+1.
-    from pipelines.timetable import SettledDailyTimetable
+    from pipelines.orchestration.timetable import SettledDailyTimetable
 
     assert isinstance(dag.timetable, SettledDailyTimetable) and dag.timetable.settle_hours == 2
 
@@ -89,7 +89,7 @@ def test_dag_runs_for_real(dagbag, generated_orders, tmp_path: Path) -> None:
 def test_the_timetable_runs_each_day_at_two() -> None:
     from airflow.timetables.base import DataInterval, TimeRestriction
 
-    from pipelines.timetable import SettledDailyTimetable
+    from pipelines.orchestration.timetable import SettledDailyTimetable
 
     tt = SettledDailyTimetable(settle_hours=2)
     day = datetime(2024, 5, 1, tzinfo=UTC)
@@ -106,7 +106,7 @@ def test_the_timetable_runs_each_day_at_two() -> None:
 def test_snapshot_rule() -> None:
     from datetime import date
 
-    from pipelines.airflow_support import snapshot_for
+    from pipelines.orchestration.tasks import snapshot_for
 
     assert snapshot_for(None, datetime(2024, 5, 1, 2, tzinfo=UTC), None) == date(2024, 5, 1)
     assert snapshot_for("2024-04-15", datetime(2024, 5, 1, 2, tzinfo=UTC), None) == date(2024, 4, 15)
@@ -119,7 +119,7 @@ def test_snapshot_rule() -> None:
 def test_a_manual_run_builds_a_day_that_has_ended() -> None:
     import pendulum
 
-    from pipelines.timetable import SettledDailyTimetable
+    from pipelines.orchestration.timetable import SettledDailyTimetable
 
     tt = SettledDailyTimetable()
     ui = tt.infer_manual_data_interval(run_after=pendulum.datetime(2024, 5, 2, 21, 7, tz="UTC"))
@@ -133,7 +133,7 @@ def test_a_failed_task_is_retried_and_the_run_recovers(dagbag, generated_orders,
     """Inject one failure into the validate task: the retry succeeds and the run completes."""
     from datetime import timedelta
 
-    import pipelines.pipeline as pipeline
+    import pipelines.run.pipeline as pipeline
 
     source, frame, last_day = generated_orders
     wh = tmp_path / "wh"
@@ -188,7 +188,7 @@ def webhook():
 
 @pytest.mark.airflow
 def test_a_failed_run_alerts_and_releases_its_leases(dagbag, generated_orders, tmp_path: Path, monkeypatch, webhook) -> None:
-    import pipelines.pipeline as pipeline
+    import pipelines.run.pipeline as pipeline
 
     url, received = webhook
     monkeypatch.setenv("CUSTVAL_ALERT_WEBHOOK", url)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from pipelines.dedupe import deduplicate
+from pipelines.validate.dedupe import deduplicate
 
 COLS = ["order_id", "customer_id", "amount", "updated_at"]
 

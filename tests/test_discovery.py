@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.discovery import Discovered, RefusedFile, discover, refused_as_dicts, sha256_file
+from pipelines.extract.discovery import Discovered, RefusedFile, discover, refused_as_dicts, sha256_file
 from pipelines.errors import SourceError
 
 

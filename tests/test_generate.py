@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines.generate import GeneratorParams, simulate_orders, write_orders
-from pipelines.readers import read_raw
+from pipelines.tools.generate import GeneratorParams, simulate_orders, write_orders
+from pipelines.extract.readers import read_raw
 
 
 def test_exact_count_and_determinism() -> None:

@@ -10,10 +10,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines import locking
+from pipelines.storage import locking
 from pipelines.context import RunContext
 from pipelines.errors import RunLockedError
-from pipelines.pipeline import run_all
+from pipelines.run.pipeline import run_all
 
 SNAP = date(2024, 5, 1)
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from pipelines import locking
+from pipelines.storage import locking
 from pipelines.errors import CustvalError, RunLockedError
-from pipelines.locking import LeaseError
+from pipelines.storage.locking import LeaseError
 
 REPO = Path(__file__).resolve().parents[1]
 SNAP = date(2024, 5, 1)
@@ -32,7 +32,7 @@ HOLD = textwrap.dedent("""
     import sys, time
     from datetime import date
     from pathlib import Path
-    from pipelines import locking
+    from pipelines.storage import locking
     warehouse, snapshot, run_id, holder, then = sys.argv[1:6]
     locking.acquire(Path(warehouse), date.fromisoformat(snapshot), run_id, holder=holder)
     print("ready", flush=True)
@@ -275,7 +275,7 @@ def test_readers_never_see_half_a_lease(tmp_path: Path) -> None:
         import sys
         from datetime import date
         from pathlib import Path
-        from pipelines import locking
+        from pipelines.storage import locking
         wh, snap = Path(sys.argv[1]), date.fromisoformat(sys.argv[2])
         for i in range(150):
             locking.acquire(wh, snap, f"run-{i}")
@@ -371,7 +371,7 @@ def test_a_heartbeat_notices_a_stolen_lease(tmp_path: Path) -> None:
             import sys
             from datetime import date
             from pathlib import Path
-            from pipelines import locking
+            from pipelines.storage import locking
             wh, snap = Path(sys.argv[1]), date.fromisoformat(sys.argv[2])
             print(locking.unlock(wh, snap, force=True))
             locking.acquire(wh, snap, "thief", holder="run")

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from pipelines import locking
+from pipelines.storage import locking
 from pipelines.errors import RunLockedError
 
 FORK = multiprocessing.get_context("fork")

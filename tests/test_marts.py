@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.marts import ModelError, build_order, load_models
+from pipelines.transform.marts import ModelError, build_order, load_models
 
 ROWS = [
     # A: two purchases; last on 03-30 -> recency 1, 2 orders, 30.00

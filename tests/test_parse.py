@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from pipelines.contracts import load_contract
-from pipelines.parse import CODES, RULES, parse_batch
+from pipelines.validate.parse import CODES, RULES, parse_batch
 
 CONTRACT = load_contract("orders")
 

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.contracts import all_contracts
-from pipelines.generate import simulate_orders, write_orders
+from pipelines.tools.generate import simulate_orders, write_orders
 
 RESTRICTED = ("raw", "accepted", "quarantine", "rejected", "_work")  # zones with source data as received
 

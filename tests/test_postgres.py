@@ -71,7 +71,7 @@ def config(tmp_path: Path, retries: int = 0) -> Path:
 
 def run(schema: str, day: str, wh: Path, cfg: Path, table: str = "orders") -> dict:
     from pipelines.context import RunContext
-    from pipelines.pipeline import run_all
+    from pipelines.run.pipeline import run_all
 
     ctx = RunContext.create(
         source=f"postgresql://{READER}@127.0.0.1:5432/test",
@@ -129,7 +129,7 @@ def test_rows_without_updated_at_are_loaded_once_and_reported(schema: str, tmp_p
 
 
 def test_the_extract_runs_in_one_read_only_repeatable_read_transaction(schema: str) -> None:
-    from pipelines import postgres
+    from pipelines.extract import postgres
 
     captured: dict = {}
     original = postgres._read
@@ -212,7 +212,7 @@ def test_a_rejected_batch_leaves_the_watermark_and_is_read_again(schema: str, tm
     """Mar 2's batch fails the quarantined-share gate: it never counts as ingested, the next night
     waits for it, and the retried run (source fixed) reads its rows again -- none is lost."""
     from pipelines.errors import BatchRejected
-    from pipelines.pipeline import OutOfOrderError
+    from pipelines.run.pipeline import OutOfOrderError
 
     wh, cfg = tmp_path / "wh", config(tmp_path)
     insert(schema, [(f"O{i}", f"C{i % 5}", "2024-03-01T10:00:00Z", "10.00") for i in range(50)])

@@ -12,9 +12,9 @@ import polars as pl
 import pytest
 
 from fitters.test_fitters_bgnbd import integrated_p_alive_and_expectation
-from pipelines.fitters.bgnbd import BetaGeoModel, BetaGeoParams
-from pipelines.fitters.gamma_gamma import GammaGammaModel, customer_lifetime_value
-from pipelines.predictive import CustomerSummary, backtest_drift_warning, fit_bgnbd, monthly_rate, predict_customers
+from pipelines.predictive.fitters.bgnbd import BetaGeoModel, BetaGeoParams
+from pipelines.predictive.fitters.gamma_gamma import GammaGammaModel, customer_lifetime_value
+from pipelines.predictive.predictive import CustomerSummary, backtest_drift_warning, fit_bgnbd, monthly_rate, predict_customers
 
 CDNOW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cdnow" / "CDNOW_sample.txt"
 
@@ -47,7 +47,7 @@ def cdnow_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     source = base / "cdnow_orders.csv"
     orders.write_csv(source)
     from pipelines.context import RunContext
-    from pipelines.pipeline import run_all
+    from pipelines.run.pipeline import run_all
 
     ctx = RunContext.create(source=str(source), snapshot_date="1997-09-30", warehouse=base / "wh")
     manifest = run_all(ctx)
@@ -159,7 +159,7 @@ def test_predicted_clv_equals_the_reference_formula() -> None:
 
 
 def test_fitting_distinct_rows_with_weights_equals_fitting_every_customer() -> None:
-    from pipelines.fitters.bgnbd import simulate_summary
+    from pipelines.predictive.fitters.bgnbd import simulate_summary
 
     rng = np.random.default_rng(9)
     n = 20_000
@@ -174,7 +174,7 @@ def test_fitting_distinct_rows_with_weights_equals_fitting_every_customer() -> N
 def test_a_failed_fit_stops_the_run_and_publishes_nothing(
     orders_csv: Callable[..., Path], run_pipeline: Callable[..., dict], tmp_path: Path
 ) -> None:
-    from pipelines.predictive import ModelFitError
+    from pipelines.predictive.predictive import ModelFitError
 
     # 300 customers over a year, nobody ever buys twice: dropout is not identifiable.
     rows = [(f"O{i}", f"C{i}", f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}T10:00:00Z", "10.00", "USD", "completed") for i in range(300)]
@@ -198,14 +198,14 @@ def test_short_history_skips_the_models_with_a_warning(
 def test_drift_warning(tmp_path: Path) -> None:
     from datetime import date
 
-    from pipelines import snapshot_store
-    from pipelines.jsonfile import write_json
+    from pipelines.storage import snapshots
+    from pipelines.storage.jsonfile import write_json
 
-    version = snapshot_store.new_version(tmp_path, date(2024, 1, 1), "run-1")
+    version = snapshots.new_version(tmp_path, date(2024, 1, 1), "run-1")
     (version / "marts" / "model_backtest").mkdir(parents=True)
     pl.DataFrame({"scope": ["overall", "frequency=0"], "mae": [0.2, 0.1]}).write_parquet(version / "marts" / "model_backtest" / "part-0.parquet")
     write_json(version / "runs" / "manifest.json", {"snapshot_date": "2024-01-01"})
-    snapshot_store.commit(tmp_path, date(2024, 1, 1), version)
+    snapshots.commit(tmp_path, date(2024, 1, 1), version)
     unfinished = tmp_path / "marts" / "model_backtest" / "snapshot_date=2024-01-01T"  # not a published snapshot
     unfinished.mkdir()
     assert backtest_drift_warning(tmp_path, "2024-01-02", 0.21, 1.5) is None
@@ -216,7 +216,7 @@ def test_drift_warning(tmp_path: Path) -> None:
 
 def test_horizons_need_their_contract_columns(tmp_path: Path) -> None:
     from pipelines.config import load_config
-    from pipelines.marts import ModelError, check_contract_horizons
+    from pipelines.transform.marts import ModelError, check_contract_horizons
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text("predictive:\n  horizons_days: [30, 365]\n")

@@ -10,7 +10,7 @@ import pytest
 
 from pipelines.config import load_config
 from pipelines.contracts import load_contract
-from pipelines.privacy import PrivacyError, hash_pii, hmac_sha256_hex, normalise
+from pipelines.transform.privacy import PrivacyError, hash_pii, hmac_sha256_hex, normalise
 
 KEY = "k" * 20
 

@@ -14,8 +14,8 @@ import pytest
 
 from pipelines.contracts import load_contract
 from pipelines.errors import PublishError
-from pipelines.atomic import swap_in
-from pipelines.table_files import conform, write_partition_files
+from pipelines.storage.atomic import swap_in
+from pipelines.publish.tables import conform, write_partition_files
 
 
 def _partition(root: Path, name: str, rows: int, tag: str) -> Path:

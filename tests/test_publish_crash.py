@@ -1,7 +1,7 @@
 """kill -9 during publish: at every file operation, and at random moments.
 
 A run's publish and manifest stages run in a child process holding a real lease; the child
-is SIGKILLed at the n-th file operation (`pipelines/faults.py`) or after a random delay. After
+is SIGKILLed at the n-th file operation (`pipelines/storage/faults.py`) or after a random delay. After
 each kill the test checks what a reader sees -- every visible table, the quarantine and the
 manifest come from one and the same run's version, and the row counts agree with that
 manifest -- then that start-up recovery heals the warehouse by itself: no unpublished version
@@ -24,10 +24,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines import locking, snapshot_store
+from pipelines.storage import locking
+
+from pipelines.storage import snapshots
 from pipelines.context import RunContext
-from pipelines.pipeline import begin, run_stage
-from pipelines.recovery import recover_warehouse
+from pipelines.run.pipeline import begin, run_stage
+from pipelines.storage.recovery import recover_warehouse
 
 REPO = Path(__file__).resolve().parents[1]
 NO_PREDICTIONS = "predictive:\n  enabled: false\n"
@@ -37,7 +39,7 @@ TABLES = ("cohort_retention", "customer_clv", "customer_rfm", "kpi_summary", "mo
 CHILD = """
 import json, sys
 from pipelines.context import RunContext
-from pipelines.pipeline import Leases, run_stage
+from pipelines.run.pipeline import Leases, run_stage
 ctx = RunContext.from_dict(json.loads(sys.argv[1]))
 leases = Leases(ctx)
 leases.take([ctx.snapshot_date])
@@ -54,7 +56,7 @@ def visible_state(wh: Path, snapshot: date) -> dict[str, str | None]:
     they were being opened, the read spans a switch and says nothing about one moment: it is
     read again (the check a seqlock reader makes).
     """
-    current = snapshot_store.snapshot_root(wh, snapshot) / snapshot_store.CURRENT
+    current = snapshots.snapshot_root(wh, snapshot) / snapshots.CURRENT
     for _ in range(100):
         before = _readlink(current)
         state = _open_all(wh, snapshot)
@@ -100,7 +102,7 @@ def assert_consistent(wh: Path, snapshot: date) -> str | None:
         return None
     assert all(state[t] is not None for t in TABLES), f"the manifest is visible but not every table: {state}"
     manifest = json.loads((wh / "runs" / f"snapshot_date={snapshot.isoformat()}" / "manifest.json").read_text())
-    assert snapshot_store.owner_of(state["manifest"]) == manifest["run_id"]
+    assert snapshots.owner_of(state["manifest"]) == manifest["run_id"]
     for table in TABLES:
         frame = pl.read_parquet(Path(manifest["tables"][table]["path"]))
         assert frame.height == manifest["tables"][table]["rows"], table
@@ -120,8 +122,8 @@ def assert_pinned_read(wh: Path, snapshot: date) -> None:
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """A warehouse where run A published snapshot D, and run B has built D up to its marts."""
-    from pipelines.generate import simulate_orders, write_orders
-    from pipelines.pipeline import run_all
+    from pipelines.tools.generate import simulate_orders, write_orders
+    from pipelines.run.pipeline import run_all
 
     base = tmp_path_factory.mktemp("crash")
     frame = simulate_orders(3_000, seed=5, start=date(2024, 1, 1), days=200)
@@ -173,16 +175,16 @@ def _heal_and_check(trial: Path, snapshot: date, scenario: str, first_run: str) 
     after = assert_consistent(trial, snapshot)
     assert after == before or (before is None and after == "B-new"), (before, after)
     # nothing left that no run will publish, and no work directory of the dead run
-    root = snapshot_store.snapshot_root(trial, snapshot)
+    root = snapshots.snapshot_root(trial, snapshot)
     versions = sorted(p.name for p in root.iterdir() if "@" in p.name) if root.is_dir() else []
-    current = snapshot_store.current_version(trial, snapshot)
+    current = snapshots.current_version(trial, snapshot)
     kept = {current.name if current else None}
-    if (root / snapshot_store.PREVIOUS).is_symlink():  # the replaced version, kept for pinned readers
-        kept.add(os.readlink(root / snapshot_store.PREVIOUS))
+    if (root / snapshots.PREVIOUS).is_symlink():  # the replaced version, kept for pinned readers
+        kept.add(os.readlink(root / snapshots.PREVIOUS))
     assert set(versions) <= kept and (current is None or current.name in versions), (versions, kept)
     entries = list(root.iterdir()) if root.is_dir() else []
     assert not [p.name for p in entries if p.name.endswith(".tmp") and p.name.startswith((".current", ".previous"))]
-    assert not (root / snapshot_store.JOURNAL).exists()
+    assert not (root / snapshots.JOURNAL).exists()
     assert not (trial / "_work" / f"B-{scenario}").exists()
     # the dead run's lease is taken over without `custval unlock`
     locking.acquire(trial, snapshot, "next-run", wait_seconds=0)

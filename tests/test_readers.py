@@ -14,9 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import readers
+from pipelines.extract import readers
 from pipelines.errors import ReconciliationError, SourceError
-from pipelines.readers import LINEAGE, ReadOptions, file_format, read_raw
+from pipelines.extract.readers import LINEAGE, ReadOptions, file_format, read_raw
 
 KNOWN = ["order_id", "customer_id", "order_ts", "amount", "currency", "status"]
 HEADER = b"order_id,customer_id,order_ts,amount,currency\n"

@@ -12,7 +12,7 @@ import pytest
 from conftest import write_csv
 from pipelines.context import RunContext
 from pipelines.errors import SourceError
-from pipelines.pipeline import run_all, run_dates
+from pipelines.run.pipeline import run_all, run_dates
 
 COLUMNS = ["order_id", "customer_id", "order_ts", "amount", "currency", "status", "updated_at"]
 NO_PREDICTIONS = "predictive:\n  enabled: false\n"
@@ -144,7 +144,7 @@ def _orders_in(wh: Path, day: str) -> int:
 
 
 def test_a_snapshot_waits_for_the_day_before(landing: Path, tmp_path: Path) -> None:
-    from pipelines.pipeline import OutOfOrderError
+    from pipelines.run.pipeline import OutOfOrderError
 
     wh = tmp_path / "wh"
     run_all(_ctx(landing, wh, "2024-03-01", tmp_path))
@@ -240,7 +240,7 @@ def test_a_full_file_drop_with_no_rows_is_still_rejected(tmp_path: Path) -> None
 
 def test_a_rejected_batch_never_counts_as_ingested(landing: Path, tmp_path: Path) -> None:
     from pipelines.errors import BatchRejected
-    from pipelines.pipeline import OutOfOrderError
+    from pipelines.run.pipeline import OutOfOrderError
 
     wh = tmp_path / "wh"
     run_all(_ctx(landing, wh, "2024-03-01", tmp_path))

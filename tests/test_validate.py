@@ -10,7 +10,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines import extract, validate
+from pipelines.extract import extract
+
+from pipelines.validate import validate
 from pipelines.context import RunContext
 from pipelines.errors import BatchRejected
 

@@ -13,7 +13,9 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines import extract, validate
+from pipelines.extract import extract
+
+from pipelines.validate import validate
 from pipelines.context import RunContext
 
 HEADER = b"order_id,customer_id,order_ts,amount,currency,status\n"

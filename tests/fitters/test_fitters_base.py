@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.fitters.base import ConvergenceError, FitResult, collapse, unique_rows
+from pipelines.predictive.fitters.base import ConvergenceError, FitResult, collapse, unique_rows
 
 small_floats = st.sampled_from([0.0, 0.5, 1.0, 2.0, 7.25, 30.0, -3.0, 1e-9])
 

@@ -9,8 +9,8 @@ import pytest
 from scipy import integrate
 from scipy.special import hyp2f1
 
-from pipelines.fitters.base import ConvergenceError, collapse
-from pipelines.fitters.bgnbd import (
+from pipelines.predictive.fitters.base import ConvergenceError, collapse
+from pipelines.predictive.fitters.bgnbd import (
     BetaGeoModel,
     BetaGeoParams,
     log_likelihood,

@@ -14,8 +14,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines.fitters.bgnbd import BetaGeoModel
-from pipelines.fitters.gamma_gamma import GammaGammaModel
+from pipelines.predictive.fitters.bgnbd import BetaGeoModel
+from pipelines.predictive.fitters.gamma_gamma import GammaGammaModel
 
 # Fader, Hardie & Lee (2005), "Counting Your Customers the Easy Way", Marketing Science 24(2):
 # BG/NBD on the CDNOW sample, time in weeks: r = 0.243, alpha = 4.414, a = 0.793, b = 2.426,

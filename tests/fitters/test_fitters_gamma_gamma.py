@@ -9,9 +9,9 @@ import pytest
 from scipy import integrate, stats
 from scipy.special import hyp2f1
 
-from pipelines.fitters.base import ConvergenceError
-from pipelines.fitters.bgnbd import BetaGeoModel
-from pipelines.fitters.gamma_gamma import (
+from pipelines.predictive.fitters.base import ConvergenceError
+from pipelines.predictive.fitters.bgnbd import BetaGeoModel
+from pipelines.predictive.fitters.gamma_gamma import (
     GammaGammaModel,
     GammaGammaParams,
     customer_lifetime_value,

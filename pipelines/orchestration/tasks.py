@@ -1,0 +1,306 @@
+"""What the Airflow DAGs need from the package, kept out of the DAG files so they stay thin.
+
+The snapshot rule: a run builds the snapshot of its data interval's day. With the DAG's
+timetable (the UTC day, run at 02:00 the day after) the run covering day D starts at 02:00
+UTC on D+1, so the snapshot is the day that has just ended -- for a run triggered by hand
+too, whose data interval the timetable infers as the last whole day. An explicit `as_of`
+param wins. A day that has not ended is refused unless `allow_partial_day` is set.
+
+Tasks exchange only the run context and small summaries (paths and counts) through XCom.
+The first task waits (as a rescheduling sensor, holding no worker slot) until the run can
+begin: for an incremental source, until the day before is built. The extract task takes the
+run's snapshot leases (run leases: judged by expiry, renewed by every task); the last task
+releases them, and so does the DAG's failure callback, so a failed run never blocks the
+next one. The lifecycle itself is `pipelines/run/pipeline.py`'s, the one the CLI runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pipelines.storage import locking
+from pipelines.context import RunContext, parse_date
+from pipelines.errors import CustvalError
+from pipelines.sources import KINDS
+
+# Importing this module stays light (DAG files import it at parse time): the pipeline and
+# its heavy libraries are imported inside the task functions.
+
+HMAC_CONNECTION = "custval_hmac"
+log = logging.getLogger("custval.airflow")
+MARTS = (
+    "customer_rfm",
+    "customer_clv",
+    "cohort_retention",
+    "kpi_summary",
+    "segment_summary",
+    "model_fit",
+    "model_backtest",
+)
+
+# JSON schema of the DAG params (Airflow validates a trigger's params against it; the tasks
+# check them again, since a run can also be made with params that skipped the form).
+PARAMS_SCHEMA: dict[str, dict[str, Any]] = {
+    "source": {
+        "type": "string",
+        "minLength": 1,
+        "description": "Files (path or glob), a landing directory, postgresql://... or conn:<airflow connection id>",
+    },
+    "source_kind": {"type": "string", "enum": list(KINDS), "description": "How to read the source; auto tells by its shape"},
+    "table": {
+        "type": ["null", "string"],
+        "pattern": r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$",
+        "description": "PostgreSQL table or view (PostgreSQL sources only)",
+    },
+    "warehouse": {"type": "string", "pattern": "^/", "description": "Absolute path of the warehouse directory"},
+    "as_of": {"type": ["null", "string"], "format": "date", "description": "Snapshot date; default: the day that has just ended"},
+    "config": {"type": ["null", "string"], "description": "YAML file overriding the default configuration"},
+    "allow_partial_day": {
+        "type": "boolean",
+        "description": "Build the snapshot of a day that has not ended yet (off: such a run fails at once)",
+    },
+}
+
+
+def mart_assets(warehouse: str) -> list[Any]:
+    """One Airflow Asset per published table (what downstream DAGs schedule on)."""
+    from airflow.sdk import Asset
+
+    return [Asset(name=f"custval_{t}", uri=f"file://{warehouse}/marts/{t}") for t in MARTS]
+
+
+def snapshot_for(
+    as_of: str | None,
+    logical_date: datetime | None,
+    run_after: datetime | None,
+    data_interval_start: datetime | None = None,
+) -> date:
+    """The run's snapshot: `as_of`, else its data interval's day, else the day before run_after.
+
+    The data interval comes first: a run triggered from the UI carries the logical date
+    "now", a day that has not ended, while the timetable gives it the last whole day.
+    """
+    if as_of:
+        return parse_date(as_of, "as_of param")
+    if data_interval_start is not None:
+        return data_interval_start.date()
+    if logical_date is not None:
+        return logical_date.date()
+    if run_after is None:
+        raise ValueError("no as_of param, data interval, logical date or run_after: cannot tell which snapshot to build")
+    return run_after.date() - timedelta(days=1)
+
+
+def check_params(params: dict[str, Any]) -> None:
+    """The params again, inside the task: clear errors before any work starts."""
+    if not str(params.get("source") or "").strip():
+        raise CustvalError("param source is empty")
+    if params.get("source_kind", "auto") not in KINDS:
+        raise CustvalError(f"param source_kind must be one of {', '.join(KINDS)}")
+    warehouse = str(params.get("warehouse") or "")
+    if not warehouse.startswith("/"):
+        raise CustvalError(f"param warehouse must be an absolute path, got {warehouse!r}")
+    table = params.get("table")
+    if table and not re.match(PARAMS_SCHEMA["table"]["pattern"], table):
+        raise CustvalError(f"param table {table!r} is not a plain (schema.)table name")
+    config = params.get("config")
+    if config and not Path(config).is_file():
+        raise CustvalError(f"param config: no such file {config}")
+
+
+def run_id_for(snapshot: date, dag_run_id: str) -> str:
+    return f"{snapshot.isoformat()}_{re.sub(r'[^A-Za-z0-9]+', '-', dag_run_id).strip('-')}"[:120]
+
+
+def new_run(
+    params: dict[str, Any],
+    logical_date: datetime | None,
+    run_after: datetime | None,
+    dag_run_id: str,
+    data_interval_start: datetime | None = None,
+) -> RunContext:
+    """The run's context; a problem with the params or the date fails the task without retries."""
+    try:
+        return _new_run(params, logical_date, run_after, dag_run_id, data_interval_start)
+    except CustvalError as exc:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(str(exc)) from None
+
+
+def _new_run(
+    params: dict[str, Any],
+    logical_date: datetime | None,
+    run_after: datetime | None,
+    dag_run_id: str,
+    data_interval_start: datetime | None,
+) -> RunContext:
+    check_params(params)
+    snapshot = snapshot_for(params.get("as_of"), logical_date, run_after, data_interval_start)
+    return RunContext.create(
+        source=params["source"],
+        snapshot_date=snapshot,
+        warehouse=params["warehouse"],
+        config_path=params.get("config") or None,
+        run_id=run_id_for(snapshot, dag_run_id),
+        source_kind=params.get("source_kind") or "auto",
+        table=params.get("table") or None,
+        allow_partial_day=bool(params.get("allow_partial_day")),
+    )
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The part of a stage result worth showing in XCom: scalars and small dicts only."""
+    keep = {}
+    for key, value in result.items():
+        if isinstance(value, (str, int, float, bool)) or value is None:
+            keep[key] = value
+        elif key in ("counts", "tables") and isinstance(value, dict):
+            keep[key] = value
+    return keep
+
+
+def ready_to_begin(
+    params: dict[str, Any], logical_date: datetime | None, run_after: datetime | None, dag_run_id: str,
+    data_interval_start: datetime | None = None,
+) -> bool:
+    """The sensor: True once the run can begin (the day before is built, no other run holds it)."""
+    from pipelines.run.pipeline import ready
+
+    ctx = new_run(params, logical_date, run_after, dag_run_id, data_interval_start)
+    reason = ready(ctx)
+    if reason is not None:
+        log.info("waiting: %s", reason)
+    return reason is None
+
+
+def start_run(
+    params: dict[str, Any], logical_date: datetime | None, run_after: datetime | None, dag_run_id: str,
+    data_interval_start: datetime | None = None,
+) -> dict[str, Any]:
+    """The extract task: begin the run (repair, order, leases), ingest late batches, extract."""
+    from pipelines.run.pipeline import begin, ingest_late
+
+    ctx = new_run(params, logical_date, run_after, dag_run_id, data_interval_start)
+    leases = begin(ctx, holder="run")
+    load_hmac_key_from_connection()
+    ingest_late(ctx, leases)
+    return run_task("extract", {"context": ctx.to_dict()})
+
+
+def asset_extra(run: dict[str, Any]) -> dict[str, str]:
+    """What downstream DAGs learn from an asset event: which warehouse and snapshot."""
+    return {"warehouse": run["context"]["warehouse"], "snapshot_date": run["context"]["snapshot_date"]}
+
+
+def run_task(stage: str, run: dict[str, Any]) -> dict[str, Any]:
+    """Run one stage for the run described by the XCom dict `run`; returns the next XCom dict."""
+    from pipelines.run.pipeline import run_stage
+
+    ctx = RunContext.from_dict(run["context"])
+    locking.renew_run(ctx.warehouse, ctx.owner_run_id)
+    if stage == "stage":
+        load_hmac_key_from_connection()
+    result = run_stage(stage, ctx)
+    return {"context": run["context"], stage: summary(result)}
+
+
+def finish_run(run: dict[str, Any]) -> dict[str, Any]:
+    """The last task: rebuild what the run's batches changed, release the leases, clean up."""
+    from pipelines.run.pipeline import Leases, finish
+
+    ctx = RunContext.from_dict(run["context"])
+    load_hmac_key_from_connection()
+    leases = Leases(ctx, "run", held=locking.leases_of(ctx.warehouse, ctx.owner_run_id))
+    try:
+        rebuilt = finish(ctx, leases)
+    finally:
+        leases.release()
+    ctx.cleanup()
+    return {"context": run["context"], "rebuilt_snapshots": rebuilt}
+
+
+def load_hmac_key_from_connection(env_var: str = "CUSTVAL_HMAC_KEY") -> None:
+    """Fill the HMAC key env var from the Airflow connection `custval_hmac` (its password)."""
+    if os.environ.get(env_var):
+        return
+    try:
+        from airflow.sdk import Connection
+
+        conn = Connection.get(HMAC_CONNECTION)
+    except Exception:  # noqa: BLE001 - no such connection: the stage reports the missing key
+        return
+    if conn is not None and conn.password:
+        os.environ[env_var] = conn.password
+
+
+# ------------------------------------------------------------------------------------------
+# Callbacks
+
+
+def _fields(context: dict[str, Any]) -> dict[str, Any]:
+    ti = context.get("ti") or context.get("task_instance")
+    dag_run = context.get("dag_run")
+    params = context.get("params") or {}
+    fields: dict[str, Any] = {
+        "dag_id": getattr(dag_run, "dag_id", None) or getattr(ti, "dag_id", None),
+        "run_id": getattr(dag_run, "run_id", None),
+        "error": context.get("exception") or context.get("reason"),
+    }
+    try:
+        fields["snapshot_date"] = snapshot_for(
+            params.get("as_of"),
+            getattr(dag_run, "logical_date", None),
+            getattr(dag_run, "run_after", None),
+            getattr(dag_run, "data_interval_start", None),
+        ).isoformat()
+    except Exception:  # noqa: BLE001
+        pass
+    if ti is not None and getattr(ti, "task_id", None):
+        fields["task_id"] = ti.task_id
+        fields["try_number"] = getattr(ti, "try_number", None)
+        fields["max_tries"] = getattr(ti, "max_tries", None)
+        fields["log_url"] = getattr(ti, "log_url", None)
+    return fields
+
+
+def on_task_failure(context: dict[str, Any]) -> None:
+    from pipelines.orchestration.alerts import notify_failure
+
+    notify_failure(_fields(context))
+
+
+def on_run_failure(context: dict[str, Any]) -> None:
+    """A failed run: release its leases so the next run is not blocked, clean up, and alert."""
+    from pipelines.orchestration.alerts import notify_failure
+    from pipelines.context import check_warehouse
+    from pipelines.run.pipeline import discard_unpublished, record_failure
+
+    fields = _fields(context)
+    params = context.get("params") or {}
+    try:
+        snapshot = date.fromisoformat(fields["snapshot_date"])
+        run_id = run_id_for(snapshot, fields["run_id"])
+        warehouse = check_warehouse(params["warehouse"])
+        ctx = RunContext(
+            run_id=run_id,
+            snapshot_date=snapshot,
+            warehouse=warehouse,
+            source=params["source"],
+            config_path=params.get("config"),
+            started_at=datetime.now(),
+            source_kind=params.get("source_kind") or "auto",
+            table=params.get("table"),
+        )
+        discard_unpublished(ctx)
+        record_failure(ctx, RuntimeError(str(fields.get("error") or "the DAG run failed")))
+        locking.release_run(warehouse, run_id)
+        ctx.cleanup()
+    except Exception as exc:  # noqa: BLE001 - the alert matters more than the clean-up
+        log.warning("could not release the run's leases: %s", exc)
+    notify_failure({**fields, "task_id": None})

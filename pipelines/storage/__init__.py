@@ -1,0 +1,1 @@
+"""Storage: every zone of the warehouse, written atomically; snapshot versions, leases, recovery."""

@@ -1,0 +1,65 @@
+"""Start-up recovery: whatever a crashed or killed run left behind is repaired before any work.
+
+Every command that touches a warehouse calls `recover_warehouse` first. It
+
+- finishes a publish that was interrupted after its atomic switch, and deletes snapshot
+  versions that were never made visible (`pipelines/storage/snapshots.py`);
+- deletes the work directories (`_work/<run_id>/`) of runs that are no longer live: they
+  hold landed source rows, PII included, and must not outlive their run.
+
+Only what no live run owns is touched (`pipelines/storage/locking.py` says which runs are live), so it
+is safe while other runs are going on.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from pipelines.storage import locking
+
+from pipelines.storage import snapshots
+from pipelines.context import WORK
+
+log = logging.getLogger("custval.recovery")
+
+
+class _Everyone(set[str]):
+    """Every run id is live (when a lease cannot be read, nothing may be deleted)."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+def recover_warehouse(warehouse: Path) -> list[str]:
+    """Repair the warehouse after crashed runs; one line per repair (also logged)."""
+    if not warehouse.is_dir():
+        return []
+    work = warehouse / WORK
+    # List first, then ask which runs are live: a run that starts meanwhile owns nothing listed.
+    leftovers = sorted(p for p in work.iterdir() if p.is_dir()) if work.is_dir() else []
+    live: set[str] | None = None
+
+    def live_runs() -> set[str]:
+        nonlocal live
+        if live is None:
+            scan = locking.scan_leases(warehouse)
+            if scan.unreadable:  # its run may be live and its id is unknown: delete nothing
+                log.warning(
+                    "recovery skipped: unreadable lease file(s) %s (remove with `custval unlock --force`)",
+                    ", ".join(map(str, scan.unreadable)),
+                )
+                live = _Everyone()
+            else:
+                live = set(scan.live)
+        return live
+
+    repairs = snapshots.recover(warehouse, live_runs)
+    for path in leftovers:
+        if path.name not in live_runs():
+            shutil.rmtree(path, ignore_errors=True)
+            repairs.append(f"removed the work directory of run {path.name}, which ended without cleaning up")
+    for line in repairs:
+        log.warning("recovery: %s", line)
+    return repairs

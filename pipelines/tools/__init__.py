@@ -1,0 +1,1 @@
+"""Tools beside the pipeline: the order generator and the data dictionary."""

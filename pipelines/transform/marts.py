@@ -1,0 +1,307 @@
+"""Marts: run the SQL models in `sql/` with DuckDB, in dependency order, in one connection.
+
+A model is one `.sql` file holding one `select` (dbt style: input CTEs, one CTE per step, a
+final select). Its name is the file stem; its layer is the name's prefix (`stg_`, `int_`,
+`mart_`). Dependencies are the other model names a file mentions. Each model is materialised
+as a table unless its header says `-- Materialized: view` (cheap staging projections: DuckDB
+then plans them into every query that reads them); DuckDB cannot parameterise views, so a
+model with parameters is a table. Run-time values are named parameters such as
+`$snapshot_date`, and a model gets exactly the parameters it mentions.
+
+`mart_<table>` models are the published tables: each is conformed to its contract
+`data_contracts/<table>.yaml` (columns, types, descriptions) and written to the run's work
+dir, ready for the publish stage to swap into place.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+from pipelines.config import Config
+from pipelines.context import RunContext
+from pipelines.contracts import load_contract
+from pipelines.errors import CustvalError
+from pipelines.publish.tables import conform, write_partition_files
+from pipelines.validate.reference_data import marketing_spend
+from pipelines.resources import sql_dir
+
+LAYERS = ("stg", "int", "mart")
+_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+_COMMENT = re.compile(r"--[^\n]*")
+_MATERIALIZED = re.compile(r"^--\s*Materialized:\s*(table|view)\b", re.MULTILINE | re.IGNORECASE)
+
+
+class ModelError(CustvalError):
+    """A SQL model is malformed or failed to run."""
+
+
+@dataclass(frozen=True)
+class SqlModel:
+    name: str
+    path: Path
+    sql: str
+    depends_on: frozenset[str]
+    params: frozenset[str]
+    materialized: str = "table"
+
+    @property
+    def layer(self) -> str:
+        return self.name.split("_", 1)[0]
+
+    @property
+    def published_name(self) -> str | None:
+        return self.name.removeprefix("mart_") if self.layer == "mart" else None
+
+
+# A Python model computes a table from earlier ones (e.g. fitted predictions); it registers
+# under its name like a SQL model. name -> (dependencies, function(con, params) -> Arrow table)
+PythonModel = tuple[frozenset[str], Callable[[duckdb.DuckDBPyConnection, dict[str, Any]], pa.Table]]
+
+
+def load_models(directory: Path | None = None) -> dict[str, SqlModel]:
+    directory = directory or sql_dir()
+    paths = sorted(directory.rglob("*.sql"))
+    names = [p.stem for p in paths]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ModelError(f"SQL model names must be unique: {dupes}")
+    models = {}
+    for path in paths:
+        if path.stem.split("_", 1)[0] not in LAYERS:
+            raise ModelError(f"{path}: a model name starts with one of {LAYERS} + '_'")
+        text = path.read_text(encoding="utf-8").strip().rstrip(";")
+        code = _COMMENT.sub("", text)
+        found = _MATERIALIZED.search(text)
+        materialized = found.group(1).lower() if found else "table"
+        params = frozenset(_PARAM.findall(code))
+        if materialized == "view" and params:
+            raise ModelError(f"{path}: DuckDB cannot parameterise a view; materialize it as a table")
+        models[path.stem] = SqlModel(path.stem, path, text, frozenset(), params, materialized)
+    for name, model in models.items():
+        code = _COMMENT.sub("", model.sql)
+        deps = {other for other in models if other != name and re.search(rf"\b{other}\b", code)}
+        models[name] = replace(model, depends_on=frozenset(deps))
+    return models
+
+
+def build_order(models: dict[str, SqlModel], python_models: dict[str, PythonModel] | None = None) -> list[str]:
+    graph: dict[str, set[str]] = {n: set(m.depends_on) for n, m in models.items()}
+    for name, (deps, _) in (python_models or {}).items():
+        graph[name] = set(deps)
+    for name, model in models.items():  # SQL may read Python models' tables too
+        graph[name] |= {p for p in (python_models or {}) if re.search(rf"\b{p}\b", _COMMENT.sub("", model.sql))}
+    try:
+        return list(TopologicalSorter(graph).static_order())
+    except CycleError as exc:
+        raise ModelError(f"SQL models depend on each other in a cycle: {exc.args[1]}") from None
+
+
+def model_params(config: Config, snapshot_date: date) -> dict[str, Any]:
+    """Every value a model may reference as `$name` (config values keep their documented names)."""
+    return {
+        "snapshot_date": snapshot_date.isoformat(),
+        "rfm_bins": config.rfm.bins,
+        "abc_a_share": config.abc.a_share,
+        "abc_b_share": config.abc.b_share,
+        "loyalty_window_days": config.loyalty.window_days,
+        "lifecycle_new_days": config.lifecycle.new_days,
+        "lifecycle_at_risk_factor": config.lifecycle.at_risk_factor,
+        "lifecycle_lapsed_factor": config.lifecycle.lapsed_factor,
+        "lifecycle_loyal_min_purchase_days": config.lifecycle.loyal_min_purchase_days,
+        "lifecycle_one_time_gap_days": config.lifecycle.one_time_gap_days,
+        "active_days": config.activity.active_days,
+        "gross_margin": config.clv.gross_margin,
+        "servicing_cost_per_order": config.clv.servicing_cost_per_order,
+        "discount_rate": config.clv.discount_rate,
+        "clv_retention_rate": config.clv.retention_rate,
+        "retention_period_days": config.clv.retention_period_days,
+        "clv_expected_lifetime_years": config.clv.expected_lifetime_years,
+        "clv_min_tenure_days": config.clv.min_tenure_days,
+        "backtest_holdout_days": config.predictive.backtest_holdout_days,
+        "backtest_calibration_date": (snapshot_date - timedelta(days=config.predictive.backtest_holdout_days)).isoformat(),
+    }
+
+
+def config_tables(config: Config) -> dict[str, pl.DataFrame]:
+    """Rule tables from the config, joined by the SQL models like any source."""
+    bins = range(1, config.rfm.bins + 1)
+    cells = [(r, f, config.rfm.segment_of(r, f)) for r in bins for f in bins]
+    tiers = config.loyalty.tiers
+    return {
+        # every (r, f) score cell with the segment of the first rule that holds it
+        "cfg_rfm_cells": pl.DataFrame(cells, schema=["r_score", "f_score", "segment"], orient="row"),
+        "cfg_loyalty_tiers": pl.DataFrame(
+            {
+                "priority": list(range(1, len(tiers) + 1)),
+                "tier": [t.tier for t in tiers],
+                "min_spend": [float(t.min_spend) for t in tiers],
+                "min_orders": [t.min_orders for t in tiers],
+            }
+        ),
+        "source_marketing_spend": marketing_spend(config.marketing_spend),
+    }
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")  # dates of timestamptz values are UTC dates
+    con.execute("set preserve_insertion_order = false")
+    return con
+
+
+def build_models(
+    con: duckdb.DuckDBPyConnection,
+    params: dict[str, Any],
+    models: dict[str, SqlModel] | None = None,
+    python_models: dict[str, PythonModel] | None = None,
+    targets: set[str] | None = None,
+) -> dict[str, float]:
+    """Materialise every model (or only `targets` and what they need); seconds per model."""
+    models = models if models is not None else load_models()
+    python_models = python_models or {}
+    order = build_order(models, python_models)
+    if targets is not None:
+        needed = _closure(targets, models, python_models)
+        order = [name for name in order if name in needed]
+    seconds: dict[str, float] = {}
+    for name in order:
+        started = time.perf_counter()
+        _build_one(con, name, params, models, python_models)
+        seconds[name] = round(time.perf_counter() - started, 3)
+    return seconds
+
+
+def _closure(targets: set[str], models: dict[str, SqlModel], python_models: dict[str, PythonModel]) -> set[str]:
+    unknown = targets - models.keys() - python_models.keys()
+    if unknown:
+        raise ModelError(f"no such model(s): {sorted(unknown)}")
+    needed: set[str] = set()
+    todo = list(targets)
+    while todo:
+        name = todo.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        deps = models[name].depends_on if name in models else python_models[name][0]
+        todo.extend(deps)
+    return needed
+
+
+def _build_one(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    params: dict[str, Any],
+    models: dict[str, SqlModel],
+    python_models: dict[str, PythonModel],
+) -> None:
+    if name in python_models:
+        table = python_models[name][1](con, params)
+        con.register(f"_{name}_arrow", table)
+        con.execute(f"create or replace table {name} as select * from _{name}_arrow")
+        con.unregister(f"_{name}_arrow")
+        return
+    model = models[name]
+    missing = sorted(model.params - params.keys())
+    if missing:
+        raise ModelError(f"{model.path}: unknown parameter(s) {', '.join('$' + m for m in missing)}")
+    try:
+        con.execute(
+            f"create or replace {model.materialized} {name} as\n{model.sql}",
+            {k: params[k] for k in model.params},
+        )
+    except duckdb.Error as exc:
+        raise ModelError(f"{model.path}: {str(exc).splitlines()[0]}") from None
+
+
+def build_snapshot(
+    con: duckdb.DuckDBPyConnection,
+    config: Config,
+    snapshot_date: date,
+    orders: str | Path | pl.DataFrame,
+    models: dict[str, SqlModel] | None = None,
+    python_models: dict[str, PythonModel] | None = None,
+) -> dict[str, float]:
+    """Register the staged orders (a Parquet path or a frame) and the config tables, build all.
+
+    Without `python_models`, the predictive models of `pipelines/predictive/predictive.py` are used.
+    Returns the seconds each model took.
+    """
+    if python_models is None:
+        from pipelines.predictive.predictive import Predictive
+
+        python_models = Predictive(config).python_models()
+    if isinstance(orders, pl.DataFrame):
+        con.register("source_orders", orders)
+    else:
+        import pyarrow.dataset as ds
+
+        # an Arrow dataset, not read_parquet('path'): DuckDB would read `[` in a path as a glob
+        con.register("source_orders", ds.dataset(str(orders), format="parquet"))
+    for name, frame in config_tables(config).items():
+        con.register(name, frame)
+    return build_models(con, model_params(config, snapshot_date), models, python_models)
+
+
+def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) -> dict[str, Any]:
+    from pipelines.predictive.predictive import Predictive, backtest_drift_warning
+
+    config = ctx.config
+    check_contract_horizons(config)
+    staged = ctx.load_result("stage")
+    models = load_models()
+    predictive = Predictive(config)
+    con = connect()
+    try:
+        model_seconds = build_snapshot(
+            con, config, ctx.snapshot_date, staged["staged_path"], models,
+            python_models if python_models is not None else predictive.python_models(),
+        )
+        warnings = list(predictive.warnings)
+        overall = con.sql("select mae from mart_model_backtest where scope = 'overall'").fetchall()
+        drift = backtest_drift_warning(
+            ctx.warehouse, ctx.snapshot_date.isoformat(), overall[0][0] if overall else None,
+            config.predictive.backtest_drift_ratio,
+        )
+        warnings += [drift] if drift else []
+        out = ctx.work_dir / "publish"
+        tables: dict[str, dict[str, Any]] = {}
+        for model in models.values():
+            if model.published_name is None:
+                continue
+            name = model.published_name
+            contract = load_contract(name)
+            table = conform(con.sql(f"select * from {model.name}").to_arrow_table(), contract)
+            write_partition_files(table, out / name, {"snapshot_date": ctx.snapshot_date.isoformat()})
+            tables[name] = {"rows": table.num_rows, "columns": table.num_columns}
+    finally:
+        con.close()
+    return ctx.save_result(
+        "marts", {"publish_dir": str(out), "tables": tables, "warnings": warnings, "model_seconds": model_seconds}
+    )
+
+
+def check_contract_horizons(config: Config) -> None:
+    """Each configured prediction horizon must have its columns in the customer_clv contract."""
+    names = set(load_contract("customer_clv").column_names)
+    missing = [
+        col
+        for h in config.predictive.horizons_days
+        for col in (f"expected_purchases_{h}", f"predicted_clv_{h}")
+        if col not in names
+    ]
+    if missing:
+        raise ModelError(
+            f"predictive.horizons_days needs column(s) {', '.join(missing)} in "
+            "data_contracts/customer_clv.yaml (the published schema); add them there first"
+        )

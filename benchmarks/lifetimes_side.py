@@ -45,7 +45,9 @@ def _rss() -> int:
 
 
 @contextmanager
-def measure(phases: dict[str, dict[str, float]], name: str, interval: float = 0.02) -> Iterator[None]:
+def measure(
+    phases: dict[str, dict[str, float]], name: str, interval: float = 0.02
+) -> Iterator[None]:
     """Wall seconds and peak RSS (sampled every 20 ms, as pipelines/run/metrics.py does)."""
     peak = _rss()
     stop = threading.Event()
@@ -64,16 +66,25 @@ def measure(phases: dict[str, dict[str, float]], name: str, interval: float = 0.
         stop.set()
         thread.join()
         seconds = time.perf_counter() - started
-        phases[name] = {"seconds": round(seconds, 3), "peak_rss_mb": round(max(peak, _rss()) / 2**20, 1)}
+        phases[name] = {
+            "seconds": round(seconds, 3),
+            "peak_rss_mb": round(max(peak, _rss()) / 2**20, 1),
+        }
         print(f"lifetimes {name}: {seconds:.2f} s", file=sys.stderr, flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--orders", required=True, type=Path, help="orders Parquet (from the custval generator)")
+    ap.add_argument(
+        "--orders", required=True, type=Path, help="orders Parquet (from the custval generator)"
+    )
     ap.add_argument("--snapshot", required=True, help="observation period end, YYYY-MM-DD")
     ap.add_argument("--out", required=True, type=Path, help="result JSON")
-    ap.add_argument("--customers-out", type=Path, help="per-customer summary and CLV (Parquet), for the comparison")
+    ap.add_argument(
+        "--customers-out",
+        type=Path,
+        help="per-customer summary and CLV (Parquet), for the comparison",
+    )
     args = ap.parse_args()
 
     from lifetimes import BetaGeoFitter, GammaGammaFitter
@@ -85,7 +96,10 @@ def main() -> None:
         "phases": phases,
         "versions": {
             "python": platform.python_version(),
-            **{p: version(p) for p in ("lifetimes", "autograd", "numpy", "pandas", "scipy", "pyarrow")},
+            **{
+                p: version(p)
+                for p in ("lifetimes", "autograd", "numpy", "pandas", "scipy", "pyarrow")
+            },
         },
     }
 
@@ -102,17 +116,25 @@ def main() -> None:
 
         # Input preparation: read, keep purchases, UTC order date. Not part of the compared stage.
         with measure(phases, "load"):
-            df = pd.read_parquet(args.orders, columns=["customer_id", "order_ts", "amount", "status"])
+            df = pd.read_parquet(
+                args.orders, columns=["customer_id", "order_ts", "amount", "status"]
+            )
             orders_read = len(df)
             df = df[(df["status"] == "completed") & (df["amount"] >= 0)]
-            df = df.assign(order_date=df["order_ts"].dt.tz_convert("UTC").dt.tz_localize(None).dt.normalize())
+            df = df.assign(
+                order_date=df["order_ts"].dt.tz_convert("UTC").dt.tz_localize(None).dt.normalize()
+            )
             df = df[["customer_id", "order_date", "amount"]]
         save(orders_read=orders_read, purchase_orders=len(df))
 
         with measure(phases, "summary"):
             summary = summary_data_from_transaction_data(
-                df, "customer_id", "order_date", monetary_value_col="amount",
-                observation_period_end=args.snapshot, freq="D",
+                df,
+                "customer_id",
+                "order_date",
+                monetary_value_col="amount",
+                observation_period_end=args.snapshot,
+                freq="D",
             )
         del df
         save(customers=len(summary))
@@ -124,8 +146,13 @@ def main() -> None:
 
         with measure(phases, "fit_gamma_gamma"):
             repeat = summary[(summary["frequency"] > 0) & (summary["monetary_value"] > 0)]
-            ggf = GammaGammaFitter(penalizer_coef=0.0).fit(repeat["frequency"], repeat["monetary_value"])
-        save(gamma_gamma={k: float(v) for k, v in ggf.params_.items()}, gamma_gamma_customers=len(repeat))
+            ggf = GammaGammaFitter(penalizer_coef=0.0).fit(
+                repeat["frequency"], repeat["monetary_value"]
+            )
+        save(
+            gamma_gamma={k: float(v) for k, v in ggf.params_.items()},
+            gamma_gamma_customers=len(repeat),
+        )
 
         with measure(phases, "clv"):
             clv = ggf.customer_lifetime_value(

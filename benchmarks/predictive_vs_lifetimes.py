@@ -36,6 +36,7 @@ Results: benchmarks/results/predictive_vs_lifetimes-<n>.json (small, commit-wort
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -70,7 +71,9 @@ PARAM_RTOL = 1e-3
 CLV_RTOL = 1e-3  # per customer, after the fitted parameters (which differ by up to PARAM_RTOL)
 FORMULA_RTOL = 1e-6  # custval's CLV formula with lifetimes' parameters vs lifetimes' CLV
 
-RED, GREEN, BOLD, RESET = ("\033[31m", "\033[32m", "\033[1m", "\033[0m") if sys.stdout.isatty() else ("",) * 4
+RED, GREEN, BOLD, RESET = (
+    ("\033[31m", "\033[32m", "\033[1m", "\033[0m") if sys.stdout.isatty() else ("",) * 4
+)
 
 
 # ------------------------------------------------------------------------------------------
@@ -102,7 +105,12 @@ def staged_frame(orders: Any, snapshot: date) -> Any:
 
     contract = load_contract("orders")
     schema = {c.name: c.polars_type for c in contract.columns if not c.pii}
-    schema |= {"fx_rate": pl.Float64, "email_hmac": pl.String, "phone_hmac": pl.String, "name_hmac": pl.String}
+    schema |= {
+        "fx_rate": pl.Float64,
+        "email_hmac": pl.String,
+        "phone_hmac": pl.String,
+        "name_hmac": pl.String,
+    }
     defaults = {"currency": "USD", "status": "completed", "fx_rate": 1.0}
     columns = []
     for name, dtype in schema.items():
@@ -144,7 +152,9 @@ def prepare(n: int, seed: int) -> None:
         "seed": seed,
         "snapshot_date": snapshot.isoformat(),
         "customers_in_orders": orders["customer_id"].n_unique(),
-        "purchase_orders": orders.filter((pl.col("status") == "completed") & (pl.col("amount") >= 0)).height,
+        "purchase_orders": orders.filter(
+            (pl.col("status") == "completed") & (pl.col("amount") >= 0)
+        ).height,
         "orders_file_mb": round(paths["orders"].stat().st_size / 2**20, 1),
         "staged_file_mb": round(paths["staged"].stat().st_size / 2**20, 1),
     }
@@ -171,12 +181,15 @@ def ensure_lifetimes_venv() -> dict[str, str]:
         print(f"creating {VENV.relative_to(ROOT)} (python {py}) ...", flush=True)
         subprocess.run(["uv", "venv", "--quiet", "--clear", "--python", py, str(VENV)], check=True)
         subprocess.run(
-            ["uv", "pip", "install", "--quiet", "--python", str(VENV), "-r", str(REQUIREMENTS)], check=True
+            ["uv", "pip", "install", "--quiet", "--python", str(VENV), "-r", str(REQUIREMENTS)],
+            check=True,
         )
         stamp.write_text(wanted)
     out = subprocess.run(
         [str(VENV_PYTHON), "-c", VERSIONS_SNIPPET],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(out.stdout)
 
@@ -185,14 +198,21 @@ def ensure_lifetimes_venv() -> dict[str, str]:
 # custval's side (this process)
 
 
-def custval_side(staged: Path, snapshot: date) -> tuple[dict[str, dict[str, float]], Any, dict[str, Any], Any, Any]:
+def custval_side(
+    staged: Path, snapshot: date
+) -> tuple[dict[str, dict[str, float]], Any, dict[str, Any], Any, Any]:
     """One timed run: phases, the summary frame, the predictions and the fitted models."""
-    import numpy as np
 
-    from pipelines.transform import marts
     from pipelines.config import load_config
+    from pipelines.predictive.predictive import (
+        CustomerSummary,
+        fit_bgnbd,
+        fit_gamma_gamma,
+        monthly_rate,
+        predict_customers,
+    )
     from pipelines.run.metrics import measure
-    from pipelines.predictive.predictive import CustomerSummary, fit_bgnbd, fit_gamma_gamma, monthly_rate, predict_customers
+    from pipelines.transform import marts
 
     cfg = load_config()
     phases: dict[str, dict[str, float]] = {}
@@ -200,7 +220,9 @@ def custval_side(staged: Path, snapshot: date) -> tuple[dict[str, dict[str, floa
     try:
         with measure() as m:
             con.execute(f"create view source_orders as select * from read_parquet('{staged}')")
-            models = marts.build_models(con, marts.model_params(cfg, snapshot), targets={"int_model_inputs"})
+            models = marts.build_models(
+                con, marts.model_params(cfg, snapshot), targets={"int_model_inputs"}
+            )
             inputs = con.sql("select * from int_model_inputs order by customer_id").pl()
         phases["summary"] = m.as_dict() | {"models_seconds": models}
     finally:
@@ -214,9 +236,13 @@ def custval_side(staged: Path, snapshot: date) -> tuple[dict[str, dict[str, floa
     phases["fit_gamma_gamma"] = m.as_dict()
     with measure() as m:
         predicted = predict_customers(
-            bg, gg, summary,
-            horizons=[365], days_per_month=30.0,
-            monthly_discount_rate=monthly_rate(ANNUAL_DISCOUNT), margin=MARGIN,
+            bg,
+            gg,
+            summary,
+            horizons=[365],
+            days_per_month=30.0,
+            monthly_discount_rate=monthly_rate(ANNUAL_DISCOUNT),
+            margin=MARGIN,
         )
     phases["clv"] = m.as_dict()
     return phases, inputs, predicted, bg, gg
@@ -244,7 +270,9 @@ class Checks:
         return [c["check"] for c in self.items if not c["ok"]]
 
 
-def compare(inputs: Any, predicted: dict[str, Any], bg: Any, gg: Any, lt: dict[str, Any], lt_customers: Path) -> dict[str, Any]:
+def compare(
+    inputs: Any, predicted: dict[str, Any], bg: Any, gg: Any, lt: dict[str, Any], lt_customers: Path
+) -> dict[str, Any]:
     import numpy as np
     import polars as pl
 
@@ -266,8 +294,11 @@ def compare(inputs: Any, predicted: dict[str, Any], bg: Any, gg: Any, lt: dict[s
     # customers
     ours = inputs.with_columns(pl.Series("clv", predicted["predicted_clv_365"] / MARGIN))
     theirs = pl.read_parquet(lt_customers)
-    checks.add("customer count", ours.height == lt["customers"] == theirs.height,
-               f"custval {ours.height:,}, lifetimes {lt['customers']:,}")
+    checks.add(
+        "customer count",
+        ours.height == lt["customers"] == theirs.height,
+        f"custval {ours.height:,}, lifetimes {lt['customers']:,}",
+    )
     joined = ours.join(theirs, on="customer_id", how="inner", suffix="_lt")
     only = ours.height + theirs.height - 2 * joined.height
     checks.add("same customer ids", only == 0, f"{only:,} customer ids on one side only")
@@ -280,8 +311,10 @@ def compare(inputs: Any, predicted: dict[str, Any], bg: Any, gg: Any, lt: dict[s
         ok &= diff == 0
         detail.append(f"{col} differs for {diff:,}")
     mv = joined.select(
-        ((pl.col("monetary_value") - pl.col("monetary_value_lt")).abs()
-         / pl.max_horizontal(pl.col("monetary_value_lt").abs(), pl.lit(1e-12))).max()
+        (
+            (pl.col("monetary_value") - pl.col("monetary_value_lt")).abs()
+            / pl.max_horizontal(pl.col("monetary_value_lt").abs(), pl.lit(1e-12))
+        ).max()
     ).item()
     ok &= (mv or 0.0) <= 1e-9
     detail.append(f"monetary_value max rel diff {mv or 0.0:.1e}")
@@ -289,32 +322,52 @@ def compare(inputs: Any, predicted: dict[str, Any], bg: Any, gg: Any, lt: dict[s
 
     # parameters
     params = {"bgnbd": {}, "gamma_gamma": {}}
-    for model, ours_p, theirs_p in (("bgnbd", bg.params.as_dict(), lt["bgnbd"]), ("gamma_gamma", gg.params.as_dict(), lt["gamma_gamma"])):
+    for model, ours_p, theirs_p in (
+        ("bgnbd", bg.params.as_dict(), lt["bgnbd"]),
+        ("gamma_gamma", gg.params.as_dict(), lt["gamma_gamma"]),
+    ):
         worst = 0.0
         for k, v in ours_p.items():
             rel = abs(v - theirs_p[k]) / abs(theirs_p[k])
             params[model][k] = {"custval": v, "lifetimes": theirs_p[k], "rel_diff": rel}
             worst = max(worst, rel)
-        shown = ", ".join(f"{k} {p['custval']:.6g}/{p['lifetimes']:.6g}" for k, p in params[model].items())
-        checks.add(f"{model} parameters (rtol {PARAM_RTOL:g})", worst <= PARAM_RTOL, f"max rel diff {worst:.1e} ({shown})")
+        shown = ", ".join(
+            f"{k} {p['custval']:.6g}/{p['lifetimes']:.6g}" for k, p in params[model].items()
+        )
+        checks.add(
+            f"{model} parameters (rtol {PARAM_RTOL:g})",
+            worst <= PARAM_RTOL,
+            f"max rel diff {worst:.1e} ({shown})",
+        )
     out["params"] = params
 
     # which parameter set has the higher likelihood (same likelihood function, custval's code)
-    f, r, t, m = (inputs[c].to_numpy().astype(np.float64) for c in ("frequency", "recency", "T", "monetary_value"))
+    f, r, t, m = (
+        inputs[c].to_numpy().astype(np.float64)
+        for c in ("frequency", "recency", "T", "monetary_value")
+    )
     uf, ur, ut, w = collapse(f, r, t)
     lt_bg = BetaGeoModel.from_params(**lt["bgnbd"])
     lt_gg = GammaGammaModel.from_params(**lt["gamma_gamma"])
     rep = (f > 0) & (m > 0)
     uf2, um2, w2 = collapse(f[rep], m[rep])
     ll = {
-        "bgnbd": {"at_custval": bg_ll(bg.params, uf, ur, ut, w), "at_lifetimes": bg_ll(lt_bg.params, uf, ur, ut, w)},
-        "gamma_gamma": {"at_custval": gg_ll(gg.params, uf2, um2, w2), "at_lifetimes": gg_ll(lt_gg.params, uf2, um2, w2)},
+        "bgnbd": {
+            "at_custval": bg_ll(bg.params, uf, ur, ut, w),
+            "at_lifetimes": bg_ll(lt_bg.params, uf, ur, ut, w),
+        },
+        "gamma_gamma": {
+            "at_custval": gg_ll(gg.params, uf2, um2, w2),
+            "at_lifetimes": gg_ll(lt_gg.params, uf2, um2, w2),
+        },
     }
     out["log_likelihood"] = ll
     for model, v in ll.items():
         gap = v["at_custval"] - v["at_lifetimes"]
-        print(f"  [info] {model} log-likelihood at custval's params - at lifetimes' params: {gap:+.4g} "
-              f"(total {v['at_custval']:.6g})")
+        print(
+            f"  [info] {model} log-likelihood at custval's params - at lifetimes' params: {gap:+.4g} "
+            f"(total {v['at_custval']:.6g})"
+        )
 
     # CLV per customer
     ours_clv = joined["clv"].to_numpy()
@@ -339,25 +392,45 @@ def compare(inputs: Any, predicted: dict[str, Any], bg: Any, gg: Any, lt: dict[s
         f"{stats['abs_diff_max']:.2e}; totals {stats['sum_custval']:,.2f} vs {stats['sum_lifetimes']:,.2f}",
     )
     # The same formula: custval's CLV code with lifetimes' fitted parameters.
-    jf, jr, jt, jm = (joined[c].to_numpy().astype(np.float64) for c in ("frequency", "recency", "T", "monetary_value"))
-    same = customer_lifetime_value(lt_bg, lt_gg, jf, jr, jt, jm, months=12,
-                                   monthly_discount_rate=(1 + ANNUAL_DISCOUNT) ** (1 / 12) - 1)
+    jf, jr, jt, jm = (
+        joined[c].to_numpy().astype(np.float64)
+        for c in ("frequency", "recency", "T", "monetary_value")
+    )
+    same = customer_lifetime_value(
+        lt_bg,
+        lt_gg,
+        jf,
+        jr,
+        jt,
+        jm,
+        months=12,
+        monthly_discount_rate=(1 + ANNUAL_DISCOUNT) ** (1 / 12) - 1,
+    )
     frel = np.abs(same - lt_clv) / np.maximum(np.abs(lt_clv), 1e-12)
     fmax = float(frel[big].max()) if big.any() else 0.0
     out["clv_formula_max_rel_diff"] = fmax
-    checks.add(f"CLV formula (custval's code, lifetimes' params; rtol {FORMULA_RTOL:g})", fmax <= FORMULA_RTOL,
-               f"max rel diff {fmax:.1e}")
+    checks.add(
+        f"CLV formula (custval's code, lifetimes' params; rtol {FORMULA_RTOL:g})",
+        fmax <= FORMULA_RTOL,
+        f"max rel diff {fmax:.1e}",
+    )
 
     # a sample, for the eye
     rng = np.random.default_rng(0)
     idx = np.sort(rng.choice(joined.height, size=min(8, joined.height), replace=False))
-    sample = joined[idx].select("customer_id", "frequency", "recency", "T", "monetary_value", "clv", "clv_lt")
+    sample = joined[idx].select(
+        "customer_id", "frequency", "recency", "T", "monetary_value", "clv", "clv_lt"
+    )
     out["sample"] = sample.to_dicts()
     print("  sample (12-month CLV without margin):")
-    print(f"    {'customer':>10} {'x':>4} {'t_x':>5} {'T':>5} {'m':>9} {'custval':>11} {'lifetimes':>11}")
+    print(
+        f"    {'customer':>10} {'x':>4} {'t_x':>5} {'T':>5} {'m':>9} {'custval':>11} {'lifetimes':>11}"
+    )
     for row in out["sample"]:
-        print(f"    {row['customer_id']:>10} {row['frequency']:>4} {row['recency']:>5} {row['T']:>5} "
-              f"{row['monetary_value']:>9.2f} {row['clv']:>11.4f} {row['clv_lt']:>11.4f}")
+        print(
+            f"    {row['customer_id']:>10} {row['frequency']:>4} {row['recency']:>5} {row['T']:>5} "
+            f"{row['monetary_value']:>9.2f} {row['clv']:>11.4f} {row['clv_lt']:>11.4f}"
+        )
     out["checks"] = checks.items
     out["failed"] = checks.failed
     return out
@@ -369,10 +442,12 @@ def compare(inputs: Any, predicted: dict[str, Any], bg: Any, gg: Any, lt: dict[s
 
 def machine() -> dict[str, Any]:
     mem = ""
-    try:
-        mem = next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
-    except (OSError, StopIteration):
-        pass
+    with contextlib.suppress(OSError, StopIteration):
+        mem = next(
+            line
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        )
     return {
         "cores": os.cpu_count(),
         "memory": " ".join(mem.split()[1:]),
@@ -421,15 +496,21 @@ def wait_quiet(limit: float, window: float = 5.0, needed: int = 2) -> float:
         if quiet >= needed:
             return busy
         if time.monotonic() >= deadline:
-            print(f"  {RED}machine still busy after {limit:.0f} s (other processes {busy:.2f} cores): "
-                  f"measuring anyway{RESET}", flush=True)
+            print(
+                f"  {RED}machine still busy after {limit:.0f} s (other processes {busy:.2f} cores): "
+                f"measuring anyway{RESET}",
+                flush=True,
+            )
             return busy
         if quiet == 0:
-            print(f"  waiting for a quiet machine (other processes {busy:.2f} cores) ...", flush=True)
+            print(
+                f"  waiting for a quiet machine (other processes {busy:.2f} cores) ...", flush=True
+            )
 
 
 def code_state() -> dict[str, Any]:
     """The commit measured, and which of custval's code files differed from it (work in progress)."""
+
     def git(*cmd: str) -> str:
         out = subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, check=False)
         return out.stdout.strip()
@@ -442,7 +523,11 @@ def code_state() -> dict[str, Any]:
 
 def load() -> dict[str, Any]:
     up = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-    return {"loadavg": [round(x, 2) for x in os.getloadavg()], "uptime": up, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    return {
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "uptime": up,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
 
 
 def print_table(n: int, custval: dict[str, dict[str, float]], lt: dict[str, Any] | None) -> None:
@@ -462,21 +547,36 @@ def print_table(n: int, custval: dict[str, dict[str, float]], lt: dict[str, Any]
         line += f"{lt['total_seconds']:>14.2f}{lt['peak_rss_mb']:>8.0f}{lt['total_seconds'] / ct:>8.1f}x"
     print(line)
     if "load" in lp:
-        print(f"(lifetimes' input load - pandas read + purchase filter + UTC date - not in its total: "
-              f"{lp['load']['seconds']:.2f} s; custval's summary includes reading its Parquet)")
+        print(
+            f"(lifetimes' input load - pandas read + purchase filter + UTC date - not in its total: "
+            f"{lp['load']['seconds']:.2f} s; custval's summary includes reading its Parquet)"
+        )
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--orders", type=int, default=10_000_000, help="orders to generate (default 10M)")
+    ap.add_argument(
+        "--orders", type=int, default=10_000_000, help="orders to generate (default 10M)"
+    )
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--skip-lifetimes", action="store_true", help="measure custval only")
-    ap.add_argument("--custval-runs", type=int, default=3,
-                    help="timed custval runs; the least disturbed one is reported (all are saved)")
-    ap.add_argument("--timeout", type=float, default=1200, help="seconds before the lifetimes side is killed")
-    ap.add_argument("--wait-quiet", type=float, default=300, metavar="SECONDS",
-                    help="before each side, wait up to this long for other processes to leave the CPUs "
-                         "idle (the machine may be shared); 0 = don't wait")
+    ap.add_argument(
+        "--custval-runs",
+        type=int,
+        default=3,
+        help="timed custval runs; the least disturbed one is reported (all are saved)",
+    )
+    ap.add_argument(
+        "--timeout", type=float, default=1200, help="seconds before the lifetimes side is killed"
+    )
+    ap.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=300,
+        metavar="SECONDS",
+        help="before each side, wait up to this long for other processes to leave the CPUs "
+        "idle (the machine may be shared); 0 = don't wait",
+    )
     ap.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)  # internal: data only
     args = ap.parse_args()
     if args.custval_runs < 1:
@@ -488,16 +588,24 @@ def main() -> int:
     n, seed = args.orders, args.seed
     paths = data_paths(n, seed)
     result: dict[str, Any] = {
-        "benchmark": "predictive_vs_lifetimes", "orders": n, "seed": seed, "machine": machine(), "code": code_state(),
+        "benchmark": "predictive_vs_lifetimes",
+        "orders": n,
+        "seed": seed,
+        "machine": machine(),
+        "code": code_state(),
     }
 
     print(f"preparing {n:,} orders (seed {seed}) in {DATA.relative_to(ROOT)}/ ...", flush=True)
     started = time.perf_counter()
-    subprocess.run([sys.executable, __file__, "--prepare", "--orders", str(n), "--seed", str(seed)], check=True)
+    subprocess.run(
+        [sys.executable, __file__, "--prepare", "--orders", str(n), "--seed", str(seed)], check=True
+    )
     meta = json.loads(paths["meta"].read_text())
     snapshot = date.fromisoformat(meta["snapshot_date"])
-    print(f"  {time.perf_counter() - started:.1f} s; snapshot {snapshot}, {meta['customers_in_orders']:,} customers, "
-          f"{meta['purchase_orders']:,} purchase orders")
+    print(
+        f"  {time.perf_counter() - started:.1f} s; snapshot {snapshot}, {meta['customers_in_orders']:,} customers, "
+        f"{meta['purchase_orders']:,} purchase orders"
+    )
     result["data"] = meta
 
     lt_versions = None
@@ -511,7 +619,8 @@ def main() -> int:
     from pipelines.transform import marts  # noqa: F401
 
     result["versions"] = {
-        "custval": {p: version(p) for p in ("polars", "duckdb", "numpy", "scipy", "pyarrow")} | {"python": platform.python_version()},
+        "custval": {p: version(p) for p in ("polars", "duckdb", "numpy", "scipy", "pyarrow")}
+        | {"python": platform.python_version()},
         "lifetimes_venv": lt_versions,
     }
     runs = []
@@ -519,16 +628,27 @@ def main() -> int:
     if args.wait_quiet > 0:
         wait_quiet(args.wait_quiet)
     result["load_custval_before"] = load()
-    print(f"custval side ({args.custval_runs} run(s)); load {result['load_custval_before']['loadavg']}", flush=True)
+    print(
+        f"custval side ({args.custval_runs} run(s)); load {result['load_custval_before']['loadavg']}",
+        flush=True,
+    )
     for i in range(args.custval_runs):
         watch = CpuWatch()
         phases, inputs, predicted, bg, gg = custval_side(paths["staged"], snapshot)
         phases["other_processes_cores"] = watch.other_cores()  # type: ignore[assignment]
         runs.append(phases)
         busy = phases["other_processes_cores"]
-        flag = f" {RED}(disturbed: other processes used {busy:.2f} cores){RESET}" if busy > DISTURBED_CORES else ""
-        print(f"  run {i + 1}: " + ", ".join(f"{p} {phases[p]['seconds']:.2f}s" for p in PHASES)
-              + f"; total {total(phases):.2f} s; other processes {busy:.2f} cores{flag}", flush=True)
+        flag = (
+            f" {RED}(disturbed: other processes used {busy:.2f} cores){RESET}"
+            if busy > DISTURBED_CORES
+            else ""
+        )
+        print(
+            f"  run {i + 1}: "
+            + ", ".join(f"{p} {phases[p]['seconds']:.2f}s" for p in PHASES)
+            + f"; total {total(phases):.2f} s; other processes {busy:.2f} cores{flag}",
+            flush=True,
+        )
         if kept is None:
             kept = (inputs, predicted, bg, gg)
         del inputs, predicted, bg, gg
@@ -536,10 +656,14 @@ def main() -> int:
     result["load_custval_after"] = load()
     totals = [total(r) for r in runs]
     # Report the least disturbed run (other processes' CPU use), the faster one on a tie.
-    best = min(range(len(runs)), key=lambda i: (round(runs[i]["other_processes_cores"] / 0.05), totals[i]))
+    best = min(
+        range(len(runs)), key=lambda i: (round(runs[i]["other_processes_cores"] / 0.05), totals[i])
+    )
     chosen = runs[best]
     if chosen["other_processes_cores"] > DISTURBED_CORES:
-        print(f"{RED}{BOLD}every custval run was disturbed by other processes; rerun on a quiet machine{RESET}")
+        print(
+            f"{RED}{BOLD}every custval run was disturbed by other processes; rerun on a quiet machine{RESET}"
+        )
     result["custval"] = {
         "reported_run": best + 1,
         "phases": chosen,
@@ -557,9 +681,22 @@ def main() -> int:
         if args.wait_quiet > 0:
             wait_quiet(args.wait_quiet)
         result["load_lifetimes_before"] = load()
-        print(f"lifetimes side (timeout {args.timeout:.0f} s); load {result['load_lifetimes_before']['loadavg']}", flush=True)
-        cmd = [str(VENV_PYTHON), str(LIFETIMES_SIDE), "--orders", str(paths["orders"]), "--snapshot", snapshot.isoformat(),
-               "--out", str(paths["lifetimes_json"]), "--customers-out", str(paths["lifetimes_customers"])]
+        print(
+            f"lifetimes side (timeout {args.timeout:.0f} s); load {result['load_lifetimes_before']['loadavg']}",
+            flush=True,
+        )
+        cmd = [
+            str(VENV_PYTHON),
+            str(LIFETIMES_SIDE),
+            "--orders",
+            str(paths["orders"]),
+            "--snapshot",
+            snapshot.isoformat(),
+            "--out",
+            str(paths["lifetimes_json"]),
+            "--customers-out",
+            str(paths["lifetimes_customers"]),
+        ]
         started = time.perf_counter()
         watch = CpuWatch()
         with open(paths["lifetimes_log"], "w") as log:
@@ -572,17 +709,28 @@ def main() -> int:
                 code = "timeout"
         wall = time.perf_counter() - started
         result["load_lifetimes_after"] = load()
-        lt = json.loads(paths["lifetimes_json"].read_text()) if paths["lifetimes_json"].exists() else {"phases": {}}
+        lt = (
+            json.loads(paths["lifetimes_json"].read_text())
+            if paths["lifetimes_json"].exists()
+            else {"phases": {}}
+        )
         lt["wall_seconds_incl_startup"] = round(wall, 2)
         lt["other_processes_cores"] = watch.other_cores()
         busy = lt["other_processes_cores"]
-        print(f"  done in {wall:.1f} s; other processes {busy:.2f} cores"
-              + (f" {RED}(disturbed){RESET}" if busy > DISTURBED_CORES else ""), flush=True)
+        print(
+            f"  done in {wall:.1f} s; other processes {busy:.2f} cores"
+            + (f" {RED}(disturbed){RESET}" if busy > DISTURBED_CORES else ""),
+            flush=True,
+        )
         if code != 0 or lt.get("status") != "ok":
             done = list(lt.get("phases", {}))
-            lt["status"] = f"failed ({code})" if code != "timeout" else f"timed out after {args.timeout:.0f} s"
+            lt["status"] = (
+                f"failed ({code})" if code != "timeout" else f"timed out after {args.timeout:.0f} s"
+            )
             tail = paths["lifetimes_log"].read_text().splitlines()[-15:]
-            print(f"{RED}{BOLD}lifetimes side {lt['status']}; phases finished: {done or 'none'}{RESET}")
+            print(
+                f"{RED}{BOLD}lifetimes side {lt['status']}; phases finished: {done or 'none'}{RESET}"
+            )
             print("\n".join("  | " + line for line in tail))
         result["lifetimes"] = lt
 
@@ -591,16 +739,22 @@ def main() -> int:
     if lt and lt.get("status") == "ok":
         ratio = lt["total_seconds"] / result["custval"]["total_seconds"]
         result["speedup"] = round(ratio, 2)
-        result["speedup_requirement"] = f">= {REQUIRED_SPEEDUP:g}x at >= {REQUIREMENT_ORDERS:,} orders"
+        result["speedup_requirement"] = (
+            f">= {REQUIRED_SPEEDUP:g}x at >= {REQUIREMENT_ORDERS:,} orders"
+        )
         print(f"\n{BOLD}custval is {ratio:.1f}x faster than lifetimes{RESET}", end="")
         if n >= REQUIREMENT_ORDERS:
             result["speedup_ok"] = ratio >= REQUIRED_SPEEDUP
-            verdict = f"{GREEN}PASS{RESET}" if ratio >= REQUIRED_SPEEDUP else f"{RED}{BOLD}FAIL{RESET}"
+            verdict = (
+                f"{GREEN}PASS{RESET}" if ratio >= REQUIRED_SPEEDUP else f"{RED}{BOLD}FAIL{RESET}"
+            )
             print(f" (required >= {REQUIRED_SPEEDUP:g}x): {verdict}")
             if ratio < REQUIRED_SPEEDUP:
                 exit_code = 1
         else:
-            print(f" (the >= {REQUIRED_SPEEDUP:g}x requirement is checked at {REQUIREMENT_ORDERS:,} orders; informational here)")
+            print(
+                f" (the >= {REQUIRED_SPEEDUP:g}x requirement is checked at {REQUIREMENT_ORDERS:,} orders; informational here)"
+            )
         result["comparison"] = compare(*kept, lt, paths["lifetimes_customers"])
         if result["comparison"]["failed"]:
             print(f"{RED}{BOLD}OUTPUT MISMATCH: {', '.join(result['comparison']['failed'])}{RESET}")

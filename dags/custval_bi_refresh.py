@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 
 import pendulum
-
 from airflow.sdk import AssetAll, dag, task
+
 from pipelines.orchestration.tasks import mart_assets
 
 MART_ASSETS = mart_assets(os.environ.get("CUSTVAL_WAREHOUSE", "/opt/custval/warehouse"))

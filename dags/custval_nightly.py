@@ -28,13 +28,20 @@ import os
 from datetime import timedelta
 
 import pendulum
-
 from airflow.sdk import Param, dag, task
-from pipelines.orchestration.tasks import PARAMS_SCHEMA, mart_assets, on_run_failure, on_task_failure
+
+from pipelines.orchestration.tasks import (
+    PARAMS_SCHEMA,
+    mart_assets,
+    on_run_failure,
+    on_task_failure,
+)
 from pipelines.orchestration.timetable import SettledDailyTimetable
 
 WAREHOUSE = os.environ.get("CUSTVAL_WAREHOUSE", "/opt/custval/warehouse")
-POKE_SECONDS = float(os.environ.get("CUSTVAL_WAIT_POKE_SECONDS", "30"))  # how often a waiting run looks again
+POKE_SECONDS = float(
+    os.environ.get("CUSTVAL_WAIT_POKE_SECONDS", "30")
+)  # how often a waiting run looks again
 MART_ASSETS = mart_assets(WAREHOUSE)
 
 
@@ -44,7 +51,9 @@ def _param(name: str, default: object) -> Param:
 
 @dag(
     dag_id="custval_nightly",
-    schedule=SettledDailyTimetable(settle_hours=2),  # interval = the UTC day D; runs at 02:00 on D+1
+    schedule=SettledDailyTimetable(
+        settle_hours=2
+    ),  # interval = the UTC day D; runs at 02:00 on D+1
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,  # nightly runs one at a time (backfills ignore this; the pipeline orders them)
@@ -88,7 +97,9 @@ def custval_nightly():
         """
         from pipelines.orchestration.tasks import ready_to_begin
 
-        return ready_to_begin(params, logical_date, dag_run.run_after, dag_run.run_id, dag_run.data_interval_start)
+        return ready_to_begin(
+            params, logical_date, dag_run.run_after, dag_run.run_id, dag_run.data_interval_start
+        )
 
     @task
     def extract(params=None, logical_date=None, dag_run=None) -> dict:
@@ -100,7 +111,9 @@ def custval_nightly():
         """
         from pipelines.orchestration.tasks import start_run
 
-        return start_run(params, logical_date, dag_run.run_after, dag_run.run_id, dag_run.data_interval_start)
+        return start_run(
+            params, logical_date, dag_run.run_after, dag_run.run_id, dag_run.data_interval_start
+        )
 
     @task
     def validate(run: dict) -> dict:

@@ -11,9 +11,9 @@ import logging
 import os
 import sys
 import time
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -34,7 +34,9 @@ _DEBUG = {"on": False}
 
 
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False) -> None:
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+) -> None:
     _DEBUG["on"] = debug
     _log_warnings_to_stderr()
 
@@ -72,32 +74,44 @@ def _date(value: str | None, what: str) -> date | None:
 
 @app.command()
 def generate(
-    orders: Annotated[int, typer.Option("--orders", "-n", help="Number of orders to write.", min=1)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output file (.csv, .parquet or .jsonl).")],
+    orders: Annotated[
+        int, typer.Option("--orders", "-n", help="Number of orders to write.", min=1)
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output file (.csv, .parquet or .jsonl).")
+    ],
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 42,
-    start: Annotated[str, typer.Option(help="First day of the order history (YYYY-MM-DD).")] = "2024-01-01",
+    start: Annotated[
+        str, typer.Option(help="First day of the order history (YYYY-MM-DD).")
+    ] = "2024-01-01",
     days: Annotated[int, typer.Option(help="Length of the order history in days.", min=1)] = 730,
     fmt: Annotated[
-        str | None, typer.Option("--format", help="csv, parquet or jsonl (default: from the file suffix).")
+        str | None,
+        typer.Option("--format", help="csv, parquet or jsonl (default: from the file suffix)."),
     ] = None,
-    minimal: Annotated[bool, typer.Option(help="Only the required columns (no status, channel, email).")] = False,
+    minimal: Annotated[
+        bool, typer.Option(help="Only the required columns (no status, channel, email).")
+    ] = False,
 ) -> None:
     """Write realistic synthetic raw orders (BG/NBD purchase process, Gamma-Gamma spend)."""
     from pipelines.tools.generate import FORMATS, format_from_path, simulate_orders, write_orders
 
     start_date = _date(start, "--start")
+    assert start_date is not None
     chosen = fmt or format_from_path(out) or "csv"
     if chosen not in FORMATS:
         _fail(f"unknown --format {chosen!r}; use one of {', '.join(FORMATS)}", 2)
     t0 = time.perf_counter()
     with console.status(f"simulating {orders:,} orders ..."):
-        frame = simulate_orders(orders, seed=seed, start=start_date, days=days, extra_columns=not minimal)
+        frame = simulate_orders(
+            orders, seed=seed, start=start_date, days=days, extra_columns=not minimal
+        )
     with console.status(f"writing {out} ..."):
         write_orders(frame, out, chosen)  # type: ignore[arg-type]
     customers = frame["customer_id"].n_unique()
     console.print(
         f"wrote {orders:,} orders of {customers:,} customers to {out} ({chosen}) "
-        f"in {time.perf_counter() - t0:.1f} s; last day {frame['order_ts'].max():%Y-%m-%d}"
+        f"in {time.perf_counter() - t0:.1f} s; last day {cast(datetime, frame['order_ts'].max()):%Y-%m-%d}"
     )
 
 
@@ -122,21 +136,35 @@ def _stage_line(name: str, result: dict[str, Any]) -> str:
     if name == "marts":
         return ", ".join(f"{t} {_plural(v['rows'], 'row')}" for t, v in result["tables"].items())
     if name == "publish":
-        return f"{_plural(len(result['tables']), 'table')}" + (" + quarantine" if result.get("quarantine") else "")
+        return f"{_plural(len(result['tables']), 'table')}" + (
+            " + quarantine" if result.get("quarantine") else ""
+        )
     if name == "manifest":
         return result["manifest_path"]
     return ""
 
 
 def _context(
-    source: str, as_of: date, warehouse: Path, config: Path | None, source_kind: str = "auto",
-    table: str | None = None, reingest: bool = False, allow_partial_day: bool = False,
+    source: str,
+    as_of: date,
+    warehouse: Path,
+    config: Path | None,
+    source_kind: str = "auto",
+    table: str | None = None,
+    reingest: bool = False,
+    allow_partial_day: bool = False,
 ) -> Any:
     from pipelines.context import RunContext
 
     return RunContext.create(
-        source=source, snapshot_date=as_of, warehouse=warehouse, config_path=str(config) if config else None,
-        source_kind=source_kind, table=table, reingest=reingest, allow_partial_day=allow_partial_day,
+        source=source,
+        snapshot_date=as_of,
+        warehouse=warehouse,
+        config_path=str(config) if config else None,
+        source_kind=source_kind,
+        table=table,
+        reingest=reingest,
+        allow_partial_day=allow_partial_day,
     )
 
 
@@ -151,7 +179,9 @@ def run_snapshot(ctx: Any, quiet: bool = False, wait_seconds: float = 0) -> dict
     from pipelines.run.pipeline import run_all
 
     if not quiet:
-        console.print(f"[bold]custval run[/] snapshot {ctx.snapshot_date} · source {ctx.source_spec.display} → {ctx.warehouse}")
+        console.print(
+            f"[bold]custval run[/] snapshot {ctx.snapshot_date} · source {ctx.source_spec.display} → {ctx.warehouse}"
+        )
     started: dict[str, float] = {}
     status = None if quiet else console.status("starting ...")
 
@@ -164,14 +194,22 @@ def run_snapshot(ctx: Any, quiet: bool = False, wait_seconds: float = 0) -> dict
         if quiet:
             return
         seconds = time.perf_counter() - started.get(name, time.perf_counter())
-        prefix = "" if stage_ctx.snapshot_date == ctx.snapshot_date else f"[{stage_ctx.snapshot_date} rebuilt] "
+        prefix = (
+            ""
+            if stage_ctx.snapshot_date == ctx.snapshot_date
+            else f"[{stage_ctx.snapshot_date} rebuilt] "
+        )
         timing = f"  [dim]{seconds:.1f} s[/]" if name in started and not prefix else ""
-        console.print(f" [green]✓[/] {prefix}{name:<9} {_stage_line(name, result)}{timing}", soft_wrap=True)
+        console.print(
+            f" [green]✓[/] {prefix}{name:<9} {_stage_line(name, result)}{timing}", soft_wrap=True
+        )
 
     if status is not None:
         status.start()
     try:
-        manifest = run_all(ctx, on_stage_start=on_start, on_stage_end=on_end, wait_seconds=wait_seconds)
+        manifest = run_all(
+            ctx, on_stage_start=on_start, on_stage_end=on_end, wait_seconds=wait_seconds
+        )
     finally:
         if status is not None:
             status.stop()
@@ -179,27 +217,60 @@ def run_snapshot(ctx: Any, quiet: bool = False, wait_seconds: float = 0) -> dict
         for line in manifest.get("warnings", []):
             err_console.print(f"[yellow]warning:[/] {line}", soft_wrap=True)
         if manifest.get("late_batches"):
-            console.print(f" [green]✓[/] ingested late batches of {', '.join(manifest['late_batches'])}")
+            console.print(
+                f" [green]✓[/] ingested late batches of {', '.join(manifest['late_batches'])}"
+            )
     return manifest
 
 
-SourceKindOption = Annotated[str, typer.Option("--source-kind", help="auto, files, landing or postgres.")]
-TableOption = Annotated[str | None, typer.Option(help="PostgreSQL table or view to read (with a postgresql:// source).")]
+SourceKindOption = Annotated[
+    str, typer.Option("--source-kind", help="auto, files, landing or postgres.")
+]
+TableOption = Annotated[
+    str | None, typer.Option(help="PostgreSQL table or view to read (with a postgresql:// source).")
+]
 AllowPartialOption = Annotated[
-    bool, typer.Option(help="Build a snapshot of a day that has not ended yet (today, UTC); by default only ended days are built.")
+    bool,
+    typer.Option(
+        help="Build a snapshot of a day that has not ended yet (today, UTC); by default only ended days are built."
+    ),
 ]
 
 
 @app.command()
 def run(
-    source: Annotated[str, typer.Option(help="Files (a file, directory or glob of CSV/Parquet/JSON Lines), a landing directory of date=YYYY-MM-DD folders, or postgresql://user@host:port/db.")],
-    as_of: Annotated[str, typer.Option("--as-of", help="Snapshot date YYYY-MM-DD: orders up to the end of this day (UTC).")],
-    warehouse: Annotated[Path, typer.Option(help="Warehouse directory the tables are published into.")],
-    config: Annotated[Path | None, typer.Option(help="YAML file overriding the default configuration.")] = None,
+    source: Annotated[
+        str,
+        typer.Option(
+            help="Files (a file, directory or glob of CSV/Parquet/JSON Lines), a landing directory of date=YYYY-MM-DD folders, or postgresql://user@host:port/db."
+        ),
+    ],
+    as_of: Annotated[
+        str,
+        typer.Option(
+            "--as-of", help="Snapshot date YYYY-MM-DD: orders up to the end of this day (UTC)."
+        ),
+    ],
+    warehouse: Annotated[
+        Path, typer.Option(help="Warehouse directory the tables are published into.")
+    ],
+    config: Annotated[
+        Path | None, typer.Option(help="YAML file overriding the default configuration.")
+    ] = None,
     source_kind: SourceKindOption = "auto",
     table: TableOption = None,
-    wait: Annotated[float, typer.Option(help="Seconds to wait when another run holds the snapshot, or the day before it is not built yet (default: fail at once).")] = 0,
-    reingest: Annotated[bool, typer.Option(help="Read an incremental source's batch for this date again instead of reusing the one already landed.")] = False,
+    wait: Annotated[
+        float,
+        typer.Option(
+            help="Seconds to wait when another run holds the snapshot, or the day before it is not built yet (default: fail at once)."
+        ),
+    ] = 0,
+    reingest: Annotated[
+        bool,
+        typer.Option(
+            help="Read an incremental source's batch for this date again instead of reusing the one already landed."
+        ),
+    ] = False,
     allow_partial_day: AllowPartialOption = False,
 ) -> None:
     """Run the whole pipeline for one snapshot date."""
@@ -208,7 +279,9 @@ def run(
     wait = _seconds(wait, "--wait")
     if config is not None and not config.is_file():
         _fail(f"config file not found: {config}", 2)
-    ctx = _context(source, snapshot, warehouse, config, source_kind, table, reingest, allow_partial_day)
+    ctx = _context(
+        source, snapshot, warehouse, config, source_kind, table, reingest, allow_partial_day
+    )
     run_snapshot(ctx, wait_seconds=wait)
 
 
@@ -216,13 +289,29 @@ def run(
 def backfill(
     start: Annotated[str, typer.Option(help="First snapshot date (YYYY-MM-DD).")],
     end: Annotated[str, typer.Option(help="Last snapshot date (YYYY-MM-DD), included.")],
-    source: Annotated[str, typer.Option(envvar="CUSTVAL_SOURCE", help="As for `run` (default: $CUSTVAL_SOURCE).")],
-    warehouse: Annotated[Path, typer.Option(envvar="CUSTVAL_WAREHOUSE", help="As for `run` (default: $CUSTVAL_WAREHOUSE).")],
-    config: Annotated[Path | None, typer.Option(help="YAML file overriding the default configuration.")] = None,
+    source: Annotated[
+        str, typer.Option(envvar="CUSTVAL_SOURCE", help="As for `run` (default: $CUSTVAL_SOURCE).")
+    ],
+    warehouse: Annotated[
+        Path,
+        typer.Option(
+            envvar="CUSTVAL_WAREHOUSE", help="As for `run` (default: $CUSTVAL_WAREHOUSE)."
+        ),
+    ],
+    config: Annotated[
+        Path | None, typer.Option(help="YAML file overriding the default configuration.")
+    ] = None,
     source_kind: SourceKindOption = "auto",
     table: TableOption = None,
-    keep_going: Annotated[bool, typer.Option(help="Go on with the next date after a failed one.")] = False,
-    wait: Annotated[float, typer.Option(help="Seconds to wait, per date, for another run holding a snapshot (e.g. a second backfill).")] = 0,
+    keep_going: Annotated[
+        bool, typer.Option(help="Go on with the next date after a failed one.")
+    ] = False,
+    wait: Annotated[
+        float,
+        typer.Option(
+            help="Seconds to wait, per date, for another run holding a snapshot (e.g. a second backfill)."
+        ),
+    ] = 0,
     allow_partial_day: AllowPartialOption = False,
 ) -> None:
     """Run the snapshots START..END in order -- the same runs as the nightly ones."""
@@ -239,10 +328,18 @@ def backfill(
         _fail(f"config file not found: {config}", 2)
     total = (last - first).days + 1
     failures = 0
-    with Progress(TextColumn("backfill"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+    with Progress(
+        TextColumn("backfill"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
         task = bar.add_task("dates", total=total)
 
-        def on_date(day: date, manifest: dict[str, Any] | None, error: BaseException | None) -> None:
+        def on_date(
+            day: date, manifest: dict[str, Any] | None, error: BaseException | None
+        ) -> None:
             nonlocal failures
             if error is None and manifest is not None:
                 c = manifest["counts"]
@@ -256,13 +353,30 @@ def backfill(
                 )
             else:
                 failures += 1
-                text = custval_error_line(error) if isinstance(error, CustvalError) else failure_line(error)  # type: ignore[arg-type]
+                assert error is not None
+                text = (
+                    custval_error_line(error)
+                    if isinstance(error, CustvalError)
+                    else failure_line(error)
+                )
                 bar.console.print(f" [red]✗[/] {day}  {text}", soft_wrap=True)
             bar.advance(task)
 
         run_dates(
-            lambda day: _context(source, day, warehouse, config, source_kind, table, allow_partial_day=allow_partial_day),
-            first, last, on_date, stop_on_error=not keep_going, wait_seconds=wait,
+            lambda day: _context(
+                source,
+                day,
+                warehouse,
+                config,
+                source_kind,
+                table,
+                allow_partial_day=allow_partial_day,
+            ),
+            first,
+            last,
+            on_date,
+            stop_on_error=not keep_going,
+            wait_seconds=wait,
         )
     if failures:
         _fail(f"{failures} of {total} dates failed", 1)
@@ -272,11 +386,16 @@ def backfill(
 def unlock(
     as_of: Annotated[str, typer.Option("--as-of", help="The snapshot date whose lease to remove.")],
     warehouse: Annotated[Path, typer.Option(help="Warehouse directory.")],
-    force: Annotated[bool, typer.Option(help="Remove the lease even if its run looks alive, or the file is unreadable.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Remove the lease even if its run looks alive, or the file is unreadable."
+        ),
+    ] = False,
 ) -> None:
     """Remove a snapshot's lease left by a run that died (a dead run's lease is also taken over by itself)."""
-    from pipelines.storage import locking
     from pipelines.context import check_warehouse
+    from pipelines.storage import locking
     from pipelines.storage.recovery import recover_warehouse
 
     snapshot = _date(as_of, "--as-of")
@@ -292,7 +411,9 @@ def unlock(
 
 @app.command()
 def demo(
-    directory: Annotated[Path, typer.Option("--dir", help="Where to put the sample and the warehouse.")] = Path("demo"),
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where to put the sample and the warehouse.")
+    ] = Path("demo"),
     orders: Annotated[int, typer.Option(help="Orders in the sample.", min=100)] = 50_000,
 ) -> None:
     """Generate a sample into ./demo/, run the pipeline for its last day, and summarise."""
@@ -306,7 +427,9 @@ def demo(
         frame = simulate_orders(orders, seed=7)
         write_orders(frame, source, "csv")
     last_day = frame["order_ts"].max().date()  # type: ignore[union-attr]
-    console.print(f"sample: {orders:,} orders, {frame['customer_id'].n_unique():,} customers, up to {last_day}")
+    console.print(
+        f"sample: {orders:,} orders, {frame['customer_id'].n_unique():,} customers, up to {last_day}"
+    )
     manifest = run_snapshot(_context(str(source), last_day, warehouse, None))
 
     rfm = pl.read_parquet(Path(manifest["tables"]["customer_rfm"]["path"]))
@@ -318,7 +441,12 @@ def demo(
     )
     total = by_segment["revenue"].sum()
     table = Table(title="Customers per RFM segment")
-    for col, justify in (("segment", "left"), ("customers", "right"), ("revenue", "right"), ("share", "right")):
+    for col, justify in (
+        ("segment", "left"),
+        ("customers", "right"),
+        ("revenue", "right"),
+        ("share", "right"),
+    ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for seg, n, revenue in by_segment.iter_rows():
         table.add_row(seg, f"{n:,}", f"{revenue:,.0f}", f"{revenue / total:.0%}")
@@ -334,14 +462,21 @@ def demo(
     for r in top.iter_rows(named=True):
         value = r["clv_retention"]
         table.add_row(
-            r["customer_id"], str(r["order_count"]), f"{r['monetary_total']:,.0f}",
-            "-" if value is None else f"{value:,.0f}", r["rfm_segment"], r["lifecycle_stage"], r["loyalty_tier"],
+            r["customer_id"],
+            str(r["order_count"]),
+            f"{r['monetary_total']:,.0f}",
+            "-" if value is None else f"{value:,.0f}",
+            r["rfm_segment"],
+            r["lifecycle_stage"],
+            r["loyalty_tier"],
         )
     console.print(table)
     console.print(f"tables:    {warehouse / 'marts'} ({', '.join(sorted(manifest['tables']))})")
     console.print(f"manifest:  {manifest['manifest_path']}")
     console.print(f"quality:   {manifest['validation']['docs_index']}")
-    console.print(f'try:       duckdb -c "select * from \'{warehouse}/marts/customer_rfm/*/*.parquet\' limit 5"')
+    console.print(
+        f"try:       duckdb -c \"select * from '{warehouse}/marts/customer_rfm/*/*.parquet' limit 5\""
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -350,9 +485,16 @@ def demo(
 
 @app.command()
 def bench(
-    orders: Annotated[int, typer.Option("--orders", "-n", help="Orders to generate.", min=1)] = 1_000_000,
-    fmt: Annotated[str, typer.Option("--format", help="Source format: csv, parquet or jsonl.")] = "csv",
-    workdir: Annotated[Path | None, typer.Option(help="Directory for the data (default: a temp dir, removed after).")] = None,
+    orders: Annotated[
+        int, typer.Option("--orders", "-n", help="Orders to generate.", min=1)
+    ] = 1_000_000,
+    fmt: Annotated[
+        str, typer.Option("--format", help="Source format: csv, parquet or jsonl.")
+    ] = "csv",
+    workdir: Annotated[
+        Path | None,
+        typer.Option(help="Directory for the data (default: a temp dir, removed after)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
 ) -> None:
     """Generate N orders, run the pipeline, print seconds and peak memory per stage."""
@@ -360,8 +502,8 @@ def bench(
     import shutil
     import tempfile
 
-    from pipelines.tools.generate import simulate_orders, write_orders
     from pipelines.run.metrics import measure
+    from pipelines.tools.generate import simulate_orders, write_orders
 
     base = workdir or Path(tempfile.mkdtemp(prefix="custval-bench-"))
     try:
@@ -383,7 +525,19 @@ def bench(
         table.add_row("pipeline total", f"{total:.2f}", "")
         console.print(table)
         # one machine-readable line last (not wrapped), for scripts that keep benchmark records
-        sys.stdout.write(json.dumps({"orders": orders, "format": fmt, "cores": os.cpu_count(), "generate": gen.as_dict(), "stages": manifest["stages"], "counts": manifest["counts"]}) + "\n")
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "orders": orders,
+                    "format": fmt,
+                    "cores": os.cpu_count(),
+                    "generate": gen.as_dict(),
+                    "stages": manifest["stages"],
+                    "counts": manifest["counts"],
+                }
+            )
+            + "\n"
+        )
     finally:
         if workdir is None:
             shutil.rmtree(base, ignore_errors=True)
@@ -395,7 +549,9 @@ def bench(
 
 @app.command()
 def docs(
-    out: Annotated[Path, typer.Option(help="Where to write the data dictionary.")] = Path("docs/data_dictionary.md"),
+    out: Annotated[Path, typer.Option(help="Where to write the data dictionary.")] = Path(
+        "docs/data_dictionary.md"
+    ),
 ) -> None:
     """Regenerate the data dictionary from the data contracts."""
     from pipelines.tools.dictionary import write
@@ -423,7 +579,9 @@ def os_error_line(exc: OSError) -> str:
     """One line for a failed file operation: which file, what happened, what to do."""
     where = f"{exc.filename}: " if exc.filename else ""
     hint = _DISK_HINTS.get(exc.errno or 0)
-    return f"{where}{exc.strerror or exc}" + (f" ({hint}); nothing was published by this run" if hint else "")
+    return f"{where}{exc.strerror or exc}" + (
+        f" ({hint}); nothing was published by this run" if hint else ""
+    )
 
 
 def custval_error_line(exc: BaseException) -> str:
@@ -458,7 +616,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - never a traceback as the only message
+    except Exception as exc:
         if _DEBUG["on"]:
             raise
         err_console.print(f"[bold red]error:[/] {failure_line(exc)}", soft_wrap=True)

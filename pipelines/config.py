@@ -38,10 +38,14 @@ class CsvConfig(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> CsvConfig:
-        if len(self.delimiter) != 1 or self.delimiter in "\"\r\n":
-            raise ValueError("sources.csv.delimiter must be one character (not a quote or a newline)")
+        if len(self.delimiter) != 1 or self.delimiter in '"\r\n':
+            raise ValueError(
+                "sources.csv.delimiter must be one character (not a quote or a newline)"
+            )
         if self.max_record_lines < 1 or self.max_record_chars < 1:
-            raise ValueError("sources.csv: max_record_lines and max_record_chars must be at least 1")
+            raise ValueError(
+                "sources.csv: max_record_lines and max_record_chars must be at least 1"
+            )
         return self
 
 
@@ -88,7 +92,10 @@ class RfmConfig(_Section):
 
     def segment_of(self, r: int, f: int) -> str | None:
         """The segment of the first rule whose ranges hold the scores (rules in order)."""
-        return next((s.segment for s in self.segments if s.r[0] <= r <= s.r[1] and s.f[0] <= f <= s.f[1]), None)
+        return next(
+            (s.segment for s in self.segments if s.r[0] <= r <= s.r[1] and s.f[0] <= f <= s.f[1]),
+            None,
+        )
 
     @model_validator(mode="after")
     def _cover(self) -> RfmConfig:
@@ -97,7 +104,9 @@ class RfmConfig(_Section):
         cells = range(1, self.bins + 1)
         uncovered = [(r, f) for r in cells for f in cells if self.segment_of(r, f) is None]
         if uncovered:
-            raise ValueError(f"rfm.segments leave (r, f) score cells without a segment: {uncovered[:5]}")
+            raise ValueError(
+                f"rfm.segments leave (r, f) score cells without a segment: {uncovered[:5]}"
+            )
         return self
 
 
@@ -233,4 +242,6 @@ def load_config(path: str | Path | None = None) -> Config:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         message = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{path or 'defaults'}: {where + ': ' if where else ''}{message}") from None
+        raise ConfigError(
+            f"{path or 'defaults'}: {where + ': ' if where else ''}{message}"
+        ) from None

@@ -23,11 +23,13 @@ from typing import Any
 
 from pipelines.config import Config, load_config
 from pipelines.errors import CustvalError
-from pipelines.storage.jsonfile import write_json
 from pipelines.sources import Source, resolve
+from pipelines.storage.jsonfile import write_json
 
 WORK = "_work"
-_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/")  # also s3:/x, which is what Path("s3://x") becomes
+_URL = re.compile(
+    r"^([A-Za-z][A-Za-z0-9+.-]+):/"
+)  # also s3:/x, which is what Path("s3://x") becomes
 
 
 def parse_date(value: str | date, what: str = "date") -> date:
@@ -52,7 +54,9 @@ def check_warehouse(warehouse: str | Path) -> Path:
     for parent in (path, *path.parents):
         if parent.exists():
             if not parent.is_dir():
-                raise CustvalError(f"warehouse {path}: {parent} is a file, not a directory; choose another --warehouse")
+                raise CustvalError(
+                    f"warehouse {path}: {parent} is a file, not a directory; choose another --warehouse"
+                )
             break
     return path
 
@@ -62,7 +66,9 @@ def snapshot_end(snapshot: date) -> datetime:
     return datetime.combine(snapshot + timedelta(days=1), time(0), tzinfo=UTC)
 
 
-def check_snapshot_date(snapshot: date, now: datetime, earliest: date, allow_partial_day: bool) -> None:
+def check_snapshot_date(
+    snapshot: date, now: datetime, earliest: date, allow_partial_day: bool
+) -> None:
     """Only days that have ended (unless asked for), and none before the earliest order date."""
     if snapshot < earliest:
         raise CustvalError(
@@ -119,12 +125,21 @@ class RunContext:
             run_id = f"{snap.isoformat()}_{started:%Y%m%dT%H%M%S}_{secrets.token_hex(3)}"
         run_id = re.sub(r"[^A-Za-z0-9_.+-]", "_", run_id)
         ctx = cls(
-            run_id, snap, check_warehouse(warehouse), str(source), config_path, started, source_kind, table,
-            reingest, parent_run_id, allow_partial_day,
+            run_id,
+            snap,
+            check_warehouse(warehouse),
+            str(source),
+            config_path,
+            started,
+            source_kind,
+            table,
+            reingest,
+            parent_run_id,
+            allow_partial_day,
         )
         config = ctx.config  # a bad config file fails before anything else
         check_snapshot_date(snap, started, config.validation.earliest_order_date, allow_partial_day)
-        ctx.source_spec  # fail early on a source that cannot be read as the kind it claims
+        _ = ctx.source_spec  # fail early on a source that cannot be read as the kind it claims
         return ctx
 
     @property
@@ -132,14 +147,14 @@ class RunContext:
         """The run's configuration, read once."""
         if "config" not in self._cache:
             self._cache["config"] = load_config(self.config_path)
-        return self._cache["config"]  # type: ignore[no-any-return]
+        return self._cache["config"]
 
     @property
     def source_spec(self) -> Source:
         """The resolved source, looked up once (a landing directory is listed to tell its kind)."""
         if "source" not in self._cache:
             self._cache["source"] = resolve(self.source, self.source_kind, self.table)
-        return self._cache["source"]  # type: ignore[no-any-return]
+        return self._cache["source"]
 
     @property
     def owner_run_id(self) -> str:
@@ -170,7 +185,11 @@ class RunContext:
     @property
     def work_dir(self) -> Path:
         root = self.warehouse / WORK / self.owner_run_id
-        return root if self.parent_run_id is None else root / self.run_id.removesuffix(f"_{self.owner_run_id}")
+        return (
+            root
+            if self.parent_run_id is None
+            else root / self.run_id.removesuffix(f"_{self.owner_run_id}")
+        )
 
     @property
     def partition(self) -> str:
@@ -215,7 +234,7 @@ class RunContext:
         path = self.work_dir / f"{stage}.json"
         if not path.exists():
             raise CustvalError(f"run {self.run_id}: stage {stage!r} has not completed (no {path})")
-        return json.loads(path.read_text())  # type: ignore[no-any-return]
+        return json.loads(path.read_text())
 
     def has_result(self, stage: str) -> bool:
         return (self.work_dir / f"{stage}.json").exists()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import polars as pl
 import pyarrow as pa
@@ -149,7 +149,9 @@ class Contract:
     def rule_names(self) -> list[str]:
         return [r.name for r in self.row_rules] + [r.name for r in self.batch_rules]
 
-    def with_rule_params(self, rule_name: str, severity: Severity | None = None, **params: Any) -> Contract:
+    def with_rule_params(
+        self, rule_name: str, severity: Severity | None = None, **params: Any
+    ) -> Contract:
         """A copy with one rule's parameters (or severity) changed: config overrides of the contract."""
         found = False
 
@@ -158,7 +160,9 @@ class Contract:
             if rule.name != rule_name:
                 return rule
             found = True
-            return replace(rule, params={**rule.params, **params}, severity=severity or rule.severity)
+            return replace(
+                rule, params={**rule.params, **params}, severity=severity or rule.severity
+            )
 
         columns = tuple(replace(c, rules=tuple(patch(r) for r in c.rules)) for c in self.columns)
         batch = tuple(patch(r) for r in self.batch_rules)
@@ -209,18 +213,24 @@ def _operator(q: Any) -> tuple[str, float] | None:
 def _quality_rule(q: Any, column: str | None, path: Path) -> Rule:
     severity = q.severity or "quarantine"
     if severity not in SEVERITIES:
-        raise ContractError(f"{path}: rule {q.name!r} has severity {severity!r}; use one of {SEVERITIES}")
+        raise ContractError(
+            f"{path}: rule {q.name!r} has severity {severity!r}; use one of {SEVERITIES}"
+        )
     custom = _custom(q.customProperties)
     params: dict[str, Any] = {}
     if q.metric == "invalidValues":
         valid = (q.arguments or {}).get("validValues")
         if not valid:
-            raise ContractError(f"{path}: rule {q.name!r} (invalidValues) needs arguments.validValues")
+            raise ContractError(
+                f"{path}: rule {q.name!r} (invalidValues) needs arguments.validValues"
+            )
         kind, params = "accepted_values", {"values": list(valid)}
     elif q.metric == "rowCount":
         kind = "row_count"
     elif q.type == "custom" and q.engine == "custval":
-        impl = q.implementation if isinstance(q.implementation, dict) else {"check": q.implementation}
+        impl = (
+            q.implementation if isinstance(q.implementation, dict) else {"check": q.implementation}
+        )
         kind = impl["check"]
         params = {k: v for k, v in impl.items() if k != "check"}
     else:
@@ -234,7 +244,7 @@ def _quality_rule(q: Any, column: str | None, path: Path) -> Rule:
     return Rule(
         name=q.name or f"{column}.{kind}",
         kind=kind,
-        severity=severity,
+        severity=cast(Severity, severity),
         column=column,
         reason_code=custom.get("reasonCode"),
         params=params,
@@ -262,9 +272,19 @@ def _property_rules(prop: Any, path: Path) -> tuple[Rule, ...]:
     if "maximum" in opts:
         add("maximum", "OUT_OF_RANGE", f"{name} <= {opts['maximum']}", value=opts["maximum"])
     if "pattern" in opts:
-        add("pattern", "PATTERN_MISMATCH", f"{name} matches {opts['pattern']}", value=opts["pattern"])
+        add(
+            "pattern",
+            "PATTERN_MISMATCH",
+            f"{name} matches {opts['pattern']}",
+            value=opts["pattern"],
+        )
     if "maxLength" in opts:
-        add("max_length", "TOO_LONG", f"{name} is at most {opts['maxLength']} characters", value=opts["maxLength"])
+        add(
+            "max_length",
+            "TOO_LONG",
+            f"{name} is at most {opts['maxLength']} characters",
+            value=opts["maxLength"],
+        )
     for q in prop.quality or []:
         rules.append(_quality_rule(q, name, path))
     return tuple(rules)
@@ -309,7 +329,7 @@ def _load(path: Path, _mtime_ns: int) -> Contract:
         custom = _custom(prop.customProperties)
         columns.append(
             Column(
-                name=prop.name,
+                name=str(prop.name),
                 logical_type=prop.logicalType,
                 physical_type=physical,
                 description=" ".join(prop.description.split()),
@@ -325,8 +345,8 @@ def _load(path: Path, _mtime_ns: int) -> Contract:
         raise ContractError(f"{path}: duplicate column names")
     purpose = odcs.description.purpose if odcs.description else None
     return Contract(
-        name=odcs.name or obj.name,
-        version=odcs.version,
+        name=str(odcs.name or obj.name),
+        version=str(odcs.version),
         description=" ".join((obj.description or purpose or "").split()),
         grain=obj.dataGranularityDescription or "",
         columns=tuple(columns),

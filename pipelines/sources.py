@@ -60,7 +60,11 @@ def arrival_dirs(root: Path) -> dict[str, Path]:
     """`date=YYYY-MM-DD` subdirectories of a landing directory, by date."""
     if not root.is_dir():
         return {}
-    return {m.group(1): p for p in sorted(root.iterdir()) if p.is_dir() and (m := _ARRIVAL.match(p.name))}
+    return {
+        m.group(1): p
+        for p in sorted(root.iterdir())
+        if p.is_dir() and (m := _ARRIVAL.match(p.name))
+    }
 
 
 def connection_uri(reference: str) -> str:
@@ -97,9 +101,13 @@ def resolve(location: str, kind: str = "auto", table: str | None = None) -> Sour
             kind = "files"
     if kind == "postgres":
         if not is_url:
-            raise SourceError(f"{location}: a PostgreSQL source is a postgresql://user@host:port/db URL")
+            raise SourceError(
+                f"{location}: a PostgreSQL source is a postgresql://user@host:port/db URL"
+            )
         if not table:
-            raise SourceError("a PostgreSQL source needs --table (the orders table or view to read)")
+            raise SourceError(
+                "a PostgreSQL source needs --table (the orders table or view to read)"
+            )
         if not _TABLE.match(table):
             raise SourceError(f"--table {table!r} is not a plain (schema.)table name")
         return Source("postgres", location, table)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
 import tempfile
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
@@ -17,7 +17,12 @@ def staged_frame(rows: list[dict]) -> pl.DataFrame:
     """Orders as the stage step leaves them: contract columns without PII, fx_rate, *_hmac."""
     contract = load_contract("orders")
     schema = {c.name: c.polars_type for c in contract.columns if not c.pii}
-    schema |= {"fx_rate": pl.Float64, "email_hmac": pl.String, "phone_hmac": pl.String, "name_hmac": pl.String}
+    schema |= {
+        "fx_rate": pl.Float64,
+        "email_hmac": pl.String,
+        "phone_hmac": pl.String,
+        "name_hmac": pl.String,
+    }
     filled = []
     for i, row in enumerate(rows):
         r = {"order_id": f"O{i}", "currency": "USD", "status": "completed", "fx_rate": 1.0, **row}
@@ -31,7 +36,9 @@ def staged_frame(rows: list[dict]) -> pl.DataFrame:
 NO_PREDICTIONS = "predictive:\n  enabled: false\n"  # a handful of customers cannot be fitted
 
 
-def build_tables(rows: list[dict], snapshot: date, config: str | None = None) -> dict[str, pl.DataFrame]:
+def build_tables(
+    rows: list[dict], snapshot: date, config: str | None = None
+) -> dict[str, pl.DataFrame]:
     """Every published table; predictions are off unless `config` has a predictive section."""
     text = config or ""
     if "predictive:" not in text:
@@ -44,6 +51,10 @@ def build_tables(rows: list[dict], snapshot: date, config: str | None = None) ->
     try:
         models = load_models()
         build_snapshot(con, cfg, snapshot, staged_frame(rows), models)
-        return {m.published_name: con.sql(f"select * from {m.name}").pl() for m in models.values() if m.published_name}
+        return {
+            m.published_name: con.sql(f"select * from {m.name}").pl()
+            for m in models.values()
+            if m.published_name
+        }
     finally:
         con.close()

@@ -57,7 +57,9 @@ def discover(source: str, *, allow_empty: bool = False) -> Discovered:
         root = path.resolve()
         found = _classify(_walk(root), root)
         if not found.files and not (allow_empty and all(r.code == HIDDEN for r in found.refused)):
-            raise SourceError(f"{source}: no readable files in this directory {_refused_summary(found.refused)}")
+            raise SourceError(
+                f"{source}: no readable files in this directory {_refused_summary(found.refused)}"
+            )
         return found
     if glob.has_magic(source):
         matches = [Path(p) for p in glob.glob(str(path), recursive=True)]
@@ -66,7 +68,9 @@ def discover(source: str, *, allow_empty: bool = False) -> Discovered:
             raise SourceError(f"{source}: the pattern matches no files")
         found = _classify(candidates, _literal_root(path))
         if not found.files:
-            raise SourceError(f"{source}: the pattern matches no readable files {_refused_summary(found.refused)}")
+            raise SourceError(
+                f"{source}: the pattern matches no readable files {_refused_summary(found.refused)}"
+            )
         return found
     raise SourceError(f"{source}: no such file or directory")
 
@@ -109,7 +113,11 @@ def _refusal(p: Path, root: Path) -> RefusedFile | None:
         size = 0
     shown = str(p.absolute())
     if not p.is_file():
-        what = "a symbolic link to a directory" if p.is_dir() else "not a regular file (a broken link, a pipe or a socket)"
+        what = (
+            "a symbolic link to a directory"
+            if p.is_dir()
+            else "not a regular file (a broken link, a pipe or a socket)"
+        )
         return RefusedFile(shown, size, f"{what}; only regular files are read", NOT_A_FILE)
     hidden = _hidden_part(p, root)
     if hidden is not None:
@@ -151,7 +159,9 @@ def _refused_summary(refused: list[RefusedFile]) -> str:
     for r in refused:
         counts[r.code] = counts.get(r.code, 0) + 1
     codes = ", ".join(f"{n} {code}" for code, n in sorted(counts.items()))
-    examples = ", ".join(Path(r.path).name for r in refused[:3]) + (", ..." if len(refused) > 3 else "")
+    examples = ", ".join(Path(r.path).name for r in refused[:3]) + (
+        ", ..." if len(refused) > 3 else ""
+    )
     return f"({len(refused)} refused: {codes}; e.g. {examples})"
 
 

@@ -16,16 +16,16 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from pipelines.storage.atomic import swap_in
 from pipelines.config import Config
 from pipelines.context import RunContext
 from pipelines.contracts import Contract, load_contract
-from pipelines.extract.discovery import Discovered, discover, refused_as_dicts, sha256_file
 from pipelines.errors import BatchRejected, SourceError
-from pipelines.storage.history import batch_record, ingested_dates
+from pipelines.extract.discovery import Discovered, discover, refused_as_dicts, sha256_file
 from pipelines.extract.readers import RawFile, ReadOptions, raw_from_arrow, read_raw, with_lineage
-from pipelines.storage.snapshots import restrict
 from pipelines.sources import Source, arrival_dirs
+from pipelines.storage.atomic import swap_in
+from pipelines.storage.history import batch_record, ingested_dates
+from pipelines.storage.snapshots import restrict
 
 RAW_ZONE = Path("raw") / "orders"
 INGEST_RECORD = "_ingest.json"
@@ -41,7 +41,11 @@ def fingerprint(files: list[dict[str, Any]]) -> str:
 
 def read_options(config: Config) -> ReadOptions:
     csv = config.sources.csv
-    return ReadOptions(delimiter=csv.delimiter, max_record_lines=csv.max_record_lines, max_record_chars=csv.max_record_chars)
+    return ReadOptions(
+        delimiter=csv.delimiter,
+        max_record_lines=csv.max_record_lines,
+        max_record_chars=csv.max_record_chars,
+    )
 
 
 def discover_files(source: str, config: Config, *, allow_empty: bool = False) -> Discovered:
@@ -58,7 +62,9 @@ def discover_files(source: str, config: Config, *, allow_empty: bool = False) ->
     return found
 
 
-def _land(ctx: RunContext, raws: Iterable[RawFile], contract: Contract, facts_extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _land(
+    ctx: RunContext, raws: Iterable[RawFile], contract: Contract, facts_extra: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Write each raw file to the run's staging area as it is read; returns per-file facts."""
     staging = ctx.work_dir / "raw"
     shutil.rmtree(staging, ignore_errors=True)
@@ -99,11 +105,15 @@ def _file_facts(path: Path) -> dict[str, Any]:
 
 def land_files(ctx: RunContext, files: list[Path], contract: Contract) -> list[dict[str, Any]]:
     options = read_options(ctx.config)
-    raws = (read_raw(path, contract.column_names, options) for path in files)  # one file in memory at a time
+    raws = (
+        read_raw(path, contract.column_names, options) for path in files
+    )  # one file in memory at a time
     return _land(ctx, raws, contract, [_file_facts(p) for p in files])
 
 
-def _postgres_batch(ctx: RunContext, contract: Contract, source: Source) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _postgres_batch(
+    ctx: RunContext, contract: Contract, source: Source
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     from pipelines.extract import postgres
 
     config = ctx.config.sources.postgres
@@ -117,9 +127,16 @@ def _postgres_batch(ctx: RunContext, contract: Contract, source: Source) -> tupl
         retries=config.retries,
         backoff_seconds=config.backoff_seconds,
     )
-    raw = with_lineage(raw_from_arrow(got.table, Path(source.display), "postgres", []), source.display)
+    raw = with_lineage(
+        raw_from_arrow(got.table, Path(source.display), "postgres", []), source.display
+    )
     digest = hashlib.sha256(raw.frame.drop("_source_file").write_ipc(None).getvalue()).hexdigest()
-    facts = _land(ctx, [raw], contract, [{"path": source.display, "size": raw.frame.estimated_size(), "sha256": digest}])
+    facts = _land(
+        ctx,
+        [raw],
+        contract,
+        [{"path": source.display, "size": raw.frame.estimated_size(), "sha256": digest}],
+    )
     watermark = {
         "low": got.low.isoformat() if got.low else None,
         "high": got.high.isoformat(),
@@ -162,18 +179,24 @@ def run(ctx: RunContext) -> dict[str, Any]:
     target = raw_partition(ctx)
     restrict(ctx.warehouse / RAW_ZONE.parts[0])  # source rows as received, PII included
     if not source.incremental:
-        found = discover_files(ctx.source, ctx.config)
-        facts = land_files(ctx, found.files, contract)
+        every_file = discover_files(ctx.source, ctx.config)
+        facts = land_files(ctx, every_file.files, contract)
         swap_in(ctx.work_dir / "raw", target)
-        return ctx.save_result("extract", _result(target, facts, source, found))
+        return ctx.save_result("extract", _result(target, facts, source, every_file))
 
     record = target / INGEST_RECORD
-    if record.is_file() and not ctx.reingest and batch_record(ctx.warehouse, ctx.snapshot_date) is not None:
+    if (
+        record.is_file()
+        and not ctx.reingest
+        and batch_record(ctx.warehouse, ctx.snapshot_date) is not None
+    ):
         return ctx.save_result("extract", {**json.loads(record.read_text()), "reused": True})
     watermark = None
-    found = None
+    found: Discovered | None = None
     if source.kind == "landing":
-        arrivals = arrival_dirs(Path(source.location).expanduser()).get(ctx.snapshot_date.isoformat())
+        arrivals = arrival_dirs(Path(source.location).expanduser()).get(
+            ctx.snapshot_date.isoformat()
+        )
         if arrivals is None:
             return ctx.save_result("extract", _missing_arrivals(ctx, source))
         found = discover_files(str(arrivals), ctx.config, allow_empty=True)
@@ -208,7 +231,9 @@ def _missing_arrivals(ctx: RunContext, source: Source) -> dict[str, Any]:
     }
 
 
-def _result(target: Path, facts: list[dict[str, Any]], source: Source, found: Discovered | None) -> dict[str, Any]:
+def _result(
+    target: Path, facts: list[dict[str, Any]], source: Source, found: Discovered | None
+) -> dict[str, Any]:
     return {
         "raw_dir": str(target),
         "source": source.display,

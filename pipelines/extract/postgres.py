@@ -54,27 +54,38 @@ def _plain(table: pa.Table) -> pa.Table:
     columns = []
     for col in table.columns:
         if isinstance(col.type, pa.BaseExtensionType):
-            col = pa.chunked_array([chunk.storage for chunk in col.chunks], type=col.type.storage_type)
+            col = pa.chunked_array(
+                [chunk.storage for chunk in col.chunks], type=col.type.storage_type
+            )
         columns.append(col)
     return pa.Table.from_arrays(columns, names=table.column_names)
 
 
-def _read(uri: str, table: str, columns: list[str], low: datetime | None, lag_seconds: float) -> Extract:
+def _read(
+    uri: str, table: str, columns: list[str], low: datetime | None, lag_seconds: float
+) -> Extract:
     import adbc_driver_postgresql.dbapi as pg
 
     with pg.connect(_uri(uri), autocommit=False) as conn:
         cur = conn.cursor()
         try:
             cur.execute("set transaction isolation level repeatable read, read only")
-            cur.execute("select now() - make_interval(secs => $1::double precision)", parameters=(lag_seconds,))
+            cur.execute(
+                "select now() - make_interval(secs => $1::double precision)",
+                parameters=(lag_seconds,),
+            )
             high = cur.fetchall()[0][0]
             cur.execute(f"select * from {_quote(table)} limit 0")
             present = [d[0] for d in cur.description or []]
             if WATERMARK not in present:
-                raise SourceError(f"table {table} has no {WATERMARK} column; incremental extraction needs one")
+                raise SourceError(
+                    f"table {table} has no {WATERMARK} column; incremental extraction needs one"
+                )
             wanted = [c for c in columns if c in present]
             select = ", ".join(_quote(c) for c in wanted)
-            order = f"order by {_quote(WATERMARK)}" + (', "order_id"' if "order_id" in wanted else "")
+            order = f"order by {_quote(WATERMARK)}" + (
+                ', "order_id"' if "order_id" in wanted else ""
+            )
             if low is None:  # full load: rows without a watermark are included once, and counted
                 cur.execute(
                     f"select {select} from {_quote(table)} where {_quote(WATERMARK)} <= $1::timestamptz "

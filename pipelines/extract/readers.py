@@ -58,7 +58,9 @@ SUFFIXES = {
 # Compression suffixes; only text formats may be compressed (Parquet compresses internally).
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
 TEXT_FORMATS = frozenset({"csv", "tsv", "jsonl"})
-SUPPORTED_TYPES = ", ".join(SUFFIXES) + "; text formats also compressed as " + ", ".join(COMPRESSIONS)
+SUPPORTED_TYPES = (
+    ", ".join(SUFFIXES) + "; text formats also compressed as " + ", ".join(COMPRESSIONS)
+)
 
 RAGGED_ROW = "RAGGED_ROW"
 INVALID_UTF8 = "INVALID_UTF8"
@@ -78,8 +80,10 @@ class ReadOptions:
     max_record_chars: int = 20_000
 
     def __post_init__(self) -> None:
-        if len(self.delimiter) != 1 or self.delimiter in "\"\r\n":
-            raise ValueError(f"CSV delimiter must be one character other than a quote or newline, got {self.delimiter!r}")
+        if len(self.delimiter) != 1 or self.delimiter in '"\r\n':
+            raise ValueError(
+                f"CSV delimiter must be one character other than a quote or newline, got {self.delimiter!r}"
+            )
         if self.max_record_lines < 1 or self.max_record_chars < 1:
             raise ValueError("max_record_lines and max_record_chars must be at least 1")
 
@@ -135,7 +139,9 @@ def type_suffix(path: Path | str) -> str:
 def unsupported_reason(path: Path | str) -> str:
     """Why a file's type is not read, naming its suffix and the supported ones."""
     suffix = type_suffix(path)
-    what = f"unsupported file type {suffix!r}" if suffix else "unsupported file type: no type suffix"
+    what = (
+        f"unsupported file type {suffix!r}" if suffix else "unsupported file type: no type suffix"
+    )
     return f"{what} (supported: {SUPPORTED_TYPES})"
 
 
@@ -180,7 +186,9 @@ def reconcile_lines(raw: RawFile) -> None:
 
 
 def with_lineage(raw: RawFile, source_name: str) -> RawFile:
-    raw.frame = raw.frame.with_columns(pl.lit(source_name).alias("_source_file")).select(*raw.columns, *LINEAGE)
+    raw.frame = raw.frame.with_columns(pl.lit(source_name).alias("_source_file")).select(
+        *raw.columns, *LINEAGE
+    )
     return raw
 
 
@@ -257,7 +265,9 @@ def _count_lines(path: Path, codec: str | None) -> tuple[int, bytes]:
             count += newlines
             end = chunk.rfind(b"\n")
             before = chunk.rfind(b"\n", 0, end)
-            last_complete = b"".join([*tail, chunk[: end + 1]]) if before < 0 else chunk[before + 1 : end + 1]
+            last_complete = (
+                b"".join([*tail, chunk[: end + 1]]) if before < 0 else chunk[before + 1 : end + 1]
+            )
             tail = [chunk[end + 1 :]] if end + 1 < len(chunk) else []
     if tail:
         return count + 1, b"".join(tail)
@@ -279,7 +289,9 @@ def _has_surrogates(text: str) -> bool:
 
 def _printable(text: str) -> str:
     """Raw text for the quarantine: invalid bytes shown as \\xNN, line ending dropped."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace").rstrip("\r\n")
+    return (
+        text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace").rstrip("\r\n")
+    )
 
 
 class _Collector:
@@ -295,7 +307,13 @@ class _Collector:
             col.append(row.get(key))
         self._lineage(line, span)
 
-    def good_fields(self, line: int, fields: list[str], positions: list[tuple[list[str | None], int]], span: int = 1) -> None:
+    def good_fields(
+        self,
+        line: int,
+        fields: list[str],
+        positions: list[tuple[list[str | None], int]],
+        span: int = 1,
+    ) -> None:
         """A split CSV record: `positions` pairs each kept column's values with its field index."""
         for col, i in positions:
             col.append(fields[i] or None)
@@ -316,7 +334,9 @@ class _Collector:
         self.raw.append(_printable(raw_text))
 
     def frame(self) -> pl.DataFrame:
-        data: dict[str, pl.Series] = {k: pl.Series(k, v, dtype=pl.String) for k, v in self.values.items()}
+        data: dict[str, pl.Series] = {
+            k: pl.Series(k, v, dtype=pl.String) for k, v in self.values.items()
+        }
         data["_source_line"] = pl.Series("_source_line", self.lines, dtype=pl.Int64)
         data["_source_lines"] = pl.Series("_source_lines", self.spans, dtype=pl.Int32)
         data["_read_error"] = pl.Series("_read_error", self.errors, dtype=pl.String)
@@ -329,7 +349,9 @@ class _Collector:
 
 
 def _delimiter_name(delimiter: str) -> str:
-    return {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}.get(delimiter, repr(delimiter))
+    return {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}.get(
+        delimiter, repr(delimiter)
+    )
 
 
 def _csv_header(path: Path, codec: str | None, fmt: str, delimiter: str) -> list[str]:
@@ -338,7 +360,9 @@ def _csv_header(path: Path, codec: str | None, fmt: str, delimiter: str) -> list
     try:
         text = first.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise SourceError(f"{path}: the header line is not UTF-8 text; is this really a CSV file?") from None
+        raise SourceError(
+            f"{path}: the header line is not UTF-8 text; is this really a CSV file?"
+        ) from None
     header = next(csv.reader([text], delimiter=delimiter), [])
     header = [h.strip() for h in header]
     if not any(header):
@@ -360,14 +384,18 @@ def _check_delimiter(path: Path, fmt: str, delimiter: str, only: str) -> None:
     found = f"the header is one column ({only[:60]!r}) containing {_delimiter_name(other)}s: the file seems {_delimiter_name(other)}-delimited"
     if fmt == "tsv":
         advice = "a .tsv/.tab file is always read tab-delimited: rename it to .csv" + (
-            f" and set sources.csv.delimiter: {json.dumps(other)} in the config" if other != "," else ""
+            f" and set sources.csv.delimiter: {json.dumps(other)} in the config"
+            if other != ","
+            else ""
         )
     else:
         advice = f"set sources.csv.delimiter: {json.dumps(other)} in the config"
     raise SourceError(f"{path}: {found}, not {_delimiter_name(delimiter)}-delimited; {advice}")
 
 
-def _read_csv(path: Path, fmt: str, codec: str | None, known: list[str], options: ReadOptions) -> RawFile:
+def _read_csv(
+    path: Path, fmt: str, codec: str | None, known: list[str], options: ReadOptions
+) -> RawFile:
     delimiter = "\t" if fmt == "tsv" else options.delimiter
     header = _csv_header(path, codec, fmt, delimiter)
     keep = [h for h in header if h in known]
@@ -377,7 +405,17 @@ def _read_csv(path: Path, fmt: str, codec: str | None, known: list[str], options
         frame, lines = fast
         return RawFile(path, fmt, frame, keep, ignored, lines=lines, header_lines=1)
     frame, blanks, lines = _read_csv_slow(path, codec, header, keep, delimiter, options)
-    return RawFile(path, fmt, frame, keep, ignored, blank_lines=blanks, fast_path=False, lines=lines, header_lines=1)
+    return RawFile(
+        path,
+        fmt,
+        frame,
+        keep,
+        ignored,
+        blank_lines=blanks,
+        fast_path=False,
+        lines=lines,
+        header_lines=1,
+    )
 
 
 def _read_csv_fast(
@@ -503,7 +541,12 @@ class _LineBuffer:
 
 
 def _read_csv_slow(
-    path: Path, codec: str | None, header: list[str], keep: list[str], delimiter: str, options: ReadOptions
+    path: Path,
+    codec: str | None,
+    header: list[str],
+    keep: list[str],
+    delimiter: str,
+    options: ReadOptions,
 ) -> tuple[pl.DataFrame, int, int]:
     """Record by record over physical lines; returns the frame, blank lines and physical lines.
 
@@ -582,7 +625,9 @@ def _quoted_record(
     return record, fields, extra + 1
 
 
-def _continuation(lines: _LineBuffer, first: str, delimiter: str, options: ReadOptions) -> int | None:
+def _continuation(
+    lines: _LineBuffer, first: str, delimiter: str, options: ReadOptions
+) -> int | None:
     """How many following lines close the quoted field opened on `first` (None: not within limits)."""
     chars = len(first)
     for i in range(options.max_record_lines - 1):
@@ -602,7 +647,7 @@ def _continuation(lines: _LineBuffer, first: str, delimiter: str, options: ReadO
 
 
 def _read_jsonl(path: Path, codec: str | None, known: list[str]) -> RawFile:
-    schema = {k: pl.String for k in known}
+    schema = dict.fromkeys(known, pl.String)
     try:
         if codec is None:
             frame = pl.read_ndjson(path, schema=schema, ignore_errors=False)
@@ -618,12 +663,18 @@ def _read_jsonl(path: Path, codec: str | None, known: list[str]) -> RawFile:
     if frame is not None and lines == frame.height:
         present = [k for k in known if frame[k].null_count() < frame.height]
         frame = frame.select(*present, *_clean_lineage(1, frame.height))  # works with none present
-        return RawFile(path, "jsonl", frame, present, _jsonl_other_keys(path, codec, known), lines=lines)
+        return RawFile(
+            path, "jsonl", frame, present, _jsonl_other_keys(path, codec, known), lines=lines
+        )
     slow, blanks, present, other, lines = _read_jsonl_slow(path, codec, known)
-    return RawFile(path, "jsonl", slow, present, other, blank_lines=blanks, fast_path=False, lines=lines)
+    return RawFile(
+        path, "jsonl", slow, present, other, blank_lines=blanks, fast_path=False, lines=lines
+    )
 
 
-def _jsonl_other_keys(path: Path, codec: str | None, known: list[str], sample: int = 1000) -> list[str]:
+def _jsonl_other_keys(
+    path: Path, codec: str | None, known: list[str], sample: int = 1000
+) -> list[str]:
     """Keys outside the contract seen in the first records (reported, not loaded)."""
     other: set[str] = set()
     with _open(path, codec) as fh:
@@ -646,7 +697,9 @@ def _json_text(value: object) -> str | None:
     raise TypeError("nested value")
 
 
-def _read_jsonl_slow(path: Path, codec: str | None, known: list[str]) -> tuple[pl.DataFrame, int, list[str], list[str], int]:
+def _read_jsonl_slow(
+    path: Path, codec: str | None, known: list[str]
+) -> tuple[pl.DataFrame, int, list[str], list[str], int]:
     out = _Collector(known)
     blanks = 0
     number = 0
@@ -691,7 +744,9 @@ def _read_parquet(path: Path, known: list[str]) -> RawFile:
         table = pq.read_table(path, columns=keep)
         rows = pq.read_metadata(path).num_rows
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
-        raise SourceError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0][:200]})") from None
+        raise SourceError(
+            f"{path}: not a readable Parquet file ({str(exc).splitlines()[0][:200]})"
+        ) from None
     ignored = [n for n in schema.names if n not in known]
     if not keep:  # no contract column: keep the row count (extract reports the missing columns)
         return RawFile(path, "parquet", pl.select(_clean_lineage(1, rows)), [], ignored, lines=rows)

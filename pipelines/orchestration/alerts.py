@@ -21,7 +21,11 @@ WEBHOOK_VARIABLE = "custval_alert_webhook"
 def failure_summary(fields: dict[str, Any]) -> str:
     error = " ".join(str(fields.get("error") or "unknown error").split())[:500]
     where = f"task {fields.get('task_id')}" if fields.get("task_id") else "the run"
-    tries = f" (try {fields['try_number']} of {fields['max_tries']})" if fields.get("try_number") else ""
+    tries = (
+        f" (try {fields['try_number']} of {fields['max_tries']})"
+        if fields.get("try_number")
+        else ""
+    )
     snapshot = f" snapshot {fields['snapshot_date']}:" if fields.get("snapshot_date") else ""
     text = f"custval {fields.get('dag_id', '')} run {fields.get('run_id', '?')}{snapshot} {where} failed{tries}: {error}"
     if fields.get("log_url"):
@@ -48,9 +52,11 @@ def notify_failure(fields: dict[str, Any], url: str | None = None) -> str:
     url = url or webhook_url()
     if url:
         body = json.dumps({"text": text, **{k: str(v) for k, v in fields.items()}}).encode()
-        request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
+        request = urllib.request.Request(
+            url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - configured URL
+            with urllib.request.urlopen(request, timeout=10) as response:
                 response.read()
         except Exception as exc:  # noqa: BLE001
             log.warning("could not post the failure alert to %s: %s", url, exc)

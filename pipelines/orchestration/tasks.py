@@ -16,6 +16,7 @@ next one. The lifecycle itself is `pipelines/run/pipeline.py`'s, the one the CLI
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -23,10 +24,10 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pipelines.storage import locking
 from pipelines.context import RunContext, parse_date
 from pipelines.errors import CustvalError
 from pipelines.sources import KINDS
+from pipelines.storage import locking
 
 # Importing this module stays light (DAG files import it at parse time): the pipeline and
 # its heavy libraries are imported inside the task functions.
@@ -51,15 +52,30 @@ PARAMS_SCHEMA: dict[str, dict[str, Any]] = {
         "minLength": 1,
         "description": "Files (path or glob), a landing directory, postgresql://... or conn:<airflow connection id>",
     },
-    "source_kind": {"type": "string", "enum": list(KINDS), "description": "How to read the source; auto tells by its shape"},
+    "source_kind": {
+        "type": "string",
+        "enum": list(KINDS),
+        "description": "How to read the source; auto tells by its shape",
+    },
     "table": {
         "type": ["null", "string"],
         "pattern": r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$",
         "description": "PostgreSQL table or view (PostgreSQL sources only)",
     },
-    "warehouse": {"type": "string", "pattern": "^/", "description": "Absolute path of the warehouse directory"},
-    "as_of": {"type": ["null", "string"], "format": "date", "description": "Snapshot date; default: the day that has just ended"},
-    "config": {"type": ["null", "string"], "description": "YAML file overriding the default configuration"},
+    "warehouse": {
+        "type": "string",
+        "pattern": "^/",
+        "description": "Absolute path of the warehouse directory",
+    },
+    "as_of": {
+        "type": ["null", "string"],
+        "format": "date",
+        "description": "Snapshot date; default: the day that has just ended",
+    },
+    "config": {
+        "type": ["null", "string"],
+        "description": "YAML file overriding the default configuration",
+    },
     "allow_partial_day": {
         "type": "boolean",
         "description": "Build the snapshot of a day that has not ended yet (off: such a run fails at once)",
@@ -92,7 +108,9 @@ def snapshot_for(
     if logical_date is not None:
         return logical_date.date()
     if run_after is None:
-        raise ValueError("no as_of param, data interval, logical date or run_after: cannot tell which snapshot to build")
+        raise ValueError(
+            "no as_of param, data interval, logical date or run_after: cannot tell which snapshot to build"
+        )
     return run_after.date() - timedelta(days=1)
 
 
@@ -158,15 +176,20 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
     """The part of a stage result worth showing in XCom: scalars and small dicts only."""
     keep = {}
     for key, value in result.items():
-        if isinstance(value, (str, int, float, bool)) or value is None:
-            keep[key] = value
-        elif key in ("counts", "tables") and isinstance(value, dict):
+        if (
+            isinstance(value, (str, int, float, bool))
+            or value is None
+            or (key in ("counts", "tables") and isinstance(value, dict))
+        ):
             keep[key] = value
     return keep
 
 
 def ready_to_begin(
-    params: dict[str, Any], logical_date: datetime | None, run_after: datetime | None, dag_run_id: str,
+    params: dict[str, Any],
+    logical_date: datetime | None,
+    run_after: datetime | None,
+    dag_run_id: str,
     data_interval_start: datetime | None = None,
 ) -> bool:
     """The sensor: True once the run can begin (the day before is built, no other run holds it)."""
@@ -180,7 +203,10 @@ def ready_to_begin(
 
 
 def start_run(
-    params: dict[str, Any], logical_date: datetime | None, run_after: datetime | None, dag_run_id: str,
+    params: dict[str, Any],
+    logical_date: datetime | None,
+    run_after: datetime | None,
+    dag_run_id: str,
     data_interval_start: datetime | None = None,
 ) -> dict[str, Any]:
     """The extract task: begin the run (repair, order, leases), ingest late batches, extract."""
@@ -195,7 +221,10 @@ def start_run(
 
 def asset_extra(run: dict[str, Any]) -> dict[str, str]:
     """What downstream DAGs learn from an asset event: which warehouse and snapshot."""
-    return {"warehouse": run["context"]["warehouse"], "snapshot_date": run["context"]["snapshot_date"]}
+    return {
+        "warehouse": run["context"]["warehouse"],
+        "snapshot_date": run["context"]["snapshot_date"],
+    }
 
 
 def run_task(stage: str, run: dict[str, Any]) -> dict[str, Any]:
@@ -252,15 +281,13 @@ def _fields(context: dict[str, Any]) -> dict[str, Any]:
         "run_id": getattr(dag_run, "run_id", None),
         "error": context.get("exception") or context.get("reason"),
     }
-    try:
+    with contextlib.suppress(Exception):  # a callback reports what it can
         fields["snapshot_date"] = snapshot_for(
             params.get("as_of"),
             getattr(dag_run, "logical_date", None),
             getattr(dag_run, "run_after", None),
             getattr(dag_run, "data_interval_start", None),
         ).isoformat()
-    except Exception:  # noqa: BLE001
-        pass
     if ti is not None and getattr(ti, "task_id", None):
         fields["task_id"] = ti.task_id
         fields["try_number"] = getattr(ti, "try_number", None)
@@ -277,8 +304,8 @@ def on_task_failure(context: dict[str, Any]) -> None:
 
 def on_run_failure(context: dict[str, Any]) -> None:
     """A failed run: release its leases so the next run is not blocked, clean up, and alert."""
-    from pipelines.orchestration.alerts import notify_failure
     from pipelines.context import check_warehouse
+    from pipelines.orchestration.alerts import notify_failure
     from pipelines.run.pipeline import discard_unpublished, record_failure
 
     fields = _fields(context)

@@ -36,7 +36,9 @@ class SettledDailyTimetable(CronDataIntervalTimetable):
     def next_dagrun_info(
         self, *, last_automated_data_interval: DataInterval | None, restriction: TimeRestriction
     ) -> DagRunInfo | None:
-        info = super().next_dagrun_info(last_automated_data_interval=last_automated_data_interval, restriction=restriction)
+        info = super().next_dagrun_info(
+            last_automated_data_interval=last_automated_data_interval, restriction=restriction
+        )
         if info is None:
             return None
         return info._replace(run_after=info.run_after + timedelta(hours=self.settle_hours))

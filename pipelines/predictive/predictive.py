@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import numpy as np
@@ -99,10 +99,15 @@ class CustomerSummary:
     @classmethod
     def from_frame(cls, inputs: pl.DataFrame) -> CustomerSummary:
         f, r, t = (inputs[c].to_numpy().astype(np.float64) for c in ("frequency", "recency", "T"))
-        m = inputs["monetary_value"].to_numpy().astype(np.float64) if "monetary_value" in inputs.columns else np.zeros_like(f)
+        m = (
+            inputs["monetary_value"].to_numpy().astype(np.float64)
+            if "monetary_value" in inputs.columns
+            else np.zeros_like(f)
+        )
         unique, inverse = unique_rows(f, r, t)
         weights = np.bincount(inverse.reshape(-1), minlength=unique[0].shape[0]).astype(np.float64)
-        return cls(f, r, t, m, unique, inverse.reshape(-1), weights)
+        uf, ur, ut = unique
+        return cls(f, r, t, m, (uf, ur, ut), inverse.reshape(-1), weights)
 
     @property
     def customers(self) -> int:
@@ -144,6 +149,10 @@ def fit_rows(fit: str, bg: BetaGeoModel, gg: GammaGammaModel | None) -> list[dic
         if model is None:
             continue
         res = model.fit_result
+        assert res is not None, f"{model_name} has not been fitted"
+        if excluded is None:
+            assert isinstance(model, GammaGammaModel)
+            excluded = int(model.n_excluded or 0)
         for param, value in model.params.as_dict().items():
             rows.append(
                 {
@@ -153,7 +162,7 @@ def fit_rows(fit: str, bg: BetaGeoModel, gg: GammaGammaModel | None) -> list[dic
                     "value": float(value),
                     "log_likelihood": float(res.log_likelihood),
                     "customers_used": int(res.n_customers),
-                    "customers_excluded": int(model.n_excluded if excluded is None else excluded),
+                    "customers_excluded": excluded,
                     "converged": bool(res.converged),
                     "iterations": int(res.iterations),
                     "seconds": float(res.seconds),
@@ -184,10 +193,15 @@ def predict_customers(
     longest = max(months.values())
     # One evaluation per month end (and per horizon that is not one); numpy's special
     # functions release the GIL, so the evaluations run on every core, results unchanged.
-    points = sorted({i * days_per_month for i in range(1, longest + 1)} | {float(h) for h in horizons})
+    points = sorted(
+        {i * days_per_month for i in range(1, longest + 1)} | {float(h) for h in horizons}
+    )
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         values = pool.map(lambda t: bg.predict(t, uf, ur, uT), points)
-        cumulative: dict[float, np.ndarray] = {0.0: np.zeros(uf.shape[0]), **dict(zip(points, values))}
+        cumulative: dict[float, np.ndarray] = {
+            0.0: np.zeros(uf.shape[0]),
+            **dict(zip(points, values)),
+        }
     discounted = np.zeros((longest + 1, uf.shape[0]))  # row i: discounted purchases of months 1..i
     for i in range(1, longest + 1):
         step = cumulative[i * days_per_month] - cumulative[(i - 1) * days_per_month]
@@ -223,7 +237,7 @@ class Predictive:
 
     def _long_enough(self, inputs: pl.DataFrame, what: str) -> bool:
         """Dropout is not identifiable from a few months of history: skip (and say so) then."""
-        history = int(inputs["T"].max() or 0) if inputs.height else 0
+        history = int(cast(float, inputs["T"].max() or 0)) if inputs.height else 0
         if history >= self.p.min_history_days:
             return True
         self.warnings.append(
@@ -234,9 +248,18 @@ class Predictive:
 
     def python_models(self) -> dict[str, tuple[frozenset[str], PythonModelFn]]:
         return {
-            "int_model_fits": (frozenset({"int_model_inputs", "int_backtest_inputs"}), self.model_fits),
-            "int_clv_predictions": (frozenset({"int_model_inputs", "int_model_fits"}), self.predictions),
-            "int_backtest_predictions": (frozenset({"int_backtest_inputs", "int_model_fits"}), self.backtest),
+            "int_model_fits": (
+                frozenset({"int_model_inputs", "int_backtest_inputs"}),
+                self.model_fits,
+            ),
+            "int_clv_predictions": (
+                frozenset({"int_model_inputs", "int_model_fits"}),
+                self.predictions,
+            ),
+            "int_backtest_predictions": (
+                frozenset({"int_backtest_inputs", "int_model_fits"}),
+                self.backtest,
+            ),
         }
 
     # int_model_fits ---------------------------------------------------------------------------
@@ -247,7 +270,10 @@ class Predictive:
             inputs = self._read(con, "int_model_inputs")
             if self._long_enough(inputs, "predictions"):
                 self.summary = CustomerSummary.from_frame(inputs)
-                self.models = fit_bgnbd(self.summary, "snapshot"), fit_gamma_gamma(self.summary, "snapshot")
+                self.models = (
+                    fit_bgnbd(self.summary, "snapshot"),
+                    fit_gamma_gamma(self.summary, "snapshot"),
+                )
                 rows += fit_rows("snapshot", *self.models)
             calibration = self._read(con, "int_backtest_inputs")
             if self._long_enough(calibration, "backtest"):
@@ -272,7 +298,9 @@ class Predictive:
             return pl.DataFrame(columns).to_arrow()
         bg, gg = self.models
         predicted = predict_customers(
-            bg, gg, self.summary,
+            bg,
+            gg,
+            self.summary,
             horizons=horizons,
             days_per_month=self.p.days_per_month,
             monthly_discount_rate=monthly_rate(self.config.clv.discount_rate),
@@ -296,9 +324,13 @@ class Predictive:
             if self.backtest_model is not None and inputs.height
             else np.full(inputs.height, np.nan)
         )
-        return inputs.select("customer_id", "frequency", "actual_purchases").with_columns(
-            pl.Series("predicted_purchases", predicted, dtype=pl.Float64).fill_nan(None)
-        ).to_arrow()
+        return (
+            inputs.select("customer_id", "frequency", "actual_purchases")
+            .with_columns(
+                pl.Series("predicted_purchases", predicted, dtype=pl.Float64).fill_nan(None)
+            )
+            .to_arrow()
+        )
 
 
 def backtest_drift_warning(
@@ -313,11 +345,14 @@ def backtest_drift_warning(
     earlier = [
         root / f"snapshot_date={day.isoformat()}"
         for day in published_snapshots(warehouse)
-        if day.isoformat() < snapshot and (root / f"snapshot_date={day.isoformat()}" / "part-0.parquet").exists()
+        if day.isoformat() < snapshot
+        and (root / f"snapshot_date={day.isoformat()}" / "part-0.parquet").exists()
     ]
     if not earlier:
         return None
-    previous = pl.read_parquet(earlier[-1] / "part-0.parquet", glob=False).filter(pl.col("scope") == "overall")["mae"]
+    previous = pl.read_parquet(earlier[-1] / "part-0.parquet", glob=False).filter(
+        pl.col("scope") == "overall"
+    )["mae"]
     if previous.len() == 0 or previous[0] is None or previous[0] <= 0:
         return None
     before = float(previous[0])

@@ -22,7 +22,9 @@ def refresh_latest(asset_extras: list[dict[str, Any]]) -> dict[str, Any]:
     """Refresh `latest/` of the warehouse the (newest) asset event names."""
     events = [e for e in asset_extras if e and e.get("warehouse")]
     if not events:
-        raise CustvalError("no asset event names a warehouse; was this run triggered by custval_nightly?")
+        raise CustvalError(
+            "no asset event names a warehouse; was this run triggered by custval_nightly?"
+        )
     newest = max(events, key=lambda e: e.get("snapshot_date", ""))
     warehouse = Path(newest["warehouse"])
     published = published_snapshots(warehouse)
@@ -31,7 +33,11 @@ def refresh_latest(asset_extras: list[dict[str, Any]]) -> dict[str, Any]:
     snapshot = published[-1].isoformat()
     manifest = read_json(warehouse / "runs" / f"snapshot_date={snapshot}" / "manifest.json") or {}
     tables = {name: entry["path"] for name, entry in sorted(manifest.get("tables", {}).items())}
-    kpis = pl.read_parquet(Path(tables["kpi_summary"]) / "part-0.parquet", glob=False).to_dicts()[0] if "kpi_summary" in tables else {}
+    kpis = (
+        pl.read_parquet(Path(tables["kpi_summary"]) / "part-0.parquet", glob=False).to_dicts()[0]
+        if "kpi_summary" in tables
+        else {}
+    )
     latest = warehouse / "latest"
     write_json(latest / "kpis.json", {"snapshot_date": snapshot, **kpis})
     write_json(latest / "tables.json", tables)

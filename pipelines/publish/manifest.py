@@ -18,16 +18,24 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pipelines.storage import locking
-
-from pipelines.storage import snapshots
 from pipelines.context import RunContext
 from pipelines.errors import ReconciliationError
+from pipelines.storage import locking, snapshots
 from pipelines.storage.history import batch_record, ingested_dates
 from pipelines.storage.jsonfile import read_json, write_json
 
 RUNS_ZONE = Path("runs")
-PACKAGES = ("custval", "apache-airflow", "polars", "duckdb", "great-expectations", "pyarrow", "pandas", "numpy", "scipy")
+PACKAGES = (
+    "custval",
+    "apache-airflow",
+    "polars",
+    "duckdb",
+    "great-expectations",
+    "pyarrow",
+    "pandas",
+    "numpy",
+    "scipy",
+)
 STAGE_NAMES = ("extract", "validate", "stage", "marts", "publish", "manifest")
 
 
@@ -55,7 +63,7 @@ def manifest_path(warehouse: Path, snapshot: str) -> Path:
 
 
 def read_manifest(warehouse: Path, snapshot: date) -> dict[str, Any] | None:
-    return read_json(manifest_path(warehouse, snapshot.isoformat()))  # type: ignore[no-any-return]
+    return read_json(manifest_path(warehouse, snapshot.isoformat()))
 
 
 def batch_results(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any], bool]:
@@ -94,7 +102,7 @@ def gaps(ctx: RunContext) -> list[str]:
     dates = ingested_dates(ctx.warehouse)
     if not dates:
         return []
-    have = {d for d in dates}
+    have = set(dates)
     day, out = dates[0], []
     while day <= ctx.snapshot_date:
         if day not in have:
@@ -109,7 +117,10 @@ def build(ctx: RunContext) -> dict[str, Any]:
     marts = ctx.load_result("marts")
     published = ctx.load_result("publish")
     counts = validated["counts"]
-    if counts["rows_in"] != counts["rows_accepted"] + counts["rows_quarantined"] + counts["rows_duplicate"]:
+    if (
+        counts["rows_in"]
+        != counts["rows_accepted"] + counts["rows_quarantined"] + counts["rows_duplicate"]
+    ):
         raise ReconciliationError(f"run {ctx.run_id} does not reconcile: {counts}")
     per_file = {f["file"]: f for f in validated["per_file"]}
     files = [{**f, **per_file.get(f["path"], {})} for f in extract["files"]]
@@ -148,7 +159,8 @@ def build(ctx: RunContext) -> dict[str, Any]:
         "watermark": extract.get("watermark"),
         "validation": validated["gx"],
         "tables": {
-            name: {"path": published["tables"][name], **marts["tables"][name]} for name in published["tables"]
+            name: {"path": published["tables"][name], **marts["tables"][name]}
+            for name in published["tables"]
         },
         "quarantine_path": published.get("quarantine"),
         "raw_path": extract["raw_dir"],
@@ -166,7 +178,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
     write_json(version / snapshots.MANIFEST, manifest, durable=True)
 
     snapshots.commit(
-        ctx.warehouse, ctx.snapshot_date, version,
+        ctx.warehouse,
+        ctx.snapshot_date,
+        version,
         fence=lambda: locking.fenced(ctx.warehouse, ctx.snapshot_date, ctx.owner_run_id),
     )
     path = manifest_path(ctx.warehouse, ctx.snapshot_date.isoformat())

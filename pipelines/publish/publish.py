@@ -13,8 +13,8 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipelines.storage import snapshots
 from pipelines.context import RunContext
+from pipelines.storage import snapshots
 from pipelines.storage.faults import checkpoint
 from pipelines.storage.history import batch_quarantine
 from pipelines.storage.jsonfile import read_json, write_json
@@ -69,4 +69,6 @@ def run(ctx: RunContext) -> dict[str, Any]:
             checkpoint("publish.quarantine")
             os.link(source, staged)  # validate wrote it conformed; the same bytes, no copy
         quarantine = str(snapshots.visible_path(ctx.warehouse, ctx.snapshot_date, rel).parent)
-    return ctx.save_result("publish", {"version": str(version), "tables": tables, "quarantine": quarantine})
+    return ctx.save_result(
+        "publish", {"version": str(version), "tables": tables, "quarantine": quarantine}
+    )

@@ -34,17 +34,23 @@ def conform(table: pa.Table, contract: Contract) -> pa.Table:
     # Exact DECIMAL money from SQL becomes the contract's DOUBLE (rounding is the point there).
     table = pa.table(
         {
-            name: col.cast(pa.float64(), safe=False) if pa.types.is_decimal(col.type) and schema.field(name).type == pa.float64() else col
+            name: col.cast(pa.float64(), safe=False)
+            if pa.types.is_decimal(col.type) and schema.field(name).type == pa.float64()
+            else col
             for name, col in zip(table.column_names, table.columns)
         }
     )
     try:
         cast = table.cast(pa.schema([f.with_nullable(True) for f in schema]), safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise PublishError(f"table {contract.name!r}: cannot cast to contract types: {exc}") from None
+        raise PublishError(
+            f"table {contract.name!r}: cannot cast to contract types: {exc}"
+        ) from None
     for field in schema:
         if not field.nullable and cast.column(field.name).null_count:
-            raise PublishError(f"table {contract.name!r}: column {field.name!r} is required but has nulls")
+            raise PublishError(
+                f"table {contract.name!r}: column {field.name!r} is required but has nulls"
+            )
     key = contract.primary_key
     if key and cast.num_rows:
         distinct = cast.group_by(key).aggregate([]).num_rows
@@ -69,7 +75,9 @@ def write_table_file(table: pa.Table, path: Path, metadata: dict[str, str] | Non
     return path
 
 
-def write_partition_files(table: pa.Table, directory: Path, metadata: dict[str, str] | None = None) -> Path:
+def write_partition_files(
+    table: pa.Table, directory: Path, metadata: dict[str, str] | None = None
+) -> Path:
     """Write one Parquet file into a fresh staging directory."""
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)

@@ -20,6 +20,7 @@ order gives.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time as clock
@@ -32,28 +33,24 @@ from typing import Any
 
 import polars as pl
 
-from pipelines.extract import extract
-
-from pipelines.storage import locking
-
-from pipelines.publish import manifest
-
-from pipelines.transform import marts
-
-from pipelines.publish import publish
-
-from pipelines.storage import snapshots
-
-from pipelines.transform import snapshot_orders
-
-from pipelines.validate import validate
 from pipelines.context import WORK, RunContext, snapshot_end
 from pipelines.errors import CustvalError, RunLockedError
-from pipelines.storage.history import BATCH_FILE, accepted_partition, batch_record, horizon, ingested_dates
-from pipelines.storage.jsonfile import write_json
+from pipelines.extract import extract
+from pipelines.publish import manifest, publish
 from pipelines.run.metrics import measure
-from pipelines.storage.recovery import recover_warehouse
 from pipelines.sources import arrival_dirs
+from pipelines.storage import locking, snapshots
+from pipelines.storage.history import (
+    BATCH_FILE,
+    accepted_partition,
+    batch_record,
+    horizon,
+    ingested_dates,
+)
+from pipelines.storage.jsonfile import write_json
+from pipelines.storage.recovery import recover_warehouse
+from pipelines.transform import marts, snapshot_orders
+from pipelines.validate import validate
 
 log = logging.getLogger("custval.pipeline")
 
@@ -142,13 +139,17 @@ def _first_line(error: BaseException) -> str:
 
 def record_failure(ctx: RunContext, error: BaseException) -> None:
     """Note why the run failed beside the snapshot's manifest (read by the next day's run)."""
-    try:
+    with contextlib.suppress(
+        OSError
+    ):  # a full or read-only disk: the error itself is what the user sees
         write_json(
             _failure_path(ctx, ctx.snapshot_date),
-            {"run_id": ctx.run_id, "at": datetime.now().astimezone().isoformat(), "error": _first_line(error)},
+            {
+                "run_id": ctx.run_id,
+                "at": datetime.now().astimezone().isoformat(),
+                "error": _first_line(error),
+            },
         )
-    except OSError:  # a full or read-only disk: the error itself is what the user sees
-        pass
 
 
 @dataclass
@@ -156,13 +157,19 @@ class Leases:
     """The snapshot leases a run holds; more are taken when it rebuilds beyond its window."""
 
     ctx: RunContext
-    holder: str = "process"
+    holder: locking.Holder = "process"
     held: list[date] = field(default_factory=list)
 
     def take(self, snapshots: list[date], wait_seconds: float = 0) -> None:
         wanted = [s for s in snapshots if s not in self.held]
         if wanted:
-            locking.acquire_all(self.ctx.warehouse, wanted, self.ctx.owner_run_id, wait_seconds=wait_seconds, holder=self.holder)
+            locking.acquire_all(
+                self.ctx.warehouse,
+                wanted,
+                self.ctx.owner_run_id,
+                wait_seconds=wait_seconds,
+                holder=self.holder,
+            )
             self.held.extend(wanted)
 
     def release(self) -> None:
@@ -170,7 +177,7 @@ class Leases:
         self.held.clear()
 
 
-def begin(ctx: RunContext, wait_seconds: float = 0, holder: str = "process") -> Leases:
+def begin(ctx: RunContext, wait_seconds: float = 0, holder: locking.Holder = "process") -> Leases:
     """Repair, check the order, take the leases: what every run does before its first stage."""
     if wait_seconds != wait_seconds or wait_seconds < 0 or wait_seconds == float("inf"):
         raise CustvalError(f"--wait must be a number of seconds >= 0, got {wait_seconds}")
@@ -180,7 +187,10 @@ def begin(ctx: RunContext, wait_seconds: float = 0, holder: str = "process") -> 
     while True:
         reason = out_of_order(ctx)
         if reason is None:
-            leases.take([ctx.snapshot_date, *window(ctx)], wait_seconds=max(0.0, deadline - clock.monotonic()))
+            leases.take(
+                [ctx.snapshot_date, *window(ctx)],
+                wait_seconds=max(0.0, deadline - clock.monotonic()),
+            )
             reason = out_of_order(ctx)  # D-1's run may have ended meanwhile, or begun
             if reason is None:
                 return leases
@@ -212,7 +222,11 @@ def late_arrivals(ctx: RunContext) -> list[date]:
         return []
     have = set(ingested_dates(ctx.warehouse))
     folders = arrival_dirs(Path(ctx.source_spec.location).expanduser())
-    return sorted(d for d in (date.fromisoformat(k) for k in folders) if d < ctx.snapshot_date and d not in have)
+    return sorted(
+        d
+        for d in (date.fromisoformat(k) for k in folders)
+        if d < ctx.snapshot_date and d not in have
+    )
 
 
 def ingest_late(ctx: RunContext, leases: Leases, wait_seconds: float = 0) -> list[str]:
@@ -243,7 +257,13 @@ def _matters(ingest: date, record: dict[str, Any], end: datetime, ctx: RunContex
     if "min_order_ts" in record:
         return first is not None and datetime.fromisoformat(first) < end
     part = accepted_partition(ctx.warehouse, ingest) / BATCH_FILE  # a record from an older version
-    return bool(pl.scan_parquet(part, glob=False).filter(pl.col("order_ts") < end).select(pl.len()).collect().item())
+    return bool(
+        pl.scan_parquet(part, glob=False)
+        .filter(pl.col("order_ts") < end)
+        .select(pl.len())
+        .collect()
+        .item()
+    )
 
 
 def snapshots_to_rebuild(ctx: RunContext) -> list[date]:
@@ -298,7 +318,9 @@ def rebuild(ctx: RunContext, snapshot: date, on_stage_end: Hook | None = None) -
     return result
 
 
-def finish(ctx: RunContext, leases: Leases, on_stage_end: Hook | None = None, wait_seconds: float = 0) -> list[str]:
+def finish(
+    ctx: RunContext, leases: Leases, on_stage_end: Hook | None = None, wait_seconds: float = 0
+) -> list[str]:
     """Rebuild what the run's batches changed; returns the rebuilt dates."""
     rebuilt = []
     for snap in snapshots_to_rebuild(ctx):
@@ -378,7 +400,9 @@ def run_dates(
     while day <= end:
         try:
             outcome: tuple[date, dict[str, Any] | None, BaseException | None] = (
-                day, run_all(make_context(day), wait_seconds=wait_seconds), None,
+                day,
+                run_all(make_context(day), wait_seconds=wait_seconds),
+                None,
             )
         except Exception as exc:  # noqa: BLE001 - reported per date, then stop (or go on)
             outcome = (day, None, exc)

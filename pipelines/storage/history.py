@@ -51,7 +51,9 @@ def ingested_dates(warehouse: Path) -> list[date]:
     return sorted(out)
 
 
-def horizon(warehouse: Path, snapshot: date, reprocess_days: int, dates: list[date] | None = None) -> date:
+def horizon(
+    warehouse: Path, snapshot: date, reprocess_days: int, dates: list[date] | None = None
+) -> date:
     """The newest ingest date a snapshot may use: min(snapshot + window, newest batch)."""
     dates = ingested_dates(warehouse) if dates is None else dates
     newest = dates[-1] if dates else snapshot
@@ -59,7 +61,7 @@ def horizon(warehouse: Path, snapshot: date, reprocess_days: int, dates: list[da
 
 
 def batch_record(warehouse: Path, ingest_date: date) -> dict[str, Any] | None:
-    return read_json(accepted_partition(warehouse, ingest_date) / BATCH_RECORD)  # type: ignore[no-any-return]
+    return read_json(accepted_partition(warehouse, ingest_date) / BATCH_RECORD)
 
 
 def batch_quarantine(warehouse: Path, ingest_date: date) -> Path | None:
@@ -86,9 +88,14 @@ def accepted_history(warehouse: Path, until: date) -> pl.DataFrame:
     ]
     if not parts:
         return pl.DataFrame()
-    frames = [pl.read_parquet(path, glob=False).with_columns(pl.lit(d).alias("_ingest_date")) for d, path in parts]
+    frames = [
+        pl.read_parquet(path, glob=False).with_columns(pl.lit(d).alias("_ingest_date"))
+        for d, path in parts
+    ]
     history = pl.concat(frames, how="vertical_relaxed")
-    repeated = history.select("order_id").group_by("order_id").len().filter(pl.col("len") > 1)["order_id"]
+    repeated = (
+        history.select("order_id").group_by("order_id").len().filter(pl.col("len") > 1)["order_id"]
+    )
     if repeated.len() == 0:
         return history.drop("_ingest_date", "_row")
     contested = history.filter(pl.col("order_id").is_in(repeated.implode()))
@@ -97,4 +104,6 @@ def accepted_history(warehouse: Path, until: date) -> pl.DataFrame:
         descending=[False, True, True, True],
         nulls_last=True,
     ).unique(subset="order_id", keep="first", maintain_order=True)
-    return pl.concat([history.filter(~pl.col("order_id").is_in(repeated.implode())), newest]).drop("_ingest_date", "_row")
+    return pl.concat([history.filter(~pl.col("order_id").is_in(repeated.implode())), newest]).drop(
+        "_ingest_date", "_row"
+    )

@@ -76,8 +76,8 @@ try:
 except ImportError:  # pragma: no cover - not a Unix
     fcntl = None  # type: ignore[assignment]
 
-from pipelines.storage.atomic import fsync_path
 from pipelines.errors import CustvalError, RunLockedError
+from pipelines.storage.atomic import fsync_path
 
 log = logging.getLogger("custval.locking")
 
@@ -138,7 +138,8 @@ def _parse(path: Path, raw: bytes) -> dict[str, Any]:
         raise _unreadable(path, "it is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise _unreadable(
-            path, f"it is not valid JSON, perhaps truncated ({exc.msg} at line {exc.lineno} "
+            path,
+            f"it is not valid JSON, perhaps truncated ({exc.msg} at line {exc.lineno} "
             f"column {exc.colno})",
         ) from None
     if not isinstance(record, dict):
@@ -416,7 +417,12 @@ def acquire(
     if stale is not None and held is not None:
         log.warning(
             "run %s takes over the lease on snapshot %s from run %s (host %s, pid %s): %s",
-            run_id, snapshot, held["run_id"], held.get("host"), held.get("pid"), stale,
+            run_id,
+            snapshot,
+            held["run_id"],
+            held.get("host"),
+            held.get("pid"),
+            stale,
         )
     return record
 
@@ -461,7 +467,11 @@ def acquire_all(
     try:
         for snapshot in sorted(set(snapshots)):
             acquire(
-                warehouse, snapshot, run_id, ttl=ttl, holder=holder,
+                warehouse,
+                snapshot,
+                run_id,
+                ttl=ttl,
+                holder=holder,
                 wait_seconds=max(0.0, deadline - time.monotonic()),
             )
             taken.append(snapshot)
@@ -594,8 +604,9 @@ def unlock(warehouse: Path, snapshot: date, *, force: bool = False) -> str:
             )
         _remove(path)
     if stale is None:
-        log.warning("removed the live lease of run %s on snapshot %s by force", held["run_id"],
-                    snapshot)
+        log.warning(
+            "removed the live lease of run %s on snapshot %s by force", held["run_id"], snapshot
+        )
     return (
         f"removed the lease of run {held['run_id']} on snapshot {snapshot} "
         f"(host {held.get('host')}, pid {held.get('pid')}): {stale or 'removed by force'}"
@@ -803,7 +814,9 @@ class Heartbeat:
                     return False
                 log.warning(
                     "run %s could not renew its lease on snapshot %s (will retry): %s",
-                    self.run_id, snap, exc,
+                    self.run_id,
+                    snap,
+                    exc,
                 )
         return True
 

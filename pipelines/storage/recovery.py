@@ -17,10 +17,8 @@ import logging
 import shutil
 from pathlib import Path
 
-from pipelines.storage import locking
-
-from pipelines.storage import snapshots
 from pipelines.context import WORK
+from pipelines.storage import locking, snapshots
 
 log = logging.getLogger("custval.recovery")
 
@@ -59,7 +57,9 @@ def recover_warehouse(warehouse: Path) -> list[str]:
     for path in leftovers:
         if path.name not in live_runs():
             shutil.rmtree(path, ignore_errors=True)
-            repairs.append(f"removed the work directory of run {path.name}, which ended without cleaning up")
+            repairs.append(
+                f"removed the work directory of run {path.name}, which ended without cleaning up"
+            )
     for line in repairs:
         log.warning("recovery: %s", line)
     return repairs

@@ -45,8 +45,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path, PurePosixPath
 
-from pipelines.storage.atomic import fsync_path
 from pipelines.errors import PublishError
+from pipelines.storage.atomic import fsync_path
 from pipelines.storage.faults import checkpoint
 from pipelines.storage.jsonfile import read_json, write_json
 
@@ -113,7 +113,8 @@ def version_files(version: Path) -> list[PurePosixPath]:
     files = sorted(
         PurePosixPath(p.relative_to(version).as_posix())
         for p in version.rglob("*")
-        if (p.is_file() or p.is_symlink()) and not p.name.startswith(".")  # a temp file of a killed write
+        if (p.is_file() or p.is_symlink())
+        and not p.name.startswith(".")  # a temp file of a killed write
     )
     files.sort(key=lambda rel: rel == MANIFEST)
     return files
@@ -142,7 +143,11 @@ class Committed:
 
 
 def commit(
-    warehouse: Path, snapshot: date, version: Path, *, fence: Callable[[], AbstractContextManager[None]] | None = None
+    warehouse: Path,
+    snapshot: date,
+    version: Path,
+    *,
+    fence: Callable[[], AbstractContextManager[None]] | None = None,
 ) -> Committed:
     """Make `version` the snapshot readers see, in one atomic step.
 
@@ -159,7 +164,9 @@ def commit(
     journal = root / JOURNAL
     if previous is not None and previous.name == version.name:  # a retried commit: finish it
         record = read_json(journal) or {}
-        _link_all(warehouse, snapshot, files, [PurePosixPath(f) for f in record.get("previous_files", [])])
+        _link_all(
+            warehouse, snapshot, files, [PurePosixPath(f) for f in record.get("previous_files", [])]
+        )
         journal.unlink(missing_ok=True)
         return Committed(version, None, files)
     old_files = version_files(previous) if previous is not None and previous.is_dir() else []
@@ -168,9 +175,15 @@ def commit(
         parent = visible_path(warehouse, snapshot, rel).parent
         parent.mkdir(parents=True, exist_ok=True)
         if not os.access(parent, os.W_OK):
-            raise PublishError(f"cannot write to {parent}: nothing was published (check its permissions)")
+            raise PublishError(
+                f"cannot write to {parent}: nothing was published (check its permissions)"
+            )
     checkpoint("commit.journal")
-    write_json(journal, {"version": version.name, "previous_files": [str(f) for f in old_files]}, durable=True)
+    write_json(
+        journal,
+        {"version": version.name, "previous_files": [str(f) for f in old_files]},
+        durable=True,
+    )
     tmp = root / f".{CURRENT}.{version.name}.tmp"
     tmp.unlink(missing_ok=True)
     checkpoint("commit.symlink")
@@ -207,7 +220,9 @@ def _point(link: Path, target: str) -> None:
     os.replace(tmp, link)
 
 
-def _link_all(warehouse: Path, snapshot: date, files: list[PurePosixPath], old_files: Iterable[PurePosixPath]) -> None:
+def _link_all(
+    warehouse: Path, snapshot: date, files: list[PurePosixPath], old_files: Iterable[PurePosixPath]
+) -> None:
     """Links for every file of the current version (manifest last); stale ones removed."""
     root = snapshot_root(warehouse, snapshot)
     wanted = {visible_path(warehouse, snapshot, rel) for rel in files}
@@ -263,7 +278,9 @@ def recover(warehouse: Path, live_runs: Callable[[], set[str]]) -> list[str]:
     zone = warehouse / SNAPSHOTS_ZONE
     if not zone.is_dir():
         return []
-    roots = [r for r in sorted(zone.iterdir()) if r.name.startswith("snapshot_date=") and r.is_dir()]
+    roots = [
+        r for r in sorted(zone.iterdir()) if r.name.startswith("snapshot_date=") and r.is_dir()
+    ]
     listed = {root: sorted(root.iterdir()) for root in roots}
     live = live_runs()
     repairs: list[str] = []
@@ -275,18 +292,28 @@ def recover(warehouse: Path, live_runs: Callable[[], set[str]]) -> list[str]:
         if journal in entries:
             record = read_json(journal) or {}
             if owner_of(str(record.get("version", ""))) not in live:
-                if current is not None and current.name == record.get("version") and current.is_dir():
+                if (
+                    current is not None
+                    and current.name == record.get("version")
+                    and current.is_dir()
+                ):
                     old = [PurePosixPath(f) for f in record.get("previous_files", [])]
                     _link_all(warehouse, snapshot, version_files(current), old)
-                    repairs.append(f"snapshot {snapshot}: finished the interrupted publish of {current.name}")
+                    repairs.append(
+                        f"snapshot {snapshot}: finished the interrupted publish of {current.name}"
+                    )
                 journal.unlink(missing_ok=True)
         for entry in entries:
-            link_tmp = next((n for n in (CURRENT, PREVIOUS) if entry.name.startswith(f".{n}.")), None)
+            link_tmp = next(
+                (n for n in (CURRENT, PREVIOUS) if entry.name.startswith(f".{n}.")), None
+            )
             if link_tmp and entry.name.endswith(".tmp"):  # a link being replaced when its run died
                 if owner_of(entry.name[len(link_tmp) + 2 :]) not in live:
                     entry.unlink(missing_ok=True)
             elif _SEP in entry.name and entry.name not in kept and entry.is_dir():
                 if owner_of(entry.name) not in live:
                     shutil.rmtree(entry, ignore_errors=True)
-                    repairs.append(f"snapshot {snapshot}: removed {entry.name}, left unpublished by a run that ended")
+                    repairs.append(
+                        f"snapshot {snapshot}: removed {entry.name}, left unpublished by a run that ended"
+                    )
     return repairs

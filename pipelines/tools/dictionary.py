@@ -34,7 +34,11 @@ def _rule_text(rule: Rule, with_severity: bool) -> str:
         text = f"at most {p['value']} characters"
     elif kind == "accepted_values":
         values = p["values"]
-        text = f"one of {', '.join(f'`{v}`' for v in values)}" if len(values) <= 8 else f"one of {len(values)} accepted values (`{rule.name}`)"
+        text = (
+            f"one of {', '.join(f'`{v}`' for v in values)}"
+            if len(values) <= 8
+            else f"one of {len(values)} accepted values (`{rule.name}`)"
+        )
     elif kind == "not_in_future":
         text = f"not later than the run's clock + {p.get('skewMinutes', 0)} min"
     else:
@@ -49,7 +53,9 @@ def _column_rows(contract: Contract) -> list[str]:
     rows = ["| column | type | required | description | rules |", "| --- | --- | --- | --- | --- |"]
     for col in contract.columns:
         # Severities and reason codes only mean something for the validated input.
-        rules = [_rule_text(r, contract.name == "orders") for r in col.rules if r.kind != "required"]
+        rules = [
+            _rule_text(r, contract.name == "orders") for r in col.rules if r.kind != "required"
+        ]
         if col.pii:
             rules.insert(0, "**PII**: never published in clear")
         desc = col.description.replace("|", "\\|")
@@ -78,7 +84,11 @@ def render(contracts: dict[str, Contract] | None = None) -> str:
         "each column's description is also in the Parquet field metadata.",
         "",
     ]
-    for title, group in (("Inputs", inputs), ("Published tables", published), ("Operational", operational)):
+    for title, group in (
+        ("Inputs", inputs),
+        ("Published tables", published),
+        ("Operational", operational),
+    ):
         if not group:
             continue
         out += [f"## {title}", ""]
@@ -100,7 +110,9 @@ def render(contracts: dict[str, Contract] | None = None) -> str:
                 out += ["Batch rules:", ""]
                 for r in c.batch_rules:
                     params = ", ".join(f"{k}={v}" for k, v in r.params.items())
-                    out.append(f"- `{r.name}` ({r.severity}; {params}): {' '.join(r.description.split())}")
+                    out.append(
+                        f"- `{r.name}` ({r.severity}; {params}): {' '.join(r.description.split())}"
+                    )
                 out.append("")
     out += ["## Quarantine reason codes", "", "| code | meaning |", "| --- | --- |"]
     out += [f"| `{code}` | {text} |" for code, text in REASON_CODES.items()]

@@ -191,7 +191,11 @@ def _money_text(amount: pl.Expr) -> pl.Expr:
 
 def format_from_path(path: Path) -> Format | None:
     suffixes = [s.lower() for s in path.suffixes]
-    for fmt, exts in (("csv", {".csv"}), ("parquet", {".parquet"}), ("jsonl", {".jsonl", ".ndjson"})):
+    for fmt, exts in (
+        ("csv", {".csv"}),
+        ("parquet", {".parquet"}),
+        ("jsonl", {".jsonl", ".ndjson"}),
+    ):
         if exts & set(suffixes):
             return fmt  # type: ignore[return-value]
     return None

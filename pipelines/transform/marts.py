@@ -33,8 +33,8 @@ from pipelines.context import RunContext
 from pipelines.contracts import load_contract
 from pipelines.errors import CustvalError
 from pipelines.publish.tables import conform, write_partition_files
-from pipelines.validate.reference_data import marketing_spend
 from pipelines.resources import sql_dir
+from pipelines.validate.reference_data import marketing_spend
 
 LAYERS = ("stg", "int", "mart")
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -86,7 +86,9 @@ def load_models(directory: Path | None = None) -> dict[str, SqlModel]:
         materialized = found.group(1).lower() if found else "table"
         params = frozenset(_PARAM.findall(code))
         if materialized == "view" and params:
-            raise ModelError(f"{path}: DuckDB cannot parameterise a view; materialize it as a table")
+            raise ModelError(
+                f"{path}: DuckDB cannot parameterise a view; materialize it as a table"
+            )
         models[path.stem] = SqlModel(path.stem, path, text, frozenset(), params, materialized)
     for name, model in models.items():
         code = _COMMENT.sub("", model.sql)
@@ -95,12 +97,16 @@ def load_models(directory: Path | None = None) -> dict[str, SqlModel]:
     return models
 
 
-def build_order(models: dict[str, SqlModel], python_models: dict[str, PythonModel] | None = None) -> list[str]:
+def build_order(
+    models: dict[str, SqlModel], python_models: dict[str, PythonModel] | None = None
+) -> list[str]:
     graph: dict[str, set[str]] = {n: set(m.depends_on) for n, m in models.items()}
     for name, (deps, _) in (python_models or {}).items():
         graph[name] = set(deps)
     for name, model in models.items():  # SQL may read Python models' tables too
-        graph[name] |= {p for p in (python_models or {}) if re.search(rf"\b{p}\b", _COMMENT.sub("", model.sql))}
+        graph[name] |= {
+            p for p in (python_models or {}) if re.search(rf"\b{p}\b", _COMMENT.sub("", model.sql))
+        }
     try:
         return list(TopologicalSorter(graph).static_order())
     except CycleError as exc:
@@ -129,7 +135,9 @@ def model_params(config: Config, snapshot_date: date) -> dict[str, Any]:
         "clv_expected_lifetime_years": config.clv.expected_lifetime_years,
         "clv_min_tenure_days": config.clv.min_tenure_days,
         "backtest_holdout_days": config.predictive.backtest_holdout_days,
-        "backtest_calibration_date": (snapshot_date - timedelta(days=config.predictive.backtest_holdout_days)).isoformat(),
+        "backtest_calibration_date": (
+            snapshot_date - timedelta(days=config.predictive.backtest_holdout_days)
+        ).isoformat(),
     }
 
 
@@ -140,7 +148,9 @@ def config_tables(config: Config) -> dict[str, pl.DataFrame]:
     tiers = config.loyalty.tiers
     return {
         # every (r, f) score cell with the segment of the first rule that holds it
-        "cfg_rfm_cells": pl.DataFrame(cells, schema=["r_score", "f_score", "segment"], orient="row"),
+        "cfg_rfm_cells": pl.DataFrame(
+            cells, schema=["r_score", "f_score", "segment"], orient="row"
+        ),
         "cfg_loyalty_tiers": pl.DataFrame(
             {
                 "priority": list(range(1, len(tiers) + 1)),
@@ -182,7 +192,9 @@ def build_models(
     return seconds
 
 
-def _closure(targets: set[str], models: dict[str, SqlModel], python_models: dict[str, PythonModel]) -> set[str]:
+def _closure(
+    targets: set[str], models: dict[str, SqlModel], python_models: dict[str, PythonModel]
+) -> set[str]:
     unknown = targets - models.keys() - python_models.keys()
     if unknown:
         raise ModelError(f"no such model(s): {sorted(unknown)}")
@@ -214,7 +226,9 @@ def _build_one(
     model = models[name]
     missing = sorted(model.params - params.keys())
     if missing:
-        raise ModelError(f"{model.path}: unknown parameter(s) {', '.join('$' + m for m in missing)}")
+        raise ModelError(
+            f"{model.path}: unknown parameter(s) {', '.join('$' + m for m in missing)}"
+        )
     try:
         con.execute(
             f"create or replace {model.materialized} {name} as\n{model.sql}",
@@ -264,13 +278,19 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
     con = connect()
     try:
         model_seconds = build_snapshot(
-            con, config, ctx.snapshot_date, staged["staged_path"], models,
+            con,
+            config,
+            ctx.snapshot_date,
+            staged["staged_path"],
+            models,
             python_models if python_models is not None else predictive.python_models(),
         )
         warnings = list(predictive.warnings)
         overall = con.sql("select mae from mart_model_backtest where scope = 'overall'").fetchall()
         drift = backtest_drift_warning(
-            ctx.warehouse, ctx.snapshot_date.isoformat(), overall[0][0] if overall else None,
+            ctx.warehouse,
+            ctx.snapshot_date.isoformat(),
+            overall[0][0] if overall else None,
             config.predictive.backtest_drift_ratio,
         )
         warnings += [drift] if drift else []
@@ -282,12 +302,20 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
             name = model.published_name
             contract = load_contract(name)
             table = conform(con.sql(f"select * from {model.name}").to_arrow_table(), contract)
-            write_partition_files(table, out / name, {"snapshot_date": ctx.snapshot_date.isoformat()})
+            write_partition_files(
+                table, out / name, {"snapshot_date": ctx.snapshot_date.isoformat()}
+            )
             tables[name] = {"rows": table.num_rows, "columns": table.num_columns}
     finally:
         con.close()
     return ctx.save_result(
-        "marts", {"publish_dir": str(out), "tables": tables, "warnings": warnings, "model_seconds": model_seconds}
+        "marts",
+        {
+            "publish_dir": str(out),
+            "tables": tables,
+            "warnings": warnings,
+            "model_seconds": model_seconds,
+        },
     )
 
 

@@ -85,7 +85,9 @@ def hash_pii(frame: pl.DataFrame, config: Config, contract: Contract) -> pl.Data
     wanted = config.privacy.hashed_columns
     unknown = [c for c in wanted if c not in pii]
     if unknown:
-        raise PrivacyError(f"privacy.hashed_columns lists {unknown}, which the contract does not flag as PII")
+        raise PrivacyError(
+            f"privacy.hashed_columns lists {unknown}, which the contract does not flag as PII"
+        )
     present = [c for c in wanted if c in frame.columns and frame[c].null_count() < frame.height]
     if present:
         key = hmac_key(config.privacy.hmac_key_env)
@@ -93,5 +95,7 @@ def hash_pii(frame: pl.DataFrame, config: Config, contract: Contract) -> pl.Data
         frame = frame.with_columns(
             [hmac_sha256_hex(normalised[c], key).alias(f"{c}_hmac") for c in present]
         )
-    frame = frame.with_columns([pl.lit(None, pl.String).alias(f"{c}_hmac") for c in pii if c not in present])
+    frame = frame.with_columns(
+        [pl.lit(None, pl.String).alias(f"{c}_hmac") for c in pii if c not in present]
+    )
     return frame.drop([c for c in pii if c in frame.columns])

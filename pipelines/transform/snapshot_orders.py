@@ -50,10 +50,14 @@ def run(ctx: RunContext) -> dict[str, Any]:
         batches = batch_fingerprints(ctx.warehouse, history_until)
         history = accepted_history(ctx.warehouse, history_until)
         if history.is_empty():
-            raise CustvalError(f"no accepted orders in the batches ingested up to {history_until} in {ctx.warehouse}; ingest one first")
+            raise CustvalError(
+                f"no accepted orders in the batches ingested up to {history_until} in {ctx.warehouse}; ingest one first"
+            )
         accepted = history.lazy()
     else:
-        accepted = pl.scan_parquet(ctx.load_result("validate")["accepted_path"], glob=False).drop("_row")
+        accepted = pl.scan_parquet(ctx.load_result("validate")["accepted_path"], glob=False).drop(
+            "_row"
+        )
     total = accepted.select(pl.len()).collect().item()
     staged = stage_orders(accepted, end, rates)
     if staged.height == 0:
@@ -63,7 +67,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
         )
     unconverted = staged["fx_rate"].null_count()
     if unconverted:  # validate quarantines these; reaching here means the FX file changed mid-run
-        raise CustvalError(f"{unconverted} staged orders have no FX rate into {config.reporting_currency}")
+        raise CustvalError(
+            f"{unconverted} staged orders have no FX rate into {config.reporting_currency}"
+        )
     staged = hash_pii(staged, config, contract)
     path = ctx.work_dir / "staged_orders.parquet"
     staged.write_parquet(path)

@@ -75,7 +75,9 @@ def _nulls(name: str, dtype: pl.DataType, n: int) -> pl.Series:
 
 
 def _date_only(text: pl.Series) -> pl.Series:
-    return _strptime(text.str.replace(r"^(\d{4}-\d{2}-\d{2})$", "${1}T00:00:00Z"), "%Y-%m-%dT%H:%M:%SZ")
+    return _strptime(
+        text.str.replace(r"^(\d{4}-\d{2}-\d{2})$", "${1}T00:00:00Z"), "%Y-%m-%dT%H:%M:%SZ"
+    )
 
 
 def _coalesce(series: list[pl.Series]) -> pl.Series:
@@ -87,21 +89,23 @@ def _parse_text(col: Column, text: pl.Series) -> pl.Series:
     if kind == "string":
         return text
     if kind == "number":
-        return text.zip_with(text.str.contains(_NUMBER).fill_null(False), pl.Series([None], dtype=pl.String)).cast(
-            pl.Float64, strict=False
-        )
+        return text.zip_with(
+            text.str.contains(_NUMBER).fill_null(False), pl.Series([None], dtype=pl.String)
+        ).cast(pl.Float64, strict=False)
     if kind == "integer":
         ok = text.str.contains(_INTEGER).fill_null(False)
-        return text.zip_with(ok, pl.Series([None], dtype=pl.String)).cast(col.polars_type, strict=False)
+        return text.zip_with(ok, pl.Series([None], dtype=pl.String)).cast(
+            col.polars_type, strict=False
+        )
     if kind == "timestamp":
         return parse_timestamps(text)
     if kind == "date":
         return text.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
     if kind == "boolean":
         lower = text.str.to_lowercase()
-        return (
-            pl.select(pl.when(lower.is_in(_TRUE)).then(True).when(lower.is_in(_FALSE)).then(False)).to_series()
-        )
+        return pl.select(
+            pl.when(lower.is_in(_TRUE)).then(True).when(lower.is_in(_FALSE)).then(False)
+        ).to_series()
     raise ValueError(f"unsupported logical type {kind!r}")
 
 
@@ -116,7 +120,9 @@ def _parse_typed(col: Column, values: pl.Series) -> pl.Series | None:
         return values.cast(col.polars_type, strict=False)
     if kind == "integer" and dtype.is_float():
         whole = (values.is_finite() & (values == values.round())).fill_null(False)
-        return values.zip_with(whole, pl.Series([None], dtype=dtype)).cast(col.polars_type, strict=False)
+        return values.zip_with(whole, pl.Series([None], dtype=dtype)).cast(
+            col.polars_type, strict=False
+        )
     if kind == "timestamp" and isinstance(dtype, pl.Datetime):
         if dtype.time_zone is None:
             return values.dt.replace_time_zone("UTC").dt.cast_time_unit("us")
@@ -161,7 +167,9 @@ class Parsed:
     failures: pl.DataFrame  # `_row`, `_codes`, `_rules` (lists) of the failed rows
 
 
-def parse_batch(raw: pl.DataFrame, contract: Contract, check_columns: list[str] | None = None) -> Parsed:
+def parse_batch(
+    raw: pl.DataFrame, contract: Contract, check_columns: list[str] | None = None
+) -> Parsed:
     """Parse every contract column of `raw` (which holds `_row` and the lineage columns).
 
     Absent optional columns come back as typed nulls. `check_columns` names columns whose
@@ -192,7 +200,9 @@ def parse_batch(raw: pl.DataFrame, contract: Contract, check_columns: list[str] 
             present = values.is_not_null()
         typed.append(value.cast(col.polars_type).alias(col.name))
         if col.logical_type in UNPARSEABLE:
-            failures.append((present & value.is_null(), UNPARSEABLE[col.logical_type], f"{col.name}.type"))
+            failures.append(
+                (present & value.is_null(), UNPARSEABLE[col.logical_type], f"{col.name}.type")
+            )
         if col.required:
             failures.append((~present & no_read_error, "MISSING_REQUIRED", f"{col.name}.required"))
         if col.name in check_columns:
@@ -219,7 +229,9 @@ def parse_batch(raw: pl.DataFrame, contract: Contract, check_columns: list[str] 
         failed=failed,
         failures=sub.select(
             "_row",
-            listed([pl.lit(c) if c else pl.col("_read_error") for _, c, _ in failures]).alias(CODES),
+            listed([pl.lit(c) if c else pl.col("_read_error") for _, c, _ in failures]).alias(
+                CODES
+            ),
             listed([pl.lit(r) for _, _, r in failures]).alias(RULES),
         ),
     )

@@ -9,6 +9,7 @@ it is not a published table.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import polars as pl
 
@@ -44,17 +45,29 @@ def raw_values_json(value_columns: list[str]) -> pl.Expr:
     return pl.struct([pl.col(c).cast(pl.String) for c in value_columns]).struct.json_encode()
 
 
-def records(frame: pl.DataFrame, value_columns: list[str], codes: pl.Expr, rules: pl.Expr) -> pl.DataFrame:
+def records(
+    frame: pl.DataFrame, value_columns: list[str], codes: pl.Expr, rules: pl.Expr
+) -> pl.DataFrame:
     """Quarantine candidates from raw rows, with list-typed reason codes and rules."""
-    order_id = pl.col("order_id").cast(pl.String) if "order_id" in frame.columns else pl.lit(None, pl.String)
+    order_id = (
+        pl.col("order_id").cast(pl.String)
+        if "order_id" in frame.columns
+        else pl.lit(None, pl.String)
+    )
     # physical lines the record spans (the quarantined-share gate counts lines, not records)
-    lines = pl.col("_source_lines").cast(pl.Int64) if "_source_lines" in frame.columns else pl.lit(1, pl.Int64)
+    lines = (
+        pl.col("_source_lines").cast(pl.Int64)
+        if "_source_lines" in frame.columns
+        else pl.lit(1, pl.Int64)
+    )
     return frame.select(
         pl.col("_row").cast(pl.UInt64),
         order_id.alias("order_id"),
         pl.col("_source_file").alias("source_file"),
         pl.col("_source_line").alias("source_line"),
-        pl.when(pl.col("_read_error").is_null()).then(raw_values_json(value_columns)).alias("raw_values"),
+        pl.when(pl.col("_read_error").is_null())
+        .then(raw_values_json(value_columns))
+        .alias("raw_values"),
         pl.col("_raw_line").alias("raw_line"),
         lines.alias("_lines"),
         codes.cast(pl.List(pl.String)).alias("_codes"),
@@ -62,7 +75,7 @@ def records(frame: pl.DataFrame, value_columns: list[str], codes: pl.Expr, rules
     )
 
 
-_EMPTY = {
+_EMPTY: dict[str, Any] = {
     "_row": pl.UInt64,
     "order_id": pl.String,
     "source_file": pl.String,
@@ -82,8 +95,12 @@ def finalize(parts: list[pl.DataFrame], run_id: str, at: datetime) -> pl.DataFra
         frame.group_by("_row", maintain_order=True)
         .agg(
             pl.first("order_id", "source_file", "source_line", "raw_values", "raw_line", "_lines"),
-            pl.col("_codes").list.explode(keep_nulls=False, empty_as_null=False).unique(maintain_order=True),
-            pl.col("_rules").list.explode(keep_nulls=False, empty_as_null=False).unique(maintain_order=True),
+            pl.col("_codes")
+            .list.explode(keep_nulls=False, empty_as_null=False)
+            .unique(maintain_order=True),
+            pl.col("_rules")
+            .list.explode(keep_nulls=False, empty_as_null=False)
+            .unique(maintain_order=True),
         )
         .sort("_row")
     )

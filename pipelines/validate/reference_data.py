@@ -12,8 +12,8 @@ import polars as pl
 
 from pipelines.contracts import load_contract
 from pipelines.errors import SourceError
-from pipelines.validate.parse import RULES, parse_batch
 from pipelines.extract.readers import read_raw
+from pipelines.validate.parse import RULES, parse_batch
 
 
 def load_reference(name: str, path: str | Path) -> pl.DataFrame:
@@ -23,7 +23,9 @@ def load_reference(name: str, path: str | Path) -> pl.DataFrame:
     missing = [c for c in contract.required_columns if c not in raw.columns]
     if missing:
         raise SourceError(f"{path}: {name} needs column(s) {', '.join(missing)}")
-    parsed = parse_batch(raw.frame.with_row_index("_row"), contract, check_columns=contract.column_names)
+    parsed = parse_batch(
+        raw.frame.with_row_index("_row"), contract, check_columns=contract.column_names
+    )
     if parsed.failures.height:
         bad = parsed.failures.join(raw.frame.with_row_index("_row"), on="_row").head(3)
         where = "; ".join(
@@ -53,5 +55,7 @@ def marketing_spend(path: str | Path | None) -> pl.DataFrame:
         pl.col("month").dt.month_start(), pl.col("channel").str.strip_chars().str.to_lowercase()
     )
     if spend.select("month", "channel").is_duplicated().any():
-        raise SourceError(f"{path}: marketing_spend has more than one row for the same month and channel")
+        raise SourceError(
+            f"{path}: marketing_spend has more than one row for the same month and channel"
+        )
     return spend

@@ -28,20 +28,19 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pipelines.validate import quarantine
-from pipelines.storage.atomic import swap_in
-from pipelines.config import Config
+from pipelines.config import Config, ConfigError
 from pipelines.context import RunContext
 from pipelines.contracts import Contract, load_contract
-from pipelines.validate.dedupe import deduplicate
-from pipelines.config import ConfigError
 from pipelines.errors import BatchRejected, ReconciliationError
+from pipelines.publish.tables import conform, write_table_file
+from pipelines.storage.atomic import swap_in
 from pipelines.storage.history import BATCH_FILE, BATCH_QUARANTINE, BATCH_RECORD, accepted_partition
 from pipelines.storage.jsonfile import read_json, write_json
+from pipelines.storage.snapshots import restrict
+from pipelines.validate import quarantine
+from pipelines.validate.dedupe import deduplicate
 from pipelines.validate.parse import CODES, RULES, parse_batch
 from pipelines.validate.reference_data import fx_rates
-from pipelines.storage.snapshots import restrict
-from pipelines.publish.tables import conform, write_table_file
 
 DOCS_DIR = Path("docs") / "validation"
 REJECTED_ZONE = Path("rejected") / "orders"
@@ -55,21 +54,35 @@ def contract_for_run(config: Config) -> Contract:
 
     def rule_named(kind: str, column: str | None = None) -> str | None:
         rules = contract.row_rules + list(contract.batch_rules)
-        return next((r.name for r in rules if r.kind == kind and (column is None or r.column == column)), None)
+        return next(
+            (r.name for r in rules if r.kind == kind and (column is None or r.column == column)),
+            None,
+        )
 
     overrides: list[tuple[str | None, dict[str, Any]]] = [
         (rule_named("not_before"), {"earliest": v.earliest_order_date.isoformat()}),
     ]
     if v.accepted_currencies is not None:
-        overrides.append((rule_named("accepted_values", "currency"), {"values": list(v.accepted_currencies)}))
+        overrides.append(
+            (rule_named("accepted_values", "currency"), {"values": list(v.accepted_currencies)})
+        )
     if v.future_skew_minutes is not None:
         overrides.append((rule_named("not_in_future"), {"skewMinutes": v.future_skew_minutes}))
     if v.max_quarantined_percent is not None:
-        overrides.append((rule_named("quarantined_share"), {"maxPercent": v.max_quarantined_percent}))
+        overrides.append(
+            (rule_named("quarantined_share"), {"maxPercent": v.max_quarantined_percent})
+        )
     if v.row_count_tolerance_percent is not None:
-        overrides.append((rule_named("row_count_vs_trailing_average"), {"tolerancePercent": v.row_count_tolerance_percent}))
+        overrides.append(
+            (
+                rule_named("row_count_vs_trailing_average"),
+                {"tolerancePercent": v.row_count_tolerance_percent},
+            )
+        )
     if v.trailing_window is not None:
-        overrides.append((rule_named("row_count_vs_trailing_average"), {"window": v.trailing_window}))
+        overrides.append(
+            (rule_named("row_count_vs_trailing_average"), {"window": v.trailing_window})
+        )
     for name, params in overrides:
         if name is not None:
             contract = contract.with_rule_params(name, **params)
@@ -99,7 +112,12 @@ def trailing_row_bounds(ctx: RunContext, contract: Contract) -> tuple[int, int] 
     for snap in reversed(published_snapshots(ctx.warehouse)):
         if snap >= ctx.snapshot_date:
             continue
-        manifest = read_json(ctx.warehouse / "runs" / f"snapshot_date={snap.isoformat()}" / "manifest.json") or {}
+        manifest = (
+            read_json(
+                ctx.warehouse / "runs" / f"snapshot_date={snap.isoformat()}" / "manifest.json"
+            )
+            or {}
+        )
         if manifest.get("ingested_by_this_run", True) and "counts" in manifest:
             earlier.append(manifest["counts"]["rows_accepted"])
         if len(earlier) >= window:
@@ -110,7 +128,9 @@ def trailing_row_bounds(ctx: RunContext, contract: Contract) -> tuple[int, int] 
     return int(np.floor(avg * (1 - tolerance))), int(np.ceil(avg * (1 + tolerance)))
 
 
-def check_not_empty(contract: Contract, rows_in: int, files: list[dict[str, Any]], incremental: bool, config: Config) -> str | None:
+def check_not_empty(
+    contract: Contract, rows_in: int, files: list[dict[str, Any]], incremental: bool, config: Config
+) -> str | None:
     """The empty-batch gate: for a full file drop; a quiet day of an incremental source is normal."""
     if rows_in > 0:
         return None
@@ -120,7 +140,10 @@ def check_not_empty(contract: Contract, rows_in: int, files: list[dict[str, Any]
     rule = contract.batch_rule("row_count")
     if rule is None or contract.allow_empty_batch:
         return "the batch is empty (allowed by the configuration)"
-    names = ", ".join(Path(f["path"]).name if f["format"] != "postgres" else f["path"] for f in files) or "none"
+    names = (
+        ", ".join(Path(f["path"]).name if f["format"] != "postgres" else f["path"] for f in files)
+        or "none"
+    )
     raise BatchRejected(
         f"rule {rule.name} failed: the batch has no rows (files: {names}); a full file drop with no orders "
         "means the source failed (set validation.allow_empty_batch: true to accept empty batches) -- nothing published"
@@ -128,10 +151,12 @@ def check_not_empty(contract: Contract, rows_in: int, files: list[dict[str, Any]
 
 
 def _file_of(rows: pl.Series, offsets: np.ndarray) -> np.ndarray:
-    return np.searchsorted(offsets, rows.to_numpy(), side="right") - 1  # type: ignore[no-any-return]
+    return np.searchsorted(offsets, rows.to_numpy(), side="right") - 1
 
 
-def _raw_rows(raw_dir: Path, files: list[dict[str, Any]], offsets: np.ndarray, rows: pl.Series) -> pl.DataFrame:
+def _raw_rows(
+    raw_dir: Path, files: list[dict[str, Any]], offsets: np.ndarray, rows: pl.Series
+) -> pl.DataFrame:
     """The landed raw rows with these batch row numbers, values as text."""
     wanted = np.sort(rows.to_numpy())
     parts = []
@@ -142,7 +167,9 @@ def _raw_rows(raw_dir: Path, files: list[dict[str, Any]], offsets: np.ndarray, r
             continue
         raw = pl.read_parquet(raw_dir / f["landed"], glob=False).with_row_index("_row", int(lo))
         raw = raw.filter(pl.col("_row").is_in(pl.Series(mine.astype(np.uint32))))
-        parts.append(raw.with_columns(pl.exclude("_row", "_source_line", "_source_lines").cast(pl.String)))
+        parts.append(
+            raw.with_columns(pl.exclude("_row", "_source_line", "_source_lines").cast(pl.String))
+        )
     return pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
 
 
@@ -155,13 +182,17 @@ class _Batch:
     offsets: np.ndarray
 
     def raw(self, i: int) -> pl.DataFrame:
-        return pl.read_parquet(self.raw_dir / self.files[i]["landed"], glob=False).with_row_index("_row", int(self.offsets[i]))
+        return pl.read_parquet(self.raw_dir / self.files[i]["landed"], glob=False).with_row_index(
+            "_row", int(self.offsets[i])
+        )
 
     def rows(self, rows: pl.Series) -> pl.DataFrame:
         return _raw_rows(self.raw_dir, self.files, self.offsets, rows)
 
 
-def _parse(batch: _Batch, contract: Contract) -> tuple[pl.DataFrame, list[pl.DataFrame], list[pl.Series]]:
+def _parse(
+    batch: _Batch, contract: Contract
+) -> tuple[pl.DataFrame, list[pl.DataFrame], list[pl.Series]]:
     """Step 1: typed valid rows; quarantine parts; identical unreadable records as duplicates."""
     typed_parts: list[pl.DataFrame] = []
     q_parts: list[pl.DataFrame] = []
@@ -172,8 +203,14 @@ def _parse(batch: _Batch, contract: Contract) -> tuple[pl.DataFrame, list[pl.Dat
             bad = raw.filter(parsed.failed).join(parsed.failures, on="_row")
             q_parts.append(quarantine.records(bad, f["columns"], pl.col(CODES), pl.col(RULES)))
         typed_parts.append(parsed.typed.filter(~parsed.failed))
-    typed = pl.concat(typed_parts) if typed_parts else pl.DataFrame(schema={**contract.polars_schema(), "_row": pl.UInt32})
-    typed = typed.with_columns(pl.Series("_file", _file_of(typed["_row"], batch.offsets), dtype=pl.Int32))
+    typed = (
+        pl.concat(typed_parts)
+        if typed_parts
+        else pl.DataFrame(schema={**contract.polars_schema(), "_row": pl.UInt32})
+    )
+    typed = typed.with_columns(
+        pl.Series("_file", _file_of(typed["_row"], batch.offsets), dtype=pl.Int32)
+    )
     dup_rows: list[pl.Series] = []
     if q_parts:  # identical unreadable/unparseable records are exact duplicates too
         parse_q = pl.concat(q_parts)
@@ -183,10 +220,12 @@ def _parse(batch: _Batch, contract: Contract) -> tuple[pl.DataFrame, list[pl.Dat
     return typed, q_parts, dup_rows
 
 
-def _run_gx(ctx: RunContext, contract: Contract, candidates: pl.DataFrame) -> tuple[Any, dict[int, tuple[list[str], list[str]]], list[str], tuple[int, int] | None]:
+def _run_gx(
+    ctx: RunContext, contract: Contract, candidates: pl.DataFrame
+) -> tuple[Any, dict[int, tuple[list[str], list[str]]], list[str], tuple[int, int] | None]:
     """Step 3: the generated suite; row failures by row, warnings, and the rejections raised."""
-    from pipelines.validate.gx.suite import SuiteInputs, build_suite
     from pipelines.validate.gx.runner import ROW_KEY, run_suite
+    from pipelines.validate.gx.suite import SuiteInputs, build_suite
 
     gx_columns = [c for c in contract.column_names if c not in contract.pii_columns]
     bounds = trailing_row_bounds(ctx, contract)
@@ -212,11 +251,16 @@ def _run_gx(ctx: RunContext, contract: Contract, candidates: pl.DataFrame) -> tu
         else:
             rejected.append(outcome.describe())
     if rejected:
-        raise BatchRejected("; ".join(rejected) + f" -- nothing published; see {report.docs_page or report.docs_index}")
+        raise BatchRejected(
+            "; ".join(rejected)
+            + f" -- nothing published; see {report.docs_page or report.docs_index}"
+        )
     return report, row_failures, warnings, bounds
 
 
-def _share_gate(contract: Contract, lines_in: int, lines_quarantined: int, rows: dict[str, int]) -> str | None:
+def _share_gate(
+    contract: Contract, lines_in: int, lines_quarantined: int, rows: dict[str, int]
+) -> str | None:
     """Step 4: the quarantined share of the batch's physical lines; a message when it is too high."""
     rule = contract.batch_rule("quarantined_share")
     if rule is None or lines_in == 0:
@@ -240,7 +284,11 @@ def run(ctx: RunContext) -> dict[str, Any]:
     if not extract.get("arrived", True):  # a landing day whose folder has not arrived: a gap
         return ctx.save_result("validate", _nothing_arrived())
     files = extract["files"]
-    batch = _Batch(Path(extract["raw_dir"]), files, np.cumsum([0] + [f["rows"] for f in files])[:-1].astype(np.int64))
+    batch = _Batch(
+        Path(extract["raw_dir"]),
+        files,
+        np.cumsum([0] + [f["rows"] for f in files])[:-1].astype(np.int64),
+    )
     rows_in = sum(f["rows"] for f in files)
     note = check_not_empty(contract, rows_in, files, incremental, config)
     columns = contract.column_names
@@ -252,7 +300,12 @@ def run(ctx: RunContext) -> dict[str, Any]:
     if dd.conflicts.height:
         raw = batch.rows(dd.conflicts["_row"])
         q_parts.append(
-            quarantine.records(raw, [c for c in columns if c in raw.columns], pl.lit(["DUPLICATE_CONFLICT"]), pl.lit(["order_id.unique"]))
+            quarantine.records(
+                raw,
+                [c for c in columns if c in raw.columns],
+                pl.lit(["DUPLICATE_CONFLICT"]),
+                pl.lit(["order_id.unique"]),
+            )
         )
     gx_summary: dict[str, Any]
     warnings: list[str] = []
@@ -286,22 +339,38 @@ def run(ctx: RunContext) -> dict[str, Any]:
                 RULES: [row_failures[r][1] for r in failed_rows.to_list()],
             }
         )
-        q_parts.append(quarantine.records(raw.join(codes, on="_row"), [c for c in columns if c in raw.columns], pl.col(CODES), pl.col(RULES)))
+        q_parts.append(
+            quarantine.records(
+                raw.join(codes, on="_row"),
+                [c for c in columns if c in raw.columns],
+                pl.col(CODES),
+                pl.col(RULES),
+            )
+        )
         accepted = candidates.filter(~pl.col("_row").cast(pl.UInt64).is_in(failed_rows))
     q = quarantine.finalize(q_parts, ctx.run_id, ctx.started_at)
-    duplicates = pl.concat([s.cast(pl.UInt64) for s in dup_rows]) if dup_rows else pl.Series("_row", [], pl.UInt64)
+    duplicates = (
+        pl.concat([s.cast(pl.UInt64) for s in dup_rows])
+        if dup_rows
+        else pl.Series("_row", [], pl.UInt64)
+    )
 
     counts = reconcile(files, batch.offsets, accepted["_row"], q["_row"], duplicates)  # 4
     total = counts["total"]
     lines = {
-        "lines_in": sum(f.get("lines", f["rows"]) - f.get("header_lines", 0) - f.get("blank_lines", 0) for f in files),
+        "lines_in": sum(
+            f.get("lines", f["rows"]) - f.get("header_lines", 0) - f.get("blank_lines", 0)
+            for f in files
+        ),
         "lines_quarantined": int(q["_lines"].sum() or 0),
     }
     too_many = _share_gate(contract, lines["lines_in"], lines["lines_quarantined"], total)
     if too_many is not None:
         if contract.batch_rule("quarantined_share").severity == "reject":  # type: ignore[union-attr]
             kept = _reject(ctx, q, too_many, extract, incremental)
-            raise BatchRejected(f"{too_many} -- nothing published; the batch and its quarantine are kept in {kept}")
+            raise BatchRejected(
+                f"{too_many} -- nothing published; the batch and its quarantine are kept in {kept}"
+            )
         warnings.append(too_many)
     if note:
         warnings.append(note)
@@ -311,14 +380,21 @@ def run(ctx: RunContext) -> dict[str, Any]:
     restrict(staging)
     accepted.sort("_row").select(*columns, "_row").write_parquet(staging / BATCH_FILE)
     q_path = _write_quarantine(q, staging / BATCH_QUARANTINE, ctx.run_id)
-    reasons = q.select(pl.col("reason_codes").str.split(",").explode().alias("code")).group_by("code").len().sort("code")
+    reasons = (
+        q.select(pl.col("reason_codes").str.split(",").explode().alias("code"))
+        .group_by("code")
+        .len()
+        .sort("code")
+    )
     result = {
         "accepted_path": str(staging / BATCH_FILE),
         "quarantine_path": str(q_path),
         "counts": total,
         "lines": lines,
         "per_file": counts["per_file"],
-        "quarantine_reasons": dict(zip(reasons["code"].to_list(), reasons["len"].to_list(), strict=True)),
+        "quarantine_reasons": dict(
+            zip(reasons["code"].to_list(), reasons["len"].to_list(), strict=True)
+        ),
         "warnings": warnings,
         "quiet_day": bool(note and incremental),
         "gx": gx_summary,
@@ -365,7 +441,9 @@ def _write_quarantine(q: pl.DataFrame, path: Path, run_id: str) -> Path:
     return write_table_file(table, path, {"run_id": run_id})
 
 
-def _reject(ctx: RunContext, q: pl.DataFrame, reason: str, extract: dict[str, Any], incremental: bool) -> Path:
+def _reject(
+    ctx: RunContext, q: pl.DataFrame, reason: str, extract: dict[str, Any], incremental: bool
+) -> Path:
     """Keep a rejected batch for inspection, outside every zone a snapshot reads."""
     kept = ctx.warehouse / REJECTED_ZONE / ctx.run_id
     restrict(kept.parent.parent)
@@ -373,8 +451,18 @@ def _reject(ctx: RunContext, q: pl.DataFrame, reason: str, extract: dict[str, An
     _write_quarantine(q, kept / "quarantine.parquet", ctx.run_id)
     raw_dir = extract.get("raw_dir")
     if incremental and raw_dir and Path(raw_dir).is_dir():
-        shutil.move(raw_dir, kept / "raw")  # never counts as ingested: a retry reads the source again
-    write_json(kept / "rejection.json", {"run_id": ctx.run_id, "snapshot_date": ctx.snapshot_date.isoformat(), "reason": reason, "extract": extract})
+        shutil.move(
+            raw_dir, kept / "raw"
+        )  # never counts as ingested: a retry reads the source again
+    write_json(
+        kept / "rejection.json",
+        {
+            "run_id": ctx.run_id,
+            "snapshot_date": ctx.snapshot_date.isoformat(),
+            "reason": reason,
+            "extract": extract,
+        },
+    )
     return kept
 
 
@@ -404,7 +492,10 @@ def reconcile(
             "rows_quarantined": int(qua[i]),
             "rows_duplicate": int(dup[i]),
         }
-        if entry["rows_in"] != entry["rows_accepted"] + entry["rows_quarantined"] + entry["rows_duplicate"]:
+        if (
+            entry["rows_in"]
+            != entry["rows_accepted"] + entry["rows_quarantined"] + entry["rows_duplicate"]
+        ):
             raise ReconciliationError(
                 f"{f['path']}: rows_in {entry['rows_in']:,} != accepted {entry['rows_accepted']:,} + "
                 f"quarantined {entry['rows_quarantined']:,} + duplicate {entry['rows_duplicate']:,}"
@@ -416,6 +507,9 @@ def reconcile(
         "rows_quarantined": int(qua.sum()),
         "rows_duplicate": int(dup.sum()),
     }
-    if total["rows_in"] != total["rows_accepted"] + total["rows_quarantined"] + total["rows_duplicate"]:
+    if (
+        total["rows_in"]
+        != total["rows_accepted"] + total["rows_quarantined"] + total["rows_duplicate"]
+    ):
         raise ReconciliationError(f"batch does not reconcile: {total}")
     return {"total": total, "per_file": per}

@@ -11,6 +11,7 @@ calibration period), all in one time unit of the caller's choosing (days in our 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Self
 
@@ -166,10 +167,12 @@ _COINCIDENCE = 1e-3
 _BRIDGE_NODES = np.array([-2.0, -1.0, 1.0, 2.0])
 
 
-def _bridge(f, center: float, value: float, step: float) -> FloatArray:
+def _bridge(
+    f: Callable[[float], FloatArray], center: float, value: float, step: float
+) -> FloatArray:
     """Cubic Lagrange interpolation at ``value`` of f evaluated at center + step * nodes."""
     u = (value - center) / step
-    out = 0.0
+    out: FloatArray | float = 0.0
     for j, nj in enumerate(_BRIDGE_NODES):
         others = np.delete(_BRIDGE_NODES, j)
         weight = float(np.prod((u - others) / (nj - others)))

@@ -74,7 +74,10 @@ def _context(docs_dir: Path) -> Any:
             "custval": {
                 "class_name": "SiteBuilder",
                 "show_how_to_buttons": False,
-                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(docs_dir),
+                },
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             }
         },
@@ -82,7 +85,9 @@ def _context(docs_dir: Path) -> Any:
     return gx.get_context(project_config=config, mode="ephemeral")
 
 
-def run_suite(frame: pl.DataFrame, make_suite: Callable[[], Any], docs_dir: Path, run_name: str) -> GxReport:
+def run_suite(
+    frame: pl.DataFrame, make_suite: Callable[[], Any], docs_dir: Path, run_name: str
+) -> GxReport:
     """Validate `frame` (must hold ROW_KEY) against the suite `make_suite()` builds.
 
     The suite is built after the context exists (GX 1.x binds suites to the active context).
@@ -95,8 +100,12 @@ def run_suite(frame: pl.DataFrame, make_suite: Callable[[], Any], docs_dir: Path
     context = _context(docs_dir)
     suite = context.suites.add(make_suite())
     source = context.data_sources.add_pandas("custval")
-    batch = source.add_dataframe_asset(name=suite.name).add_batch_definition_whole_dataframe("batch")
-    definition = context.validation_definitions.add(gx.ValidationDefinition(name=run_name, data=batch, suite=suite))
+    batch = source.add_dataframe_asset(name=suite.name).add_batch_definition_whole_dataframe(
+        "batch"
+    )
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=run_name, data=batch, suite=suite)
+    )
     checkpoint = context.checkpoints.add(
         gx.Checkpoint(
             name=f"{suite.name}_checkpoint",
@@ -106,7 +115,9 @@ def run_suite(frame: pl.DataFrame, make_suite: Callable[[], Any], docs_dir: Path
         )
     )
     pdf = frame.to_pandas()
-    result = checkpoint.run(batch_parameters={"dataframe": pdf}, run_id=gx.RunIdentifier(run_name=run_name))
+    result = checkpoint.run(
+        batch_parameters={"dataframe": pdf}, run_id=gx.RunIdentifier(run_name=run_name)
+    )
 
     outcomes: list[RuleOutcome] = []
     page = None

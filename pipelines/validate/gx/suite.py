@@ -52,6 +52,7 @@ def build_suite(contract: Contract, inputs: SuiteInputs) -> gx.ExpectationSuite:
         )
     for rule in gx_rules(contract):
         col, meta, p = rule.column, _meta(rule), rule.params
+        assert col is not None  # row rules belong to a column
         exp: Any
         if rule.kind == "required":
             exp = gxe.ExpectColumnValuesToNotBeNull(column=col, meta=meta)
@@ -64,9 +65,13 @@ def build_suite(contract: Contract, inputs: SuiteInputs) -> gx.ExpectationSuite:
         elif rule.kind == "pattern":
             exp = gxe.ExpectColumnValuesToMatchRegex(column=col, regex=p["value"], meta=meta)
         elif rule.kind == "max_length":
-            exp = gxe.ExpectColumnValueLengthsToBeBetween(column=col, max_value=p["value"], meta=meta)
+            exp = gxe.ExpectColumnValueLengthsToBeBetween(
+                column=col, max_value=p["value"], meta=meta
+            )
         elif rule.kind == "accepted_values":
-            exp = gxe.ExpectColumnValuesToBeInSet(column=col, value_set=list(p["values"]), meta=meta)
+            exp = gxe.ExpectColumnValuesToBeInSet(
+                column=col, value_set=list(p["values"]), meta=meta
+            )
         elif rule.kind == "not_in_future":
             limit = inputs.now + timedelta(minutes=float(p.get("skewMinutes", 0)))
             exp = gxe.ExpectColumnValuesToBeBetween(

@@ -1,0 +1,189 @@
+"""The command line, end to end, as a user runs it: subprocesses, exit codes, published rows."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+
+def custval(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+def independent_rfm_counts(orders: pl.DataFrame, snapshot: str) -> pl.DataFrame:
+    """Order count and net revenue per customer straight from the generated frame (Polars)."""
+    end = pl.lit(snapshot).str.to_date().dt.offset_by("1d").cast(pl.Datetime("us", "UTC"))
+    o = orders.filter(pl.col("order_ts") < end, pl.col("status") != "cancelled")
+    purchase = pl.col("status") == "completed"
+    return (
+        o.group_by("customer_id")
+        .agg(
+            purchase.sum().alias("order_count"),
+            pl.when(purchase).then(pl.col("amount")).otherwise(0).sum().alias("monetary_total"),
+            pl.col("order_ts").filter(purchase).max().dt.date().alias("last_order_date"),
+        )
+        .filter(pl.col("order_count") > 0)
+        .sort("customer_id")
+    )
+
+
+def test_generate_then_run(tmp_path: Path) -> None:
+    src = tmp_path / "orders.csv"
+    gen = custval(
+        "generate",
+        "--orders",
+        "20000",
+        "--out",
+        str(src),
+        "--seed",
+        "3",
+        "--start",
+        "2024-01-01",
+        "--days",
+        "300",
+    )
+    assert gen.returncode == 0, gen.stderr
+    assert "wrote 20,000 orders" in gen.stdout
+    snapshot = "2024-08-31"
+    wh = tmp_path / "wh"
+    res = custval("run", "--source", str(src), "--as-of", snapshot, "--warehouse", str(wh))
+    assert res.returncode == 0, res.stderr
+    assert "✓ manifest" in res.stdout
+
+    manifest = json.loads((wh / "runs" / f"snapshot_date={snapshot}" / "manifest.json").read_text())
+    c = manifest["counts"]
+    assert (
+        c["rows_in"] == 20_000 == c["rows_accepted"] + c["rows_quarantined"] + c["rows_duplicate"]
+    )
+    assert set(manifest["stages"]) == {"extract", "validate", "stage", "marts", "publish"}
+    assert all(s["seconds"] >= 0 and s["peak_rss_mb"] > 0 for s in manifest["stages"].values())
+    assert manifest["versions"]["duckdb"] and manifest["versions"]["great-expectations"]
+
+    rfm = pl.read_parquet(wh / "marts" / "customer_rfm" / f"snapshot_date={snapshot}").sort(
+        "customer_id"
+    )
+    expected = independent_rfm_counts(pl.read_csv(src, try_parse_dates=True), snapshot)
+    assert rfm["customer_id"].to_list() == expected["customer_id"].to_list()
+    assert rfm["order_count"].to_list() == expected["order_count"].to_list()
+    assert rfm["last_order_date"].to_list() == expected["last_order_date"].to_list()
+    assert rfm["monetary_total"].to_numpy() == pytest.approx(expected["monetary_total"].to_numpy())
+    assert not (wh / "_work" / manifest["run_id"]).exists()  # work dir cleaned after success
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["run", "--source", "/no/such/file.csv", "--as-of", "2024-01-01", "--warehouse", "W"],
+            "no such file or directory",
+        ),
+        (
+            ["run", "--source", "S", "--as-of", "2024-13-45", "--warehouse", "W"],
+            "invalid --as-of '2024-13-45': expected YYYY-MM-DD",
+        ),
+        (
+            ["generate", "--orders", "10", "--out", "x.csv", "--start", "nope"],
+            "invalid --start 'nope'",
+        ),
+        (
+            ["generate", "--orders", "10", "--out", "x.xlsx", "--format", "xlsx"],
+            "unknown --format 'xlsx'",
+        ),
+    ],
+)
+def test_bad_arguments_give_one_line_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    res = custval(*args, cwd=tmp_path)
+    assert res.returncode != 0
+    assert message in res.stderr
+    assert "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_rejected_batch_publishes_nothing(tmp_path: Path) -> None:
+    src = tmp_path / "bad.csv"
+    rows = ["order_id,customer_id,order_ts,amount,currency"] + [
+        f'O{i},C1,2024-01-01,"1,5",USD' for i in range(10)
+    ]
+    src.write_text("\n".join(rows) + "\n")
+    wh = tmp_path / "wh"
+    res = custval("run", "--source", str(src), "--as-of", "2024-01-01", "--warehouse", str(wh))
+    assert res.returncode == 1
+    assert (
+        "quarantined_share failed: 10 of 10 lines quarantined" in res.stderr
+        and "nothing published" in res.stderr
+    )
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not (wh / "marts").exists() and not (wh / "quarantine").exists()
+    assert not list((wh / "runs").rglob("manifest.json"))  # only the failure is noted there
+    kept = list((wh / "rejected" / "orders").glob("*/quarantine.parquet"))
+    assert len(kept) == 1 and pl.read_parquet(kept[0]).height == 10  # kept for inspection
+
+
+def test_demo_prints_a_summary(tmp_path: Path) -> None:
+    res = custval("demo", "--dir", str(tmp_path / "demo"), "--orders", "20000", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (
+        "Customers per RFM segment" in res.stdout and "Top customers by net revenue" in res.stdout
+    )
+    assert "champions" in res.stdout
+    assert (tmp_path / "demo" / "warehouse" / "marts" / "customer_clv").is_dir()
+
+
+def test_bench_prints_seconds_and_memory_per_stage(tmp_path: Path) -> None:
+    res = custval("bench", "--orders", "20000", "--workdir", str(tmp_path / "bench"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    measured = json.loads(res.stdout.strip().splitlines()[-1])
+    assert set(measured["stages"]) == {"extract", "validate", "stage", "marts", "publish"}
+    assert measured["counts"]["rows_in"] == 20000
+    assert all(m["peak_rss_mb"] > 0 for m in measured["stages"].values())
+
+
+def test_backfill_runs_each_date_with_a_result_line(tmp_path: Path) -> None:
+    src = tmp_path / "orders.csv"
+    assert (
+        custval(
+            "generate", "--orders", "20000", "--out", str(src), "--seed", "5", "--days", "365"
+        ).returncode
+        == 0
+    )
+    wh = tmp_path / "wh"
+    res = custval(
+        "backfill",
+        "--start",
+        "2024-12-28",
+        "--end",
+        "2024-12-30",
+        "--source",
+        str(src),
+        "--warehouse",
+        str(wh),
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = [line for line in res.stdout.splitlines() if line.strip().startswith("✓")]
+    assert [line.split()[1] for line in lines] == ["2024-12-28", "2024-12-29", "2024-12-30"]
+    assert "20,000 in" in lines[0] and "customers" in lines[0]
+    for day in ("2024-12-28", "2024-12-29", "2024-12-30"):
+        assert (wh / "runs" / f"snapshot_date={day}" / "manifest.json").is_file()
+    bad = custval(
+        "backfill",
+        "--start",
+        "2024-12-30",
+        "--end",
+        "2024-12-28",
+        "--source",
+        str(src),
+        "--warehouse",
+        str(wh),
+    )
+    assert bad.returncode == 2 and "--end 2024-12-28 is before --start 2024-12-30" in bad.stderr

@@ -1,0 +1,288 @@
+"""Predictive CLV in the pipeline: the published CDNOW figures, independent checks, failures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from conftest import SHARED, require
+from unit.predictive.fitters.test_fitters_bgnbd import integrated_p_alive_and_expectation
+
+from pipelines.predictive.fitters.bgnbd import BetaGeoModel, BetaGeoParams
+from pipelines.predictive.fitters.gamma_gamma import GammaGammaModel, customer_lifetime_value
+from pipelines.predictive.predictive import (
+    CustomerSummary,
+    backtest_drift_warning,
+    fit_bgnbd,
+    monthly_rate,
+    predict_customers,
+)
+
+CDNOW = SHARED / "data" / "cdnow" / "CDNOW_sample.txt"
+
+# Fader, Hardie & Lee (2005), BG/NBD on the CDNOW sample (39-week calibration), time in weeks.
+BGNBD_WEEKS = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+# Fader & Hardie (2013), "The Gamma-Gamma Model of Monetary Value", the 946 repeat customers.
+GAMMA_GAMMA = {"p": 6.25, "q": 3.74, "v": 15.44}
+
+
+def three_sig(value: float) -> str:
+    return f"{value:.3g}"
+
+
+@pytest.fixture(scope="module")
+def cdnow_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The whole pipeline on the CDNOW sample as of the end of the calibration period."""
+    require(CDNOW.is_file(), f"CDNOW sample not found at {CDNOW}")
+    fields = np.array(CDNOW.read_text().split()).reshape(-1, 5)
+    orders = pl.DataFrame(
+        {
+            "order_id": [f"T{i}" for i in range(len(fields))],
+            "customer_id": fields[:, 1],
+            "order_ts": [f"{d[:4]}-{d[4:6]}-{d[6:]}" for d in fields[:, 2]],
+            "amount": fields[:, 4],
+            "currency": ["USD"] * len(fields),
+        }
+    )
+    base = tmp_path_factory.mktemp("cdnow")
+    source = base / "cdnow_orders.csv"
+    orders.write_csv(source)
+    from pipelines.context import RunContext
+    from pipelines.run.pipeline import run_all
+
+    ctx = RunContext.create(source=str(source), snapshot_date="1997-09-30", warehouse=base / "wh")
+    manifest = run_all(ctx)
+    tables = {name: pl.read_parquet(Path(t["path"])) for name, t in manifest["tables"].items()}
+    return {"manifest": manifest, "tables": tables, "orders": orders}
+
+
+def _params(fit: pl.DataFrame, model: str) -> dict[str, float]:
+    rows = fit.filter(pl.col("fit") == "snapshot", pl.col("model") == model)
+    return dict(zip(rows["param"].to_list(), rows["value"].to_list()))
+
+
+def test_cdnow_reproduces_the_published_bgnbd_parameters(cdnow_run: dict) -> None:
+    fit = cdnow_run["tables"]["model_fit"]
+    p = _params(fit, "bgnbd")
+    weeks = {"r": p["r"], "alpha": p["alpha"] / 7, "a": p["a"], "b": p["b"]}  # fitted in days
+    assert {k: three_sig(v) for k, v in weeks.items()} == {
+        k: three_sig(v) for k, v in BGNBD_WEEKS.items()
+    }
+    assert cdnow_run["manifest"]["counts"]["rows_in"] == 6919
+    clv = cdnow_run["tables"]["customer_clv"]
+    assert clv.height == 2357
+    assert (
+        fit.filter(pl.col("model") == "bgnbd", pl.col("fit") == "snapshot")["customers_used"][0]
+        == 2357
+    )
+
+
+def test_cdnow_reproduces_the_published_gamma_gamma_parameters(cdnow_run: dict) -> None:
+    fit = cdnow_run["tables"]["model_fit"]
+    p = _params(fit, "gamma_gamma")
+    assert {k: three_sig(v) for k, v in p.items()} == {
+        k: three_sig(v) for k, v in GAMMA_GAMMA.items()
+    }
+    row = fit.filter(pl.col("model") == "gamma_gamma").row(0, named=True)
+    assert (row["customers_used"], row["customers_excluded"]) == (
+        946,
+        2357 - 946,
+    )  # reported, not hidden
+
+
+def test_cdnow_p_alive_and_expected_purchases_by_numerical_integration(cdnow_run: dict) -> None:
+    """For a handful of customers, integrate over the latent purchase rate and dropout
+    probability (tests/fitters) with the fitted parameters and compare the published values."""
+    fit = cdnow_run["tables"]["model_fit"]
+    prm = BetaGeoParams(**_params(fit, "bgnbd"))
+    clv = cdnow_run["tables"]["customer_clv"].sort("customer_id")
+    picks = pl.concat(
+        [
+            clv.filter(pl.col("frequency") == 0).head(2),
+            clv.filter(pl.col("frequency") == 1).head(1),
+            clv.filter(pl.col("frequency") >= 5).head(2),
+        ]
+    )
+    for c in picks.iter_rows(named=True):
+        p_alive, expected_90 = integrated_p_alive_and_expectation(
+            prm, c["frequency"], c["recency"], c["T"], 90.0
+        )
+        assert c["p_alive"] == pytest.approx(p_alive, rel=1e-6)
+        assert c["expected_purchases_90"] == pytest.approx(expected_90, rel=1e-6)
+
+
+def test_cdnow_summary_matches_an_independent_count(cdnow_run: dict) -> None:
+    """frequency/recency/T from the raw file with Polars, the way lifetimes defines them."""
+    o = cdnow_run["orders"].with_columns(
+        pl.col("order_ts").str.to_date(), pl.col("amount").cast(pl.Float64)
+    )
+    o = o.filter(pl.col("order_ts") <= date(1997, 9, 30))
+    days = o.group_by("customer_id", "order_ts").agg(pl.col("amount").sum())
+    expected = (
+        days.group_by("customer_id")
+        .agg(
+            (pl.len() - 1).alias("frequency"),
+            (pl.col("order_ts").max() - pl.col("order_ts").min()).dt.total_days().alias("recency"),
+            (pl.lit(date(1997, 9, 30)) - pl.col("order_ts").min()).dt.total_days().alias("T"),
+        )
+        .sort("customer_id")
+    )
+    got = cdnow_run["tables"]["customer_clv"].sort("customer_id").select(expected.columns)
+    assert got.cast({"frequency": pl.Int64, "recency": pl.Int64, "T": pl.Int64}).equals(
+        expected.cast({"frequency": pl.Int64, "recency": pl.Int64, "T": pl.Int64})
+    )
+
+
+def test_cdnow_backtest_is_consistent(cdnow_run: dict) -> None:
+    bt = cdnow_run["tables"]["model_backtest"]
+    overall = bt.filter(pl.col("scope") == "overall").row(0, named=True)
+    buckets = bt.filter(pl.col("scope") != "overall")
+    assert overall["calibration_end"] == date(1997, 7, 2) and overall["holdout_days"] == 90
+    assert buckets["customers"].sum() == overall["customers"]
+    assert buckets["actual_purchases"].sum() == overall["actual_purchases"]
+    # actual holdout purchase days, counted independently from the raw orders
+    o = cdnow_run["orders"].with_columns(pl.col("order_ts").str.to_date())
+    first = o.group_by("customer_id").agg(pl.col("order_ts").min().alias("first"))
+    cohort = first.filter(pl.col("first") <= date(1997, 7, 2))["customer_id"]
+    holdout = o.filter(
+        pl.col("customer_id").is_in(cohort.implode()),
+        pl.col("order_ts") > date(1997, 7, 2),
+        pl.col("order_ts") <= date(1997, 9, 30),
+    )
+    assert overall["actual_purchases"] == holdout.select("customer_id", "order_ts").unique().height
+    assert overall["customers"] == cohort.len()
+    assert 0 < overall["correlation"] <= 1 and overall["mae"] > 0
+
+
+def test_predicted_clv_equals_the_reference_formula() -> None:
+    """The pipeline's shared-evaluation CLV equals fitters.customer_lifetime_value (itself
+    checked against lifetimes) for every horizon."""
+    rng = np.random.default_rng(3)
+    n = 5_000
+    T = rng.integers(1, 400, n).astype(float)
+    r = np.floor(rng.random(n) * T)
+    f = np.where(r > 0, rng.integers(1, 15, n), 0).astype(float)
+    m = np.where(f > 0, rng.gamma(4, 10, n), 0.0)
+    bg = BetaGeoModel.from_params(0.3, 40.0, 0.8, 3.0)
+    gg = GammaGammaModel.from_params(6.25, 3.74, 15.44)
+    rate = monthly_rate(0.1)
+    summary = CustomerSummary.from_frame(
+        pl.DataFrame({"frequency": f, "recency": r, "T": T, "monetary_value": m})
+    )
+    out = predict_customers(
+        bg,
+        gg,
+        summary,
+        horizons=[90, 365],
+        days_per_month=30.0,
+        monthly_discount_rate=rate,
+        margin=0.3,
+    )
+    for h, months in ((90, 3), (365, 12)):
+        ref = customer_lifetime_value(
+            bg, gg, f, r, T, m, months=months, monthly_discount_rate=rate, margin=0.3
+        )
+        np.testing.assert_allclose(out[f"predicted_clv_{h}"], ref, rtol=1e-12)
+        np.testing.assert_allclose(
+            out[f"expected_purchases_{h}"], bg.predict(float(h), f, r, T), rtol=1e-12
+        )
+    np.testing.assert_allclose(out["p_alive"], bg.p_alive(f, r, T), rtol=1e-12)
+
+
+def test_fitting_distinct_rows_with_weights_equals_fitting_every_customer() -> None:
+    from pipelines.predictive.fitters.bgnbd import simulate_summary
+
+    rng = np.random.default_rng(9)
+    n = 20_000
+    f, r, T = simulate_summary(
+        BetaGeoParams(0.25, 30.0, 0.8, 2.5), rng.integers(30, 400, n).astype(float), rng
+    )
+    r = np.floor(r)  # whole days, so customers share rows as in the pipeline
+    frame = pl.DataFrame({"frequency": f, "recency": r, "T": T, "monetary_value": np.zeros(n)})
+    weighted = fit_bgnbd(frame, "weighted").params.as_dict()
+    direct = BetaGeoModel().fit(f, r, T).params.as_dict()
+    assert weighted == pytest.approx(direct, rel=1e-5)
+
+
+def test_a_failed_fit_stops_the_run_and_publishes_nothing(
+    orders_csv: Callable[..., Path], run_pipeline: Callable[..., dict], tmp_path: Path
+) -> None:
+    from pipelines.predictive.predictive import ModelFitError
+
+    # 300 customers over a year, nobody ever buys twice: dropout is not identifiable.
+    rows = [
+        (
+            f"O{i}",
+            f"C{i}",
+            f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}T10:00:00Z",
+            "10.00",
+            "USD",
+            "completed",
+        )
+        for i in range(300)
+    ]
+    wh = tmp_path / "wh"
+    with pytest.raises(
+        ModelFitError,
+        match=r"BG/NBD fit \(snapshot\).*300 customers, 0 with repeat purchases.*Nothing was published",
+    ):
+        run_pipeline(orders_csv(rows), "2024-12-31", warehouse=wh)
+    assert not (wh / "marts").exists() and not list((wh / "runs").rglob("manifest.json"))
+
+
+def test_short_history_skips_the_models_with_a_warning(
+    orders_csv: Callable[..., Path], run_pipeline: Callable[..., dict]
+) -> None:
+    rows = [
+        (f"O{i}", f"C{i % 40}", f"2024-03-{1 + i % 28:02d}T10:00:00Z", "10.00", "USD", "completed")
+        for i in range(200)
+    ]
+    manifest = run_pipeline(orders_csv(rows), "2024-03-31")
+    assert any(
+        "predictions skipped: 30 days of purchase history" in w for w in manifest["warnings"]
+    )
+    clv = pl.read_parquet(Path(manifest["tables"]["customer_clv"]["path"]))
+    assert clv["p_alive"].null_count() == clv.height
+    assert pl.read_parquet(Path(manifest["tables"]["model_fit"]["path"])).height == 0
+
+
+def test_drift_warning(tmp_path: Path) -> None:
+    from datetime import date
+
+    from pipelines.storage import snapshots
+    from pipelines.storage.jsonfile import write_json
+
+    version = snapshots.new_version(tmp_path, date(2024, 1, 1), "run-1")
+    (version / "marts" / "model_backtest").mkdir(parents=True)
+    pl.DataFrame({"scope": ["overall", "frequency=0"], "mae": [0.2, 0.1]}).write_parquet(
+        version / "marts" / "model_backtest" / "part-0.parquet"
+    )
+    write_json(version / "runs" / "manifest.json", {"snapshot_date": "2024-01-01"})
+    snapshots.commit(tmp_path, date(2024, 1, 1), version)
+    unfinished = (
+        tmp_path / "marts" / "model_backtest" / "snapshot_date=2024-01-01T"
+    )  # not a published snapshot
+    unfinished.mkdir()
+    assert backtest_drift_warning(tmp_path, "2024-01-02", 0.21, 1.5) is None
+    warning = backtest_drift_warning(tmp_path, "2024-01-02", 0.5, 1.5)
+    assert warning is not None and "0.5000 vs 0.2000" in warning and "2.50x" in warning
+    assert (
+        backtest_drift_warning(tmp_path, "2024-01-01", 0.5, 1.5) is None
+    )  # only earlier snapshots count
+
+
+def test_horizons_need_their_contract_columns(tmp_path: Path) -> None:
+    from pipelines.config import load_config
+    from pipelines.transform.marts import ModelError, check_contract_horizons
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("predictive:\n  horizons_days: [30, 365]\n")
+    with pytest.raises(
+        ModelError,
+        match="expected_purchases_30, predicted_clv_30 in data_contracts/customer_clv.yaml",
+    ):
+        check_contract_horizons(load_config(cfg))

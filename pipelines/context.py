@@ -24,9 +24,9 @@ from typing import Any
 from pipelines.config import Config, load_config
 from pipelines.errors import CustvalError
 from pipelines.sources import Source, resolve
+from pipelines.storage import layout
 from pipelines.storage.jsonfile import write_json
 
-WORK = "_work"
 _URL = re.compile(
     r"^([A-Za-z][A-Za-z0-9+.-]+):/"
 )  # also s3:/x, which is what Path("s3://x") becomes
@@ -184,7 +184,7 @@ class RunContext:
 
     @property
     def work_dir(self) -> Path:
-        root = self.warehouse / WORK / self.owner_run_id
+        root = self.warehouse / layout.WORK / self.owner_run_id
         return (
             root
             if self.parent_run_id is None

@@ -23,11 +23,10 @@ from pipelines.errors import BatchRejected, SourceError
 from pipelines.extract.discovery import Discovered, discover, refused_as_dicts, sha256_file
 from pipelines.extract.readers import RawFile, ReadOptions, raw_from_arrow, read_raw, with_lineage
 from pipelines.sources import Source, arrival_dirs
+from pipelines.storage import layout
 from pipelines.storage.atomic import swap_in
 from pipelines.storage.history import batch_record, ingested_dates
-from pipelines.storage.snapshots import restrict
 
-RAW_ZONE = Path("raw") / "orders"
 INGEST_RECORD = "_ingest.json"
 
 
@@ -162,7 +161,7 @@ def latest_watermark(warehouse: Path, before: date) -> str | None:
 
 def raw_partition(ctx: RunContext) -> Path:
     key = "ingest_date" if ctx.source_spec.incremental else "snapshot_date"
-    return ctx.warehouse / RAW_ZONE / f"{key}={ctx.snapshot_date.isoformat()}"
+    return ctx.warehouse / layout.RAW / f"{key}={ctx.snapshot_date.isoformat()}"
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
@@ -177,7 +176,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     contract = load_contract("orders")
     source = ctx.source_spec
     target = raw_partition(ctx)
-    restrict(ctx.warehouse / RAW_ZONE.parts[0])  # source rows as received, PII included
+    layout.restrict(ctx.warehouse / layout.RAW.parts[0])  # source rows as received, PII included
     if not source.incremental:
         every_file = discover_files(ctx.source, ctx.config)
         facts = land_files(ctx, every_file.files, contract)

@@ -193,7 +193,7 @@ def ready_to_begin(
     data_interval_start: datetime | None = None,
 ) -> bool:
     """The sensor: True once the run can begin (the day before is built, no other run holds it)."""
-    from pipelines.run.pipeline import ready
+    from pipelines.run.ordering import ready
 
     ctx = new_run(params, logical_date, run_after, dag_run_id, data_interval_start)
     reason = ready(ctx)
@@ -210,7 +210,8 @@ def start_run(
     data_interval_start: datetime | None = None,
 ) -> dict[str, Any]:
     """The extract task: begin the run (repair, order, leases), ingest late batches, extract."""
-    from pipelines.run.pipeline import begin, ingest_late
+    from pipelines.run.lifecycle import begin
+    from pipelines.run.rebuilds import ingest_late
 
     ctx = new_run(params, logical_date, run_after, dag_run_id, data_interval_start)
     leases = begin(ctx, holder="run")
@@ -229,7 +230,7 @@ def asset_extra(run: dict[str, Any]) -> dict[str, str]:
 
 def run_task(stage: str, run: dict[str, Any]) -> dict[str, Any]:
     """Run one stage for the run described by the XCom dict `run`; returns the next XCom dict."""
-    from pipelines.run.pipeline import run_stage
+    from pipelines.run.stages import run_stage
 
     ctx = RunContext.from_dict(run["context"])
     locking.renew_run(ctx.warehouse, ctx.owner_run_id)
@@ -241,7 +242,8 @@ def run_task(stage: str, run: dict[str, Any]) -> dict[str, Any]:
 
 def finish_run(run: dict[str, Any]) -> dict[str, Any]:
     """The last task: rebuild what the run's batches changed, release the leases, clean up."""
-    from pipelines.run.pipeline import Leases, finish
+    from pipelines.run.lifecycle import Leases
+    from pipelines.run.rebuilds import finish
 
     ctx = RunContext.from_dict(run["context"])
     load_hmac_key_from_connection()
@@ -306,7 +308,8 @@ def on_run_failure(context: dict[str, Any]) -> None:
     """A failed run: release its leases so the next run is not blocked, clean up, and alert."""
     from pipelines.context import check_warehouse
     from pipelines.orchestration.alerts import notify_failure
-    from pipelines.run.pipeline import discard_unpublished, record_failure
+    from pipelines.run.lifecycle import discard_unpublished
+    from pipelines.run.ordering import record_failure
 
     fields = _fields(context)
     params = context.get("params") or {}

@@ -17,12 +17,10 @@ identify how customers drop out. `predictive.enabled: false` turns the models of
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 
 import duckdb
@@ -331,35 +329,3 @@ class Predictive:
             )
             .to_arrow()
         )
-
-
-def backtest_drift_warning(
-    warehouse: Path, snapshot: str, current_mae: float | None, ratio: float
-) -> str | None:
-    """A warning when the backtest error moved a lot since the previous published snapshot."""
-    if current_mae is None or not math.isfinite(current_mae):
-        return None
-    from pipelines.storage.snapshots import published_snapshots
-
-    root = warehouse / "marts" / "model_backtest"
-    earlier = [
-        root / f"snapshot_date={day.isoformat()}"
-        for day in published_snapshots(warehouse)
-        if day.isoformat() < snapshot
-        and (root / f"snapshot_date={day.isoformat()}" / "part-0.parquet").exists()
-    ]
-    if not earlier:
-        return None
-    previous = pl.read_parquet(earlier[-1] / "part-0.parquet", glob=False).filter(
-        pl.col("scope") == "overall"
-    )["mae"]
-    if previous.len() == 0 or previous[0] is None or previous[0] <= 0:
-        return None
-    before = float(previous[0])
-    change = current_mae / before
-    if change > ratio or change < 1 / ratio:
-        return (
-            f"model backtest drift: holdout MAE {current_mae:.4f} vs {before:.4f} at "
-            f"{earlier[-1].name} ({change:.2f}x; threshold {ratio:g}x)"
-        )
-    return None

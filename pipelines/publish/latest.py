@@ -14,6 +14,7 @@ from typing import Any
 import polars as pl
 
 from pipelines.errors import CustvalError
+from pipelines.storage import layout
 from pipelines.storage.jsonfile import read_json, write_json
 from pipelines.storage.snapshots import published_snapshots
 
@@ -31,14 +32,14 @@ def refresh_latest(asset_extras: list[dict[str, Any]]) -> dict[str, Any]:
     if not published:
         raise CustvalError(f"{warehouse} has no published snapshot yet")
     snapshot = published[-1].isoformat()
-    manifest = read_json(warehouse / "runs" / f"snapshot_date={snapshot}" / "manifest.json") or {}
+    manifest = read_json(layout.manifest_path(warehouse, published[-1])) or {}
     tables = {name: entry["path"] for name, entry in sorted(manifest.get("tables", {}).items())}
     kpis = (
         pl.read_parquet(Path(tables["kpi_summary"]) / "part-0.parquet", glob=False).to_dicts()[0]
         if "kpi_summary" in tables
         else {}
     )
-    latest = warehouse / "latest"
+    latest = warehouse / layout.LATEST
     write_json(latest / "kpis.json", {"snapshot_date": snapshot, **kpis})
     write_json(latest / "tables.json", tables)
     return {"warehouse": str(warehouse), "snapshot_date": snapshot, "tables": len(tables)}

@@ -20,11 +20,10 @@ from typing import Any
 
 from pipelines.context import RunContext
 from pipelines.errors import ReconciliationError
-from pipelines.storage import locking, snapshots
+from pipelines.storage import layout, locking, snapshots
 from pipelines.storage.history import batch_record, ingested_dates
 from pipelines.storage.jsonfile import read_json, write_json
 
-RUNS_ZONE = Path("runs")
 PACKAGES = (
     "custval",
     "apache-airflow",
@@ -58,12 +57,8 @@ def stage_metrics(ctx: RunContext) -> dict[str, Any]:
     return out
 
 
-def manifest_path(warehouse: Path, snapshot: str) -> Path:
-    return warehouse / RUNS_ZONE / f"snapshot_date={snapshot}" / "manifest.json"
-
-
 def read_manifest(warehouse: Path, snapshot: date) -> dict[str, Any] | None:
-    return read_json(manifest_path(warehouse, snapshot.isoformat()))
+    return read_json(layout.manifest_path(warehouse, snapshot))
 
 
 def batch_results(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any], bool]:
@@ -183,7 +178,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
         version,
         fence=lambda: locking.fenced(ctx.warehouse, ctx.snapshot_date, ctx.owner_run_id),
     )
-    path = manifest_path(ctx.warehouse, ctx.snapshot_date.isoformat())
+    path = layout.manifest_path(ctx.warehouse, ctx.snapshot_date)
     write_json(path.parent / "history" / f"{ctx.run_id}.json", manifest, durable=True)
-    (path.parent / "_last_failure.json").unlink(missing_ok=True)
+    layout.failure_path(ctx.warehouse, ctx.snapshot_date).unlink(missing_ok=True)
     return {"manifest_path": str(path), **manifest}

@@ -10,18 +10,14 @@ the version it started.
 from __future__ import annotations
 
 import os
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from pipelines.context import RunContext
-from pipelines.storage import snapshots
+from pipelines.storage import layout, snapshots
 from pipelines.storage.faults import checkpoint
 from pipelines.storage.history import batch_quarantine
 from pipelines.storage.jsonfile import read_json, write_json
-
-MARTS_ZONE = PurePosixPath("marts")
-QUARANTINE_ZONE = PurePosixPath("quarantine") / "orders"
-TABLE_FILE = "part-0.parquet"
 
 
 def _version(ctx: RunContext) -> Path:
@@ -49,22 +45,22 @@ def run(ctx: RunContext) -> dict[str, Any]:
     version = _version(ctx)
     tables: dict[str, str] = {}
     for name in sorted(marts["tables"]):
-        rel = MARTS_ZONE / name / TABLE_FILE
+        rel = layout.MARTS / name / layout.TABLE_FILE
         dest = version / rel
         if not dest.exists():
             dest.parent.mkdir(parents=True, exist_ok=True)
             checkpoint("publish.table")
-            os.replace(built / name / TABLE_FILE, dest)
+            os.replace(built / name / layout.TABLE_FILE, dest)
         tables[name] = str(snapshots.visible_path(ctx.warehouse, ctx.snapshot_date, rel).parent)
 
     quarantine = None
     source = _quarantine_source(ctx)
     if source is not None and source.is_file():
-        rel = QUARANTINE_ZONE / TABLE_FILE
+        rel = layout.QUARANTINE / layout.TABLE_FILE
         staged = version / rel
         if not staged.exists():
-            snapshots.restrict(version / rel.parts[0])  # source values, PII: restricted
-            snapshots.restrict(ctx.warehouse / rel.parts[0])
+            layout.restrict(version / rel.parts[0])  # source values, PII: restricted
+            layout.restrict(ctx.warehouse / rel.parts[0])
             staged.parent.mkdir(parents=True, exist_ok=True)
             checkpoint("publish.quarantine")
             os.link(source, staged)  # validate wrote it conformed; the same bytes, no copy

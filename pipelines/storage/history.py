@@ -27,21 +27,18 @@ from typing import Any
 
 import polars as pl
 
+from pipelines.storage import layout
 from pipelines.storage.jsonfile import read_json
+from pipelines.storage.layout import accepted_partition
 
-ACCEPTED_ZONE = Path("accepted") / "orders"
 BATCH_RECORD = "_batch.json"
 BATCH_QUARANTINE = "_quarantine.parquet"
 BATCH_FILE = "part-0.parquet"
 
 
-def accepted_partition(warehouse: Path, ingest_date: date) -> Path:
-    return warehouse / ACCEPTED_ZONE / f"ingest_date={ingest_date.isoformat()}"
-
-
 def ingested_dates(warehouse: Path) -> list[date]:
     """Dates of the batches that passed validation, oldest first."""
-    root = warehouse / ACCEPTED_ZONE
+    root = warehouse / layout.ACCEPTED
     if not root.is_dir():
         return []
     out = []

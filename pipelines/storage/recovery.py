@@ -17,8 +17,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from pipelines.context import WORK
-from pipelines.storage import locking, snapshots
+from pipelines.storage import layout, locking, snapshots
 
 log = logging.getLogger("custval.recovery")
 
@@ -34,7 +33,7 @@ def recover_warehouse(warehouse: Path) -> list[str]:
     """Repair the warehouse after crashed runs; one line per repair (also logged)."""
     if not warehouse.is_dir():
         return []
-    work = warehouse / WORK
+    work = warehouse / layout.WORK
     # List first, then ask which runs are live: a run that starts meanwhile owns nothing listed.
     leftovers = sorted(p for p in work.iterdir() if p.is_dir()) if work.is_dir() else []
     live: set[str] | None = None

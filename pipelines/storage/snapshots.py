@@ -30,8 +30,9 @@ reads the files there. The version that was current before (`previous`) is kept 
 commit, so a pinned reader has a whole publish cycle to finish.
 
 Crashes: a version that never became `current` is garbage, and a commit interrupted after the
-switch leaves a journal file (`.commit`) that `recover` rolls forward (links made). `recover` runs at the start of every command; it only touches what no live
-run owns (`pipelines/storage/locking.py` says which runs are live).
+switch leaves a journal file (`.commit`) that `recover` rolls forward (links made). `recover`
+runs at the start of every command; it only touches what no live run owns
+(`pipelines/storage/locking.py` says which runs are live).
 """
 
 from __future__ import annotations
@@ -46,25 +47,23 @@ from datetime import date
 from pathlib import Path, PurePosixPath
 
 from pipelines.errors import PublishError
+from pipelines.storage import layout
 from pipelines.storage.atomic import fsync_path
 from pipelines.storage.faults import checkpoint
 from pipelines.storage.jsonfile import read_json, write_json
 
-SNAPSHOTS_ZONE = Path("_snapshots")
 CURRENT = "current"
 PREVIOUS = "previous"  # the version current before: kept until the next commit, for pinned readers
 JOURNAL = ".commit"
-MANIFEST = PurePosixPath("runs") / "manifest.json"
-RESTRICTED_PARTS = ("quarantine",)  # version subtrees only the pipeline's own user may read
+MANIFEST = PurePosixPath(layout.RUNS.as_posix()) / layout.MANIFEST_FILE
 _SEP = "@"  # run ids never contain it (see RunContext.create)
 
 
-def partition_name(snapshot: date) -> str:
-    return f"snapshot_date={snapshot.isoformat()}"
+partition_name = layout.snapshot_partition
 
 
 def snapshot_root(warehouse: Path, snapshot: date) -> Path:
-    return warehouse / SNAPSHOTS_ZONE / partition_name(snapshot)
+    return warehouse / layout.SNAPSHOTS / partition_name(snapshot)
 
 
 def owner_of(version_name: str) -> str:
@@ -90,17 +89,8 @@ def current_version(warehouse: Path, snapshot: date) -> Path | None:
 
 def published_snapshots(warehouse: Path) -> list[date]:
     """Snapshots whose manifest readers can see, oldest first."""
-    runs = warehouse / "runs"
-    if not runs.is_dir():
-        return []
-    out = []
-    for entry in runs.iterdir():
-        if entry.name.startswith("snapshot_date=") and (entry / "manifest.json").is_file():
-            try:
-                out.append(date.fromisoformat(entry.name.split("=", 1)[1]))
-            except ValueError:
-                continue
-    return sorted(out)
+    partitions = layout.dated_partitions(warehouse / layout.RUNS, "snapshot_date")
+    return [day for day, entry in partitions.items() if (entry / layout.MANIFEST_FILE).is_file()]
 
 
 def visible_path(warehouse: Path, snapshot: date, rel: PurePosixPath) -> Path:
@@ -127,12 +117,6 @@ def _fsync_tree(root: Path) -> None:
     for path in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
         fsync_path(path)
     fsync_path(root)
-
-
-def restrict(path: Path) -> None:
-    """Only the pipeline's own user may enter (restricted zones hold source values, PII)."""
-    path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
 
 
 @dataclass(frozen=True)
@@ -235,7 +219,7 @@ def _link_all(
         link = visible_path(warehouse, snapshot, rel)
         _ensure_link(link, os.path.relpath(root / CURRENT / rel, link.parent))
     for partition in {link.parent for link in wanted}:
-        if partition.parent.name != "runs":  # runs/snapshot_date=D/ also keeps history/
+        if partition.parent.name != layout.RUNS.name:  # runs/snapshot_date=D/ also keeps history/
             _drop_strays(partition, keep={link.name for link in wanted if link.parent == partition})
 
 
@@ -275,7 +259,7 @@ def recover(warehouse: Path, live_runs: Callable[[], set[str]]) -> list[str]:
     the scan (and so is not in the set) cannot own anything listed. Returns one line per
     repair, for the log.
     """
-    zone = warehouse / SNAPSHOTS_ZONE
+    zone = warehouse / layout.SNAPSHOTS
     if not zone.is_dir():
         return []
     roots = [

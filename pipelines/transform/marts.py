@@ -268,7 +268,8 @@ def build_snapshot(
 
 
 def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) -> dict[str, Any]:
-    from pipelines.predictive.predictive import Predictive, backtest_drift_warning
+    from pipelines.predictive.drift import backtest_drift_warning
+    from pipelines.predictive.predictive import Predictive
 
     config = ctx.config
     check_contract_horizons(config)

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.errors import ReconciliationError, SourceError
-from pipelines.extract import readers
+from pipelines.extract import csv_reader, readers, streams
 from pipelines.extract.readers import LINEAGE, ReadOptions, file_format, read_raw
 
 KNOWN = ["order_id", "customer_id", "order_ts", "amount", "currency", "status"]
@@ -675,14 +675,14 @@ def test_line_splitting_across_read_chunks(
         pieces = [e + b"\n" for e in expected[:-1]] + (
             [expected[-1] + (b"\n" if data.endswith(b"\n") else b"")] if expected else []
         )
-        monkeypatch.setattr(readers, "_CHUNK", chunk)
+        monkeypatch.setattr(streams, "_CHUNK", chunk)
         with readers._open(p, None) as fh:
             assert list(readers._iter_lines(fh)) == pieces
         assert readers._count_lines(p, None) == (
             _physical_lines(data),
             pieces[-1] if pieces else b"",
         )
-    monkeypatch.setattr(readers, "_CHUNK", chunk)
+    monkeypatch.setattr(streams, "_CHUNK", chunk)
     small = tmp_path / "dirty.csv"
     small.write_bytes(DIRTY_CSV)
     got = read_raw(small, KNOWN)
@@ -723,7 +723,7 @@ def test_round_trip_of_csv_writer_output_and_fast_equals_slow(
         assert raw.lines == _physical_lines(p.read_bytes())
         used_fast += raw.fast_path
         with monkeypatch.context() as m:
-            m.setattr(readers, "_read_csv_fast", lambda *a, **k: None)
+            m.setattr(csv_reader, "_read_csv_fast", lambda *a, **k: None)
             slow = read_raw(p, header)
         assert not slow.fast_path and slow.frame.equals(raw.frame)
     assert used_fast >= 50  # the single-line files take the fast path

@@ -1,0 +1,94 @@
+"""The `custval` Typer app: options shared by the commands, and one line for every failure.
+
+Errors a user can act on print as one line (`error: ...`) with a non-zero exit code; a full
+traceback only appears with `--debug`. The pipeline's warnings print as `warning:` lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import date
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from pipelines.cli.failures import custval_error_line, failure_line
+from pipelines.errors import CustvalError
+
+app = typer.Typer(
+    name="custval",
+    help="Raw orders in, customer-value tables out (RFM, ABC, lifecycle, cohorts, CLV) as Parquet.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+console = Console(highlight=False)
+
+
+err_console = Console(stderr=True, highlight=False)
+
+
+_DEBUG = {"on": False}
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+) -> None:
+    _DEBUG["on"] = debug
+    _log_warnings_to_stderr()
+
+
+def _log_warnings_to_stderr() -> None:
+    """The pipeline's warnings (a dead run's lease taken over, a repair) as `warning:` lines."""
+    logger = logging.getLogger("custval")
+    if not any(getattr(h, "_custval_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("warning: %(message)s"))
+        handler.setLevel(logging.WARNING)
+        handler._custval_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def parse_date_option(value: str | None, what: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        fail(f"invalid {what} {value!r}: expected YYYY-MM-DD", 2)
+    return None
+
+
+def seconds_option(value: float, what: str) -> float:
+    if value != value or value < 0 or value == float("inf"):
+        fail(f"invalid {what} {value}: give a number of seconds >= 0", 2)
+    return value
+
+
+def main() -> None:
+    try:
+        app()
+    except CustvalError as exc:
+        if _DEBUG["on"]:
+            raise
+        err_console.print(f"[bold red]error:[/] {custval_error_line(exc)}", soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        if _DEBUG["on"]:
+            raise
+        err_console.print(f"[bold red]error:[/] {failure_line(exc)}", soft_wrap=True)
+        sys.exit(1)

@@ -1,0 +1,298 @@
+"""`custval run`, `backfill` and `unlock`: one snapshot, a range of them, a stuck lease."""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pipelines.cli.app import app, console, err_console, fail, parse_date_option, seconds_option
+from pipelines.cli.failures import custval_error_line, failure_line
+from pipelines.errors import CustvalError
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _stage_line(name: str, result: dict[str, Any]) -> str:
+    if name == "extract":
+        return f"{_plural(result['rows_in'], 'row')} from {_plural(len(result['files']), 'file')}"
+    if name == "validate":
+        c = result["counts"]
+        return f"{c['rows_accepted']:,} accepted · {c['rows_quarantined']:,} quarantined · {c['rows_duplicate']:,} duplicate"
+    if name == "extract" and result.get("reused"):
+        return f"{_plural(result['rows_in'], 'row')} already ingested for this date (reused)"
+    if name == "stage":
+        return f"{result['rows_in_snapshot']:,} orders in the snapshot ({result['rows_after_snapshot']:,} later)"
+    if name == "marts":
+        return ", ".join(f"{t} {_plural(v['rows'], 'row')}" for t, v in result["tables"].items())
+    if name == "publish":
+        return f"{_plural(len(result['tables']), 'table')}" + (
+            " + quarantine" if result.get("quarantine") else ""
+        )
+    if name == "manifest":
+        return result["manifest_path"]
+    return ""
+
+
+def run_context(
+    source: str,
+    as_of: date,
+    warehouse: Path,
+    config: Path | None,
+    source_kind: str = "auto",
+    table: str | None = None,
+    reingest: bool = False,
+    allow_partial_day: bool = False,
+) -> Any:
+    from pipelines.context import RunContext
+
+    return RunContext.create(
+        source=source,
+        snapshot_date=as_of,
+        warehouse=warehouse,
+        config_path=str(config) if config else None,
+        source_kind=source_kind,
+        table=table,
+        reingest=reingest,
+        allow_partial_day=allow_partial_day,
+    )
+
+
+def run_snapshot(ctx: Any, quiet: bool = False, wait_seconds: float = 0) -> dict[str, Any]:
+    """Run the pipeline for one snapshot with a live line per stage."""
+    from pipelines.run.pipeline import run_all
+
+    if not quiet:
+        console.print(
+            f"[bold]custval run[/] snapshot {ctx.snapshot_date} · source {ctx.source_spec.display} → {ctx.warehouse}"
+        )
+    started: dict[str, float] = {}
+    status = None if quiet else console.status("starting ...")
+
+    def on_start(name: str, _ctx: Any) -> None:
+        started[name] = time.perf_counter()
+        if status is not None:
+            status.update(f"{name} ...")
+
+    def on_end(name: str, stage_ctx: Any, result: dict[str, Any]) -> None:
+        if quiet:
+            return
+        seconds = time.perf_counter() - started.get(name, time.perf_counter())
+        prefix = (
+            ""
+            if stage_ctx.snapshot_date == ctx.snapshot_date
+            else f"[{stage_ctx.snapshot_date} rebuilt] "
+        )
+        timing = f"  [dim]{seconds:.1f} s[/]" if name in started and not prefix else ""
+        console.print(
+            f" [green]✓[/] {prefix}{name:<9} {_stage_line(name, result)}{timing}", soft_wrap=True
+        )
+
+    if status is not None:
+        status.start()
+    try:
+        manifest = run_all(
+            ctx, on_stage_start=on_start, on_stage_end=on_end, wait_seconds=wait_seconds
+        )
+    finally:
+        if status is not None:
+            status.stop()
+    if not quiet:
+        for line in manifest.get("warnings", []):
+            err_console.print(f"[yellow]warning:[/] {line}", soft_wrap=True)
+        if manifest.get("late_batches"):
+            console.print(
+                f" [green]✓[/] ingested late batches of {', '.join(manifest['late_batches'])}"
+            )
+    return manifest
+
+
+SourceKindOption = Annotated[
+    str, typer.Option("--source-kind", help="auto, files, landing or postgres.")
+]
+
+
+TableOption = Annotated[
+    str | None, typer.Option(help="PostgreSQL table or view to read (with a postgresql:// source).")
+]
+
+
+AllowPartialOption = Annotated[
+    bool,
+    typer.Option(
+        help="Build a snapshot of a day that has not ended yet (today, UTC); by default only ended days are built."
+    ),
+]
+
+
+@app.command()
+def run(
+    source: Annotated[
+        str,
+        typer.Option(
+            help="Files (a file, directory or glob of CSV/Parquet/JSON Lines), a landing directory of date=YYYY-MM-DD folders, or postgresql://user@host:port/db."
+        ),
+    ],
+    as_of: Annotated[
+        str,
+        typer.Option(
+            "--as-of", help="Snapshot date YYYY-MM-DD: orders up to the end of this day (UTC)."
+        ),
+    ],
+    warehouse: Annotated[
+        Path, typer.Option(help="Warehouse directory the tables are published into.")
+    ],
+    config: Annotated[
+        Path | None, typer.Option(help="YAML file overriding the default configuration.")
+    ] = None,
+    source_kind: SourceKindOption = "auto",
+    table: TableOption = None,
+    wait: Annotated[
+        float,
+        typer.Option(
+            help="Seconds to wait when another run holds the snapshot, or the day before it is not built yet (default: fail at once)."
+        ),
+    ] = 0,
+    reingest: Annotated[
+        bool,
+        typer.Option(
+            help="Read an incremental source's batch for this date again instead of reusing the one already landed."
+        ),
+    ] = False,
+    allow_partial_day: AllowPartialOption = False,
+) -> None:
+    """Run the whole pipeline for one snapshot date."""
+    snapshot = parse_date_option(as_of, "--as-of")
+    assert snapshot is not None
+    wait = seconds_option(wait, "--wait")
+    if config is not None and not config.is_file():
+        fail(f"config file not found: {config}", 2)
+    ctx = run_context(
+        source, snapshot, warehouse, config, source_kind, table, reingest, allow_partial_day
+    )
+    run_snapshot(ctx, wait_seconds=wait)
+
+
+@app.command()
+def backfill(
+    start: Annotated[str, typer.Option(help="First snapshot date (YYYY-MM-DD).")],
+    end: Annotated[str, typer.Option(help="Last snapshot date (YYYY-MM-DD), included.")],
+    source: Annotated[
+        str, typer.Option(envvar="CUSTVAL_SOURCE", help="As for `run` (default: $CUSTVAL_SOURCE).")
+    ],
+    warehouse: Annotated[
+        Path,
+        typer.Option(
+            envvar="CUSTVAL_WAREHOUSE", help="As for `run` (default: $CUSTVAL_WAREHOUSE)."
+        ),
+    ],
+    config: Annotated[
+        Path | None, typer.Option(help="YAML file overriding the default configuration.")
+    ] = None,
+    source_kind: SourceKindOption = "auto",
+    table: TableOption = None,
+    keep_going: Annotated[
+        bool, typer.Option(help="Go on with the next date after a failed one.")
+    ] = False,
+    wait: Annotated[
+        float,
+        typer.Option(
+            help="Seconds to wait, per date, for another run holding a snapshot (e.g. a second backfill)."
+        ),
+    ] = 0,
+    allow_partial_day: AllowPartialOption = False,
+) -> None:
+    """Run the snapshots START..END in order -- the same runs as the nightly ones."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pipelines.run.pipeline import run_dates
+
+    first, last = parse_date_option(start, "--start"), parse_date_option(end, "--end")
+    assert first is not None and last is not None
+    if last < first:
+        fail(f"--end {last} is before --start {first}", 2)
+    wait = seconds_option(wait, "--wait")
+    if config is not None and not config.is_file():
+        fail(f"config file not found: {config}", 2)
+    total = (last - first).days + 1
+    failures = 0
+    with Progress(
+        TextColumn("backfill"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("dates", total=total)
+
+        def on_date(
+            day: date, manifest: dict[str, Any] | None, error: BaseException | None
+        ) -> None:
+            nonlocal failures
+            if error is None and manifest is not None:
+                c = manifest["counts"]
+                rebuilt = manifest.get("rebuilt_snapshots") or []
+                extra = f" · rebuilt {', '.join(rebuilt)}" if rebuilt else ""
+                bar.console.print(
+                    f" [green]✓[/] {day}  {c['rows_in']:,} in · {c['rows_accepted']:,} accepted · "
+                    f"{c['rows_quarantined']:,} quarantined · {c['rows_duplicate']:,} duplicate · "
+                    f"{manifest['tables']['customer_rfm']['rows']:,} customers{extra}",
+                    soft_wrap=True,
+                )
+            else:
+                failures += 1
+                assert error is not None
+                text = (
+                    custval_error_line(error)
+                    if isinstance(error, CustvalError)
+                    else failure_line(error)
+                )
+                bar.console.print(f" [red]✗[/] {day}  {text}", soft_wrap=True)
+            bar.advance(task)
+
+        run_dates(
+            lambda day: run_context(
+                source,
+                day,
+                warehouse,
+                config,
+                source_kind,
+                table,
+                allow_partial_day=allow_partial_day,
+            ),
+            first,
+            last,
+            on_date,
+            stop_on_error=not keep_going,
+            wait_seconds=wait,
+        )
+    if failures:
+        fail(f"{failures} of {total} dates failed", 1)
+
+
+@app.command()
+def unlock(
+    as_of: Annotated[str, typer.Option("--as-of", help="The snapshot date whose lease to remove.")],
+    warehouse: Annotated[Path, typer.Option(help="Warehouse directory.")],
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Remove the lease even if its run looks alive, or the file is unreadable."
+        ),
+    ] = False,
+) -> None:
+    """Remove a snapshot's lease left by a run that died (a dead run's lease is also taken over by itself)."""
+    from pipelines.context import check_warehouse
+    from pipelines.storage import locking
+    from pipelines.storage.recovery import recover_warehouse
+
+    snapshot = parse_date_option(as_of, "--as-of")
+    assert snapshot is not None
+    root = check_warehouse(warehouse)
+    console.print(locking.unlock(root, snapshot, force=force))
+    recover_warehouse(root)

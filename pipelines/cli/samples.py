@@ -1,0 +1,201 @@
+"""`custval generate`, `demo`, `bench` and `docs`: sample data, a guided first run, timings."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, cast
+
+import typer
+from rich.table import Table
+
+from pipelines.cli.app import app, console, fail, parse_date_option
+from pipelines.cli.runs import run_context, run_snapshot
+
+
+@app.command()
+def generate(
+    orders: Annotated[
+        int, typer.Option("--orders", "-n", help="Number of orders to write.", min=1)
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output file (.csv, .parquet or .jsonl).")
+    ],
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 42,
+    start: Annotated[
+        str, typer.Option(help="First day of the order history (YYYY-MM-DD).")
+    ] = "2024-01-01",
+    days: Annotated[int, typer.Option(help="Length of the order history in days.", min=1)] = 730,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="csv, parquet or jsonl (default: from the file suffix)."),
+    ] = None,
+    minimal: Annotated[
+        bool, typer.Option(help="Only the required columns (no status, channel, email).")
+    ] = False,
+) -> None:
+    """Write realistic synthetic raw orders (BG/NBD purchase process, Gamma-Gamma spend)."""
+    from pipelines.tools.generate import FORMATS, format_from_path, simulate_orders, write_orders
+
+    start_date = parse_date_option(start, "--start")
+    assert start_date is not None
+    chosen = fmt or format_from_path(out) or "csv"
+    if chosen not in FORMATS:
+        fail(f"unknown --format {chosen!r}; use one of {', '.join(FORMATS)}", 2)
+    t0 = time.perf_counter()
+    with console.status(f"simulating {orders:,} orders ..."):
+        frame = simulate_orders(
+            orders, seed=seed, start=start_date, days=days, extra_columns=not minimal
+        )
+    with console.status(f"writing {out} ..."):
+        write_orders(frame, out, chosen)  # type: ignore[arg-type]
+    customers = frame["customer_id"].n_unique()
+    console.print(
+        f"wrote {orders:,} orders of {customers:,} customers to {out} ({chosen}) "
+        f"in {time.perf_counter() - t0:.1f} s; last day {cast(datetime, frame['order_ts'].max()):%Y-%m-%d}"
+    )
+
+
+@app.command()
+def demo(
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where to put the sample and the warehouse.")
+    ] = Path("demo"),
+    orders: Annotated[int, typer.Option(help="Orders in the sample.", min=100)] = 50_000,
+) -> None:
+    """Generate a sample into ./demo/, run the pipeline for its last day, and summarise."""
+    import polars as pl
+
+    from pipelines.tools.generate import simulate_orders, write_orders
+
+    source = directory / "orders.csv"
+    warehouse = directory / "warehouse"
+    with console.status(f"generating {orders:,} sample orders into {source} ..."):
+        frame = simulate_orders(orders, seed=7)
+        write_orders(frame, source, "csv")
+    last_day = frame["order_ts"].max().date()  # type: ignore[union-attr]
+    console.print(
+        f"sample: {orders:,} orders, {frame['customer_id'].n_unique():,} customers, up to {last_day}"
+    )
+    manifest = run_snapshot(run_context(str(source), last_day, warehouse, None))
+
+    rfm = pl.read_parquet(Path(manifest["tables"]["customer_rfm"]["path"]))
+    clv = pl.read_parquet(Path(manifest["tables"]["customer_clv"]["path"]))
+    by_segment = (
+        rfm.group_by("rfm_segment")
+        .agg(pl.len().alias("customers"), pl.col("monetary_total").sum().alias("revenue"))
+        .sort("revenue", descending=True)
+    )
+    total = by_segment["revenue"].sum()
+    table = Table(title="Customers per RFM segment")
+    for col, justify in (
+        ("segment", "left"),
+        ("customers", "right"),
+        ("revenue", "right"),
+        ("share", "right"),
+    ):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for seg, n, revenue in by_segment.iter_rows():
+        table.add_row(seg, f"{n:,}", f"{revenue:,.0f}", f"{revenue / total:.0%}")
+    console.print(table)
+    top = (
+        rfm.join(clv.select("customer_id", "clv_retention"), on="customer_id")
+        .sort(["monetary_total", "customer_id"], descending=[True, False])
+        .head(5)
+    )
+    table = Table(title="Top customers by net revenue")
+    for col in ("customer", "orders", "revenue", "CLV", "segment", "stage", "tier"):
+        table.add_column(col)
+    for r in top.iter_rows(named=True):
+        value = r["clv_retention"]
+        table.add_row(
+            r["customer_id"],
+            str(r["order_count"]),
+            f"{r['monetary_total']:,.0f}",
+            "-" if value is None else f"{value:,.0f}",
+            r["rfm_segment"],
+            r["lifecycle_stage"],
+            r["loyalty_tier"],
+        )
+    console.print(table)
+    console.print(f"tables:    {warehouse / 'marts'} ({', '.join(sorted(manifest['tables']))})")
+    console.print(f"manifest:  {manifest['manifest_path']}")
+    console.print(f"quality:   {manifest['validation']['docs_index']}")
+    console.print(
+        f"try:       duckdb -c \"select * from '{warehouse}/marts/customer_rfm/*/*.parquet' limit 5\""
+    )
+
+
+@app.command()
+def bench(
+    orders: Annotated[
+        int, typer.Option("--orders", "-n", help="Orders to generate.", min=1)
+    ] = 1_000_000,
+    fmt: Annotated[
+        str, typer.Option("--format", help="Source format: csv, parquet or jsonl.")
+    ] = "csv",
+    workdir: Annotated[
+        Path | None,
+        typer.Option(help="Directory for the data (default: a temp dir, removed after)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+) -> None:
+    """Generate N orders, run the pipeline, print seconds and peak memory per stage."""
+    import json
+    import shutil
+    import tempfile
+
+    from pipelines.run.metrics import measure
+    from pipelines.tools.generate import simulate_orders, write_orders
+
+    base = workdir or Path(tempfile.mkdtemp(prefix="custval-bench-"))
+    try:
+        source = base / f"orders.{fmt}"
+        with console.status(f"generating {orders:,} orders ..."), measure() as gen:
+            frame = simulate_orders(orders, seed=seed)
+            last_day = frame["order_ts"].max().date()  # type: ignore[union-attr]
+            write_orders(frame, source, fmt)  # type: ignore[arg-type]
+            del frame
+        manifest = run_snapshot(run_context(str(source), last_day, base / "warehouse", None))
+        table = Table(title=f"custval bench: {orders:,} orders ({fmt}), {os.cpu_count()} cores")
+        for col in ("stage", "seconds", "peak RSS MB"):
+            table.add_column(col, justify="right")
+        table.add_row("generate", f"{gen.seconds:.2f}", f"{gen.peak_rss_mb:,.0f}")
+        total = 0.0
+        for name, m in manifest["stages"].items():
+            table.add_row(name, f"{m['seconds']:.2f}", f"{m['peak_rss_mb']:,.0f}")
+            total += m["seconds"]
+        table.add_row("pipeline total", f"{total:.2f}", "")
+        console.print(table)
+        # one machine-readable line last (not wrapped), for scripts that keep benchmark records
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "orders": orders,
+                    "format": fmt,
+                    "cores": os.cpu_count(),
+                    "generate": gen.as_dict(),
+                    "stages": manifest["stages"],
+                    "counts": manifest["counts"],
+                }
+            )
+            + "\n"
+        )
+    finally:
+        if workdir is None:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+@app.command()
+def docs(
+    out: Annotated[Path, typer.Option(help="Where to write the data dictionary.")] = Path(
+        "docs/data_dictionary.md"
+    ),
+) -> None:
+    """Regenerate the data dictionary from the data contracts."""
+    from pipelines.tools.dictionary import write
+
+    console.print(f"wrote {write(out)}")

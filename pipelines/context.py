@@ -19,11 +19,19 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from pipelines.config import Config, load_config
 from pipelines.errors import CustvalError
 from pipelines.sources import Source, resolve
+from pipelines.stage_results import (
+    ExtractResult,
+    MartsResult,
+    PublishResult,
+    SnapshotOrdersResult,
+    StageName,
+    ValidateResult,
+)
 from pipelines.storage import layout
 from pipelines.storage.jsonfile import write_json
 
@@ -226,11 +234,22 @@ class RunContext:
 
     # Stage results -------------------------------------------------------------------------
 
-    def save_result(self, stage: str, result: dict[str, Any]) -> dict[str, Any]:
+    def save_result(self, stage: StageName, result: Any) -> Any:
         write_json(self.work_dir / f"{stage}.json", result)
         return result
 
-    def load_result(self, stage: str) -> dict[str, Any]:
+    @overload
+    def load_result(self, stage: Literal["extract"]) -> ExtractResult: ...
+    @overload
+    def load_result(self, stage: Literal["validate"]) -> ValidateResult: ...
+    @overload
+    def load_result(self, stage: Literal["stage"]) -> SnapshotOrdersResult: ...
+    @overload
+    def load_result(self, stage: Literal["marts"]) -> MartsResult: ...
+    @overload
+    def load_result(self, stage: Literal["publish"]) -> PublishResult: ...
+    def load_result(self, stage: StageName) -> Any:
+        """The record a completed stage saved (typed by stage: `pipelines/stage_results.py`)."""
         path = self.work_dir / f"{stage}.json"
         if not path.exists():
             raise CustvalError(f"run {self.run_id}: stage {stage!r} has not completed (no {path})")

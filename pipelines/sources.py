@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from pipelines import secrets
 from pipelines.errors import SourceError
 
 Kind = Literal["files", "landing", "postgres"]
@@ -68,14 +69,8 @@ def arrival_dirs(root: Path) -> dict[str, Path]:
 
 
 def connection_uri(reference: str) -> str:
-    """`conn:<id>` -> the URI of that Airflow connection (read when needed, never stored)."""
-    conn_id = reference.removeprefix("conn:")
-    try:
-        from airflow.sdk import Connection
-
-        uri = Connection.get(conn_id).get_uri()
-    except Exception as exc:  # noqa: BLE001 - any lookup failure is the same problem for the user
-        raise SourceError(f"cannot read the Airflow connection {conn_id!r}: {exc}") from None
+    """`conn:<id>` -> the URI of that connection (looked up when needed, never stored)."""
+    uri = secrets.connection_uri(reference.removeprefix("conn:"))
     return uri.replace("postgres://", "postgresql://", 1)
 
 

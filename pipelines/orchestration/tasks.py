@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -26,14 +25,15 @@ from typing import Any
 
 from pipelines.context import RunContext, parse_date
 from pipelines.errors import CustvalError
+from pipelines.orchestration import connections
 from pipelines.sources import KINDS
 from pipelines.storage import locking
 
 # Importing this module stays light (DAG files import it at parse time): the pipeline and
 # its heavy libraries are imported inside the task functions.
 
-HMAC_CONNECTION = "custval_hmac"
 log = logging.getLogger("custval.airflow")
+connections.register()  # `conn:<id>` sources and the HMAC key come from Airflow connections
 MARTS = (
     "customer_rfm",
     "customer_clv",
@@ -215,7 +215,6 @@ def start_run(
 
     ctx = new_run(params, logical_date, run_after, dag_run_id, data_interval_start)
     leases = begin(ctx, holder="run")
-    load_hmac_key_from_connection()
     ingest_late(ctx, leases)
     return run_task("extract", {"context": ctx.to_dict()})
 
@@ -234,8 +233,6 @@ def run_task(stage: str, run: dict[str, Any]) -> dict[str, Any]:
 
     ctx = RunContext.from_dict(run["context"])
     locking.renew_run(ctx.warehouse, ctx.owner_run_id)
-    if stage == "stage":
-        load_hmac_key_from_connection()
     result = run_stage(stage, ctx)
     return {"context": run["context"], stage: summary(result)}
 
@@ -246,7 +243,6 @@ def finish_run(run: dict[str, Any]) -> dict[str, Any]:
     from pipelines.run.rebuilds import finish
 
     ctx = RunContext.from_dict(run["context"])
-    load_hmac_key_from_connection()
     leases = Leases(ctx, "run", held=locking.leases_of(ctx.warehouse, ctx.owner_run_id))
     try:
         rebuilt = finish(ctx, leases)
@@ -254,20 +250,6 @@ def finish_run(run: dict[str, Any]) -> dict[str, Any]:
         leases.release()
     ctx.cleanup()
     return {"context": run["context"], "rebuilt_snapshots": rebuilt}
-
-
-def load_hmac_key_from_connection(env_var: str = "CUSTVAL_HMAC_KEY") -> None:
-    """Fill the HMAC key env var from the Airflow connection `custval_hmac` (its password)."""
-    if os.environ.get(env_var):
-        return
-    try:
-        from airflow.sdk import Connection
-
-        conn = Connection.get(HMAC_CONNECTION)
-    except Exception:  # noqa: BLE001 - no such connection: the stage reports the missing key
-        return
-    if conn is not None and conn.password:
-        os.environ[env_var] = conn.password
 
 
 # ------------------------------------------------------------------------------------------

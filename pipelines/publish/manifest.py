@@ -20,9 +20,11 @@ from typing import Any
 
 from pipelines.context import RunContext
 from pipelines.errors import ReconciliationError
+from pipelines.stage_results import ExtractResult, ValidateResult
 from pipelines.storage import layout, locking, snapshots
 from pipelines.storage.history import batch_record, ingested_dates
 from pipelines.storage.jsonfile import read_json, write_json
+from pipelines.validate.accepted import nothing_arrived
 
 PACKAGES = (
     "custval",
@@ -61,23 +63,32 @@ def read_manifest(warehouse: Path, snapshot: date) -> dict[str, Any] | None:
     return read_json(layout.manifest_path(warehouse, snapshot))
 
 
-def batch_results(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any], bool]:
+def nothing_extracted(ctx: RunContext) -> ExtractResult:
+    return {
+        "raw_dir": None,
+        "source": ctx.source_spec.display,
+        "source_kind": ctx.source_spec.kind,
+        "arrived": False,
+        "files": [],
+        "refused_files": [],
+        "rows_in": 0,
+        "input_fingerprint": None,
+        "reused": False,
+    }
+
+
+def batch_results(ctx: RunContext) -> tuple[ExtractResult, ValidateResult, bool]:
     """The extract and validate results of the batch behind the snapshot, and whether this
     run ingested it (a rebuild of a past snapshot reads the stored record of its batch)."""
     if ctx.has_result("validate") and ctx.load_result("validate").get("arrived", True):
         return ctx.load_result("extract"), ctx.load_result("validate"), True
     record = batch_record(ctx.warehouse, ctx.snapshot_date)
     if record is None:  # no batch arrived for this date (yet): nothing to reconcile
-        empty = {"rows_in": 0, "rows_accepted": 0, "rows_quarantined": 0, "rows_duplicate": 0}
-        return (
-            {"files": [], "raw_dir": None, "input_fingerprint": None, "arrived": False},
-            {"counts": empty, "per_file": [], "quarantine_reasons": {}, "warnings": [], "gx": None},
-            False,
-        )
+        return nothing_extracted(ctx), nothing_arrived(), False
     return record["extract"], record["validate"], False
 
 
-def source_warnings(extract: dict[str, Any]) -> list[str]:
+def source_warnings(extract: ExtractResult) -> list[str]:
     out = []
     nulls = (extract.get("watermark") or {}).get("rows_without_updated_at") or 0
     if nulls:

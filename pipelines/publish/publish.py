@@ -35,7 +35,8 @@ def _quarantine_source(ctx: RunContext) -> Path | None:
     if ctx.source_spec.incremental:
         return batch_quarantine(ctx.warehouse, ctx.snapshot_date)
     if ctx.has_result("validate"):
-        return Path(ctx.load_result("validate")["quarantine_path"])
+        path = ctx.load_result("validate")["quarantine_path"]
+        return Path(path) if path else None
     return None
 
 

@@ -129,6 +129,7 @@ def acquire(
     path = lease_path(warehouse, snapshot)
     deadline = time.monotonic() + wait
     pause = 0.05
+    record: dict[str, Any] = {}
     while True:
         with guarded(path):
             held = read_lease(path)

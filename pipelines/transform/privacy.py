@@ -1,7 +1,7 @@
 """PII handling: drop it, or replace it by a keyed hash (HMAC-SHA256) where a stable key is needed.
 
-The key comes from an environment variable (default `CUSTVAL_HMAC_KEY`; the Airflow DAG fills
-it from the connection `custval_hmac` when that exists). A missing key is an error, never a
+The key comes from an environment variable (default `CUSTVAL_HMAC_KEY`) or, under Airflow,
+the connection `custval_hmac` (`pipelines/secrets.py`). A missing key is an error, never a
 fallback to an unkeyed hash: an unkeyed SHA-256 of an e-mail address is trivially reversed
 by hashing a list of addresses.
 
@@ -15,10 +15,10 @@ vectorised), as HMAC(K, m) = H((K ^ opad) || H((K ^ ipad) || m)), tested against
 from __future__ import annotations
 
 import hashlib
-import os
 
 import polars as pl
 
+from pipelines import secrets
 from pipelines.config import Config
 from pipelines.contracts import Contract
 from pipelines.errors import CustvalError
@@ -31,7 +31,7 @@ class PrivacyError(CustvalError):
 
 
 def hmac_key(env_var: str) -> bytes:
-    value = os.environ.get(env_var, "")
+    value = secrets.hmac_key_text(env_var)
     if not value:
         raise PrivacyError(
             f"PII hashing is configured (privacy.hashed_columns) but the HMAC key is missing: "

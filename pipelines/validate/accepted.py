@@ -20,19 +20,18 @@ import polars as pl
 from pipelines.context import RunContext
 from pipelines.contracts import load_contract
 from pipelines.publish.tables import conform, write_table_file
+from pipelines.stage_results import ExtractResult, ValidateResult
 from pipelines.storage import layout
 from pipelines.storage.atomic import swap_in
 from pipelines.storage.history import BATCH_FILE, BATCH_QUARANTINE, BATCH_RECORD
 from pipelines.storage.jsonfile import write_json
-
-ZERO = {"rows_in": 0, "rows_accepted": 0, "rows_quarantined": 0, "rows_duplicate": 0}
 
 
 def write_batch(
     ctx: RunContext,
     accepted: pl.DataFrame,
     q: pl.DataFrame,
-    extract: dict[str, Any],
+    extract: ExtractResult,
     result: dict[str, Any],
 ) -> dict[str, Any]:
     """The accepted rows and the quarantine, staged; an incremental batch swapped into the accepted zone."""
@@ -70,11 +69,11 @@ def write_batch(
     return result
 
 
-def nothing_arrived() -> dict[str, Any]:
+def nothing_arrived() -> ValidateResult:
     """The result of a landing day whose folder has not arrived (a gap)."""
     return {
         "arrived": False,
-        "counts": dict(ZERO),
+        "counts": {"rows_in": 0, "rows_accepted": 0, "rows_quarantined": 0, "rows_duplicate": 0},
         "lines": {"lines_in": 0, "lines_quarantined": 0},
         "per_file": [],
         "quarantine_reasons": {},
@@ -102,7 +101,7 @@ def write_quarantine(q: pl.DataFrame, path: Path, run_id: str) -> Path:
 
 
 def keep_rejected(
-    ctx: RunContext, q: pl.DataFrame, reason: str, extract: dict[str, Any], incremental: bool
+    ctx: RunContext, q: pl.DataFrame, reason: str, extract: ExtractResult, incremental: bool
 ) -> Path:
     """Keep a rejected batch for inspection, outside every zone a snapshot reads."""
     kept = ctx.warehouse / layout.REJECTED / ctx.run_id

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from pipelines.stage_results import ExtractResult
+
 
 def file_of(rows: pl.Series, offsets: np.ndarray) -> np.ndarray:
     """The index of the file each batch row number belongs to."""
@@ -27,7 +29,9 @@ class LandedBatch:
     offsets: np.ndarray
 
     @classmethod
-    def from_extract(cls, extract: dict[str, Any]) -> LandedBatch:
+    def from_extract(cls, extract: ExtractResult) -> LandedBatch:
+        if extract["raw_dir"] is None:
+            raise ValueError("a batch that did not arrive has nothing to validate")
         files = extract["files"]
         offsets = np.cumsum([0] + [f["rows"] for f in files])[:-1].astype(np.int64)
         return cls(Path(extract["raw_dir"]), files, offsets)

@@ -7,9 +7,9 @@
 with customers as (
 
     select
-        customer_id,
-        date_trunc('month', first_purchase_date) as acquisition_month,
-        acquisition_channel
+        int_customers.customer_id,
+        int_customers.first_purchase_month as acquisition_month,
+        int_customers.acquisition_channel
 
     from int_customers
 
@@ -17,30 +17,38 @@ with customers as (
 
 spend as (
 
-    select month as acquisition_month, channel as acquisition_channel, spend
+    select
+        source_marketing_spend.month as acquisition_month,
+        source_marketing_spend.channel as acquisition_channel,
+        source_marketing_spend.spend
+
     from source_marketing_spend
 
 ),
 
 acquired as (
 
-    select acquisition_month, acquisition_channel, count(*) as customers_acquired
+    select
+        customers.acquisition_month,
+        customers.acquisition_channel,
+        count(*) as customers_acquired
+
     from customers
-    group by all
+    group by customers.acquisition_month, customers.acquisition_channel
 
 ),
 
 final as (
 
     select
-        a.acquisition_month,
-        a.acquisition_channel,
-        a.customers_acquired,
-        s.spend,
-        s.spend / a.customers_acquired as cac
+        acquired.acquisition_month,
+        acquired.acquisition_channel,
+        acquired.customers_acquired,
+        spend.spend,
+        spend.spend / acquired.customers_acquired as cac
 
-    from acquired as a
-    left join spend as s using (acquisition_month, acquisition_channel)
+    from acquired
+    left join spend using (acquisition_month, acquisition_channel)
 
 )
 

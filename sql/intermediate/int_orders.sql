@@ -3,6 +3,8 @@
 -- Inputs: stg_orders.
 -- Materialized: view
 --
+-- Cleaning: currency upper case; status lower case, missing = completed; channel lower case
+-- and trimmed, empty = null; referred_by trimmed, empty = null.
 -- order_kind:
 --   purchase  - a completed order with amount >= 0 (zero = free/promotional): a purchase occasion
 --   return    - status refunded/returned, or a negative amount: not a purchase occasion
@@ -20,29 +22,54 @@ with orders as (
 
 ),
 
+cleaned as (
+
+    select
+        orders.order_id,
+        orders.customer_id,
+        orders.order_ts,
+        orders.order_date,
+        orders.amount,
+        upper(orders.currency) as currency,
+        coalesce(lower(orders.status), 'completed') as status,
+        orders.quantity,
+        orders.cost,
+        orders.margin,
+        nullif(trim(lower(orders.channel)), '') as channel,
+        nullif(trim(orders.referred_by), '') as referred_by,
+        orders.email_hmac
+
+    from orders
+
+),
+
 classified as (
 
     select
-        *,
+        cleaned.*,
         case
-            when status = 'cancelled' then 'cancelled'
-            when status in ('refunded', 'returned') or amount < 0 then 'return'
+            when cleaned.status = 'cancelled' then 'cancelled'
+            when cleaned.status in ('refunded', 'returned') or cleaned.amount < 0 then 'return'
             else 'purchase'
         end as order_kind
 
-    from orders
+    from cleaned
 
 ),
 
 valued as (
 
     select
-        *,
-        case when order_kind <> 'cancelled' and amount >= 0 then amount else 0 end as gross_amount,
-        case when order_kind = 'return' then abs(amount) else 0 end as returned_amount,
+        classified.*,
         case
-            when cost is not null and amount > 0 then (amount - cost) / amount
-            when margin is not null then margin
+            when classified.order_kind <> 'cancelled' and classified.amount >= 0 then classified.amount
+            else 0
+        end as gross_amount,
+        case when classified.order_kind = 'return' then abs(classified.amount) else 0 end as returned_amount,
+        case
+            when classified.cost is not null and classified.amount > 0
+                then (classified.amount - classified.cost) / classified.amount
+            when classified.margin is not null then classified.margin
         end as margin_rate
 
     from classified
@@ -52,9 +79,9 @@ valued as (
 final as (
 
     select
-        *,
-        gross_amount - returned_amount as net_amount,
-        order_kind = 'purchase' as is_purchase
+        valued.*,
+        valued.gross_amount - valued.returned_amount as net_amount,
+        valued.order_kind = 'purchase' as is_purchase
 
     from valued
 

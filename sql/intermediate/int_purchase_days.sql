@@ -7,20 +7,20 @@
 with purchases as (
 
     select * from int_orders
-    where is_purchase
+    where int_orders.is_purchase
 
 ),
 
 per_day as (
 
     select
-        customer_id,
-        order_date as purchase_date,
+        purchases.customer_id,
+        purchases.order_date as purchase_date,
         count(*) as orders,
-        sum(amount) as purchase_value
+        sum(purchases.amount) as purchase_value
 
     from purchases
-    group by customer_id, order_date
+    group by purchases.customer_id, purchases.order_date
 
 )
 

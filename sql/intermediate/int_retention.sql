@@ -9,54 +9,86 @@
 
 with purchase_days as (
 
-    select customer_id, purchase_date from int_purchase_days
+    select int_purchase_days.customer_id, int_purchase_days.purchase_date
+    from int_purchase_days
+
+),
+
+periods as (
+
+    select 'annual' as period, $retention_period_days::integer as period_days
+    union all
+    select 'activity' as period, $active_days::integer as period_days
 
 ),
 
 bounds as (
 
     select
-        $snapshot_date::date as snapshot_date,
-        $retention_period_days::integer as long_days,
-        $active_days::integer as short_days
+        periods.period,
+        periods.period_days,
+        $snapshot_date::date - periods.period_days as last_start,
+        $snapshot_date::date - 2 * periods.period_days as base_start
+
+    from periods
 
 ),
 
 flags as (
 
+    -- base: bought in the earlier period; retained: in the base and bought in the last one
     select
-        p.customer_id,
-        bool_or(p.purchase_date > b.snapshot_date - 2 * b.long_days and p.purchase_date <= b.snapshot_date - b.long_days) as in_long_base,
-        bool_or(p.purchase_date > b.snapshot_date - b.long_days) as in_long_last,
-        bool_or(p.purchase_date > b.snapshot_date - 2 * b.short_days and p.purchase_date <= b.snapshot_date - b.short_days) as in_short_base,
-        bool_or(p.purchase_date > b.snapshot_date - b.short_days) as in_short_last
+        bounds.period,
+        purchase_days.customer_id,
+        bool_or(purchase_days.purchase_date > bounds.base_start and purchase_days.purchase_date <= bounds.last_start) as in_base,
+        bool_or(purchase_days.purchase_date > bounds.last_start) as in_last
 
-    from purchase_days as p
-    cross join bounds as b
-    group by p.customer_id
+    from purchase_days
+    cross join bounds
+    group by bounds.period, purchase_days.customer_id
 
 ),
 
 counted as (
 
     select
-        count(*) filter (where in_long_base) as long_base,
-        count(*) filter (where in_long_base and in_long_last) as long_retained,
-        count(*) filter (where in_short_base) as short_base,
-        count(*) filter (where in_short_base and in_short_last) as short_retained
+        bounds.period,
+        any_value(bounds.period_days) as period_days,
+        count(*) filter (where flags.in_base) as base_customers,
+        count(*) filter (where flags.in_base and flags.in_last) as retained_customers
 
-    from flags
+    from bounds
+    left join flags using (period)
+    group by bounds.period
+
+),
+
+rates as (
+
+    select
+        counted.*,
+        case when counted.base_customers > 0
+            then counted.retained_customers / counted.base_customers
+        end as retention_rate
+
+    from counted
+
+),
+
+final as (
+
+    select
+        annual.base_customers as annual_base_customers,
+        annual.retained_customers as annual_retained_customers,
+        pow(annual.retention_rate, 365.0 / annual.period_days) as annual_retention_rate,
+        activity.base_customers as period_base_customers,
+        activity.retained_customers as period_retained_customers,
+        activity.retention_rate as period_retention_rate
+
+    from rates as annual
+    cross join rates as activity
+    where annual.period = 'annual' and activity.period = 'activity'
 
 )
 
-select
-    long_base as annual_base_customers,
-    long_retained as annual_retained_customers,
-    case when long_base > 0
-        then pow(long_retained / long_base, 365.0 / (select long_days from bounds))
-    end as annual_retention_rate,
-    short_base as period_base_customers,
-    short_retained as period_retained_customers,
-    case when short_base > 0 then short_retained / short_base end as period_retention_rate
-
-from counted
+select * from final

@@ -6,33 +6,44 @@
 
 with customers as (
 
-    select customer_id, date_trunc('month', first_purchase_date)::date as cohort_month
+    select
+        int_customers.customer_id,
+        int_customers.first_purchase_month as cohort_month
+
     from int_customers
 
 ),
 
 orders as (
 
-    select customer_id, date_trunc('month', order_date)::date as order_month, net_amount, is_purchase
+    select
+        int_orders.customer_id,
+        date_trunc('month', int_orders.order_date)::date as order_month,
+        int_orders.net_amount,
+        int_orders.is_purchase
+
     from int_orders
-    where order_kind <> 'cancelled'
+    where int_orders.order_kind <> 'cancelled'
 
 ),
 
 cohorts as (
 
-    select cohort_month, count(*) as customers
+    select
+        customers.cohort_month,
+        count(*) as customers
+
     from customers
-    group by cohort_month
+    group by customers.cohort_month
 
 ),
 
 grid as (
 
     select
-        cohort_month,
-        customers,
-        unnest(range(0, datediff('month', cohort_month, date_trunc('month', $snapshot_date::date)) + 1)) as months_since_first
+        cohorts.cohort_month,
+        cohorts.customers,
+        unnest(range(0, datediff('month', cohorts.cohort_month, date_trunc('month', $snapshot_date::date)) + 1)) as months_since_first
 
     from cohorts
 
@@ -41,13 +52,13 @@ grid as (
 activity as (
 
     select
-        c.cohort_month,
-        datediff('month', c.cohort_month, o.order_month) as months_since_first,
-        count(distinct o.customer_id) filter (where o.is_purchase) as active_customers,
-        sum(o.net_amount) as revenue
+        customers.cohort_month,
+        datediff('month', customers.cohort_month, orders.order_month) as months_since_first,
+        count(distinct orders.customer_id) filter (where orders.is_purchase) as active_customers,
+        sum(orders.net_amount) as revenue
 
-    from orders as o
-    inner join customers as c using (customer_id)
+    from orders
+    inner join customers using (customer_id)
     group by all
 
 ),
@@ -55,20 +66,20 @@ activity as (
 final as (
 
     select
-        g.cohort_month,
-        g.months_since_first,
-        g.customers,
-        coalesce(a.active_customers, 0) as active_customers,
-        coalesce(a.active_customers, 0) / g.customers as retention_rate,
-        coalesce(a.revenue, 0) as revenue,
-        sum(coalesce(a.revenue, 0)) over (
-            partition by g.cohort_month order by g.months_since_first
-        ) / g.customers as cumulative_revenue_per_customer
+        grid.cohort_month,
+        grid.months_since_first,
+        grid.customers,
+        coalesce(activity.active_customers, 0) as active_customers,
+        coalesce(activity.active_customers, 0) / grid.customers as retention_rate,
+        coalesce(activity.revenue, 0) as revenue,
+        sum(coalesce(activity.revenue, 0)) over (
+            partition by grid.cohort_month order by grid.months_since_first
+        ) / grid.customers as cumulative_revenue_per_customer
 
-    from grid as g
-    left join activity as a using (cohort_month, months_since_first)
+    from grid
+    left join activity using (cohort_month, months_since_first)
 
 )
 
 select * from final
-order by cohort_month, months_since_first
+order by final.cohort_month, final.months_since_first

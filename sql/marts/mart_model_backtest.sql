@@ -2,34 +2,42 @@
 -- Grain: one row per scope, per snapshot: 'overall', then one per calibration frequency
 -- bucket ('frequency=0' ... 'frequency=6', 'frequency=7+') -- the usual
 -- calibration-vs-holdout view.
--- Inputs: int_backtest_predictions (pipelines/predictive.py); $backtest_calibration_date,
---         $backtest_holdout_days.
+-- Inputs: int_backtest_predictions (Python model: pipelines/predictive/predictive.py);
+--         $backtest_calibration_date, $backtest_holdout_days.
 -- BG/NBD is fitted on the purchase days up to the calibration date and predicts each
 -- customer's repeat purchase days in the holdout (the last holdout days up to the snapshot).
 -- Sums are taken over DECIMAL values (exact, so independent of thread scheduling); the
 -- correlation is Pearson's, from those sums.
 
-with predictions as (
+with backtest_predictions as (
+
+    select * from int_backtest_predictions
+
+),
+
+predictions as (
 
     select
-        customer_id,
-        frequency,
-        predicted_purchases::decimal(18, 9) as predicted,
-        actual_purchases::decimal(18, 9) as actual
+        backtest_predictions.customer_id,
+        backtest_predictions.frequency,
+        backtest_predictions.predicted_purchases::decimal(18, 9) as predicted,
+        backtest_predictions.actual_purchases::decimal(18, 9) as actual
 
-    from int_backtest_predictions
-    where predicted_purchases is not null
+    from backtest_predictions
+    where backtest_predictions.predicted_purchases is not null
 
 ),
 
 scoped as (
 
-    select 'overall' as scope, -1 as scope_order, * from predictions
+    select 'overall' as scope, -1 as scope_order, predictions.* from predictions
     union all
     select
-        case when frequency >= 7 then 'frequency=7+' else 'frequency=' || frequency::varchar end,
-        least(frequency, 7),
-        *
+        case when predictions.frequency >= 7 then 'frequency=7+'
+            else 'frequency=' || predictions.frequency::varchar
+        end as scope,
+        least(predictions.frequency, 7) as scope_order,
+        predictions.*
     from predictions
 
 ),
@@ -37,43 +45,46 @@ scoped as (
 sums as (
 
     select
-        scope,
-        any_value(scope_order) as scope_order,
-        count(*) as n,
-        sum(predicted) as sp,
-        sum(actual) as sa,
-        sum(abs(predicted - actual)) as sae,
-        sum((predicted - actual) * (predicted - actual)) as sse,
-        sum(predicted * actual) as spa,
-        sum(predicted * predicted) as spp,
-        sum(actual * actual) as saa
+        scoped.scope,
+        any_value(scoped.scope_order) as scope_order,
+        count(*) as customers,
+        sum(scoped.predicted) as sum_predicted,
+        sum(scoped.actual) as sum_actual,
+        sum(abs(scoped.predicted - scoped.actual)) as sum_abs_error,
+        sum((scoped.predicted - scoped.actual) * (scoped.predicted - scoped.actual)) as sum_squared_error,
+        sum(scoped.predicted * scoped.actual) as sum_predicted_actual,
+        sum(scoped.predicted * scoped.predicted) as sum_predicted_squared,
+        sum(scoped.actual * scoped.actual) as sum_actual_squared
 
     from scoped
-    group by scope
+    group by scoped.scope
 
 ),
 
 final as (
 
     select
-        scope,
+        sums.scope,
         $backtest_calibration_date::date as calibration_end,
         $backtest_holdout_days::integer as holdout_days,
-        n as customers,
-        sp::double as predicted_purchases,
-        sa::bigint as actual_purchases,
-        sp::double / n as mean_predicted,
-        sa::double / n as mean_actual,
-        sae::double / n as mae,
-        sqrt(sse::double / n) as rmse,
-        (n * spa::double - sp::double * sa::double) / nullif(
-            sqrt(n * spp::double - sp::double * sp::double) * sqrt(n * saa::double - sa::double * sa::double), 0
-        ) as correlation,
-        scope_order
+        sums.customers,
+        sums.sum_predicted::double as predicted_purchases,
+        sums.sum_actual::bigint as actual_purchases,
+        sums.sum_predicted::double / sums.customers as mean_predicted,
+        sums.sum_actual::double / sums.customers as mean_actual,
+        sums.sum_abs_error::double / sums.customers as mae,
+        sqrt(sums.sum_squared_error::double / sums.customers) as rmse,
+        (sums.customers * sums.sum_predicted_actual::double - sums.sum_predicted::double * sums.sum_actual::double)
+            / nullif(
+                sqrt(sums.customers * sums.sum_predicted_squared::double - sums.sum_predicted::double * sums.sum_predicted::double)
+                * sqrt(sums.customers * sums.sum_actual_squared::double - sums.sum_actual::double * sums.sum_actual::double),
+                0
+            ) as correlation,
+        sums.scope_order
 
     from sums
 
 )
 
 select * exclude (scope_order) from final
-order by scope_order
+order by final.scope_order

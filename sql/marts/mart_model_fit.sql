@@ -1,6 +1,6 @@
 -- mart_model_fit  (published as model_fit)
 -- Grain: one row per fit, model and parameter, per snapshot.
--- Inputs: int_model_fits (pipelines/predictive.py).
+-- Inputs: int_model_fits (Python model: pipelines/predictive/predictive.py).
 -- fit = snapshot: the models behind customer_clv's predictions; fit = calibration: BG/NBD
 -- fitted on the backtest's calibration window (see model_backtest).
 
@@ -8,19 +8,25 @@ with fits as (
 
     select * from int_model_fits
 
+),
+
+final as (
+
+    select
+        fits.fit,
+        fits.model,
+        fits.param,
+        fits.value,
+        fits.log_likelihood,
+        fits.customers_used,
+        fits.customers_excluded,
+        fits.converged,
+        fits.iterations,
+        fits.seconds
+
+    from fits
+
 )
 
-select
-    fit,
-    model,
-    param,
-    value,
-    log_likelihood,
-    customers_used,
-    customers_excluded,
-    converged,
-    iterations,
-    seconds
-
-from fits
-order by fit desc, model, param
+select * from final
+order by final.fit desc, final.model, final.param

@@ -1,10 +1,11 @@
 -- stg_orders
 -- Grain: one row per accepted order placed before the end of the snapshot day (UTC).
--- Inputs: source_orders (the run's validated, staged orders: pipelines/stage.py).
+-- Inputs: source_orders (the run's validated, staged orders: pipelines/transform/snapshot_orders.py).
 -- Materialized: view
--- Staging only renames, casts and cleans; what an order means is decided in int_orders.
--- Money becomes DECIMAL(18, 4): sums of money are then exact, so they do not depend on how
--- DuckDB splits the work between threads, and a rerun gives the same rows to the last digit.
+-- Staging only renames and casts; values are cleaned and an order's meaning is decided in
+-- int_orders. Money becomes DECIMAL(18, 4): sums of money are then exact, so they do not
+-- depend on how DuckDB splits the work between threads, and a rerun gives the same rows to
+-- the last digit.
 
 with source as (
 
@@ -15,19 +16,19 @@ with source as (
 renamed as (
 
     select
-        order_id,
-        customer_id,
-        order_ts,
-        cast(order_ts as date) as order_date,
-        cast(amount as decimal(18, 4)) as amount,
-        upper(currency) as currency,
-        coalesce(lower(status), 'completed') as status,
-        quantity,
-        cast(cost as decimal(18, 4)) as cost,
-        margin,
-        nullif(trim(lower(channel)), '') as channel,
-        nullif(trim(referred_by), '') as referred_by,
-        email_hmac
+        source.order_id,
+        source.customer_id,
+        source.order_ts,
+        cast(source.order_ts as date) as order_date,
+        cast(source.amount as decimal(18, 4)) as amount,
+        source.currency,
+        source.status,
+        source.quantity,
+        cast(source.cost as decimal(18, 4)) as cost,
+        source.margin,
+        source.channel,
+        source.referred_by,
+        source.email_hmac
 
     from source
 

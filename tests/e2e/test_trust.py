@@ -32,6 +32,30 @@ def custval(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str
     )
 
 
+def run_cli(
+    source: object,
+    as_of: str,
+    warehouse: object,
+    *extra: str,
+    config: object = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess[str]:
+    """`custval run --source S --as-of D --warehouse W [--config C] [extra ...]`."""
+    config_args = ["--config", str(config)] if config is not None else []
+    return custval(
+        "run",
+        "--source",
+        str(source),
+        "--as-of",
+        as_of,
+        "--warehouse",
+        str(warehouse),
+        *config_args,
+        *extra,
+        timeout=timeout,
+    )
+
+
 def one_error_line(res: subprocess.CompletedProcess[str], *needles: str) -> str:
     assert res.returncode != 0, res.stdout[-2000:]
     assert "Traceback" not in res.stderr, res.stderr[-3000:]
@@ -79,17 +103,7 @@ def test_twenty_stray_quotes_lose_only_their_own_lines(tmp_path: Path, cfg: Path
     src = tmp_path / "quotes.csv"
     src.write_text("\n".join([HEADER, *lines]) + "\n")
     wh = tmp_path / "wh"
-    res = custval(
-        "run",
-        "--source",
-        str(src),
-        "--as-of",
-        "2024-03-01",
-        "--warehouse",
-        str(wh),
-        "--config",
-        str(cfg),
-    )
+    res = run_cli(str(src), "2024-03-01", str(wh), config=str(cfg))
     assert res.returncode == 0, res.stderr[-3000:]
     manifest = json.loads((wh / "runs" / "snapshot_date=2024-03-01" / "manifest.json").read_text())
     c = manifest["counts"]
@@ -113,17 +127,7 @@ def test_a_stray_quote_that_spoils_many_lines_trips_the_gate(tmp_path: Path, cfg
     src.write_text("\n".join([HEADER, *body, spanning]) + "\n")
     config = tmp_path / "span.yaml"
     config.write_text(NO_PREDICTIONS + "sources:\n  csv:\n    max_record_lines: 50\n")
-    res = custval(
-        "run",
-        "--source",
-        str(src),
-        "--as-of",
-        "2024-03-01",
-        "--warehouse",
-        str(tmp_path / "wh"),
-        "--config",
-        str(config),
-    )
+    res = run_cli(str(src), "2024-03-01", str(tmp_path / "wh"), config=str(config))
     one_error_line(
         res,
         "quarantined_share failed: 30 of 430 lines quarantined",
@@ -147,9 +151,7 @@ def test_a_stray_quote_that_spoils_many_lines_trips_the_gate(tmp_path: Path, cfg
 def test_dates_outside_the_supported_range(
     small_csv: Path, tmp_path: Path, as_of: str, needle: str
 ) -> None:
-    res = custval(
-        "run", "--source", str(small_csv), "--as-of", as_of, "--warehouse", str(tmp_path / "wh")
-    )
+    res = run_cli(str(small_csv), as_of, str(tmp_path / "wh"))
     one_error_line(res, needle)
     assert not (tmp_path / "wh").exists()  # refused before any work
 
@@ -169,17 +171,8 @@ def test_a_partial_day_only_when_asked(tmp_path: Path, cfg: Path) -> None:
         + "\n"
     )
     wh = tmp_path / "wh"
-    res = custval(
-        "run",
-        "--source",
-        str(src),
-        "--as-of",
-        today.date().isoformat(),
-        "--warehouse",
-        str(wh),
-        "--config",
-        str(cfg),
-        "--allow-partial-day",
+    res = run_cli(
+        str(src), today.date().isoformat(), str(wh), "--allow-partial-day", config=str(cfg)
     )
     assert res.returncode == 0, res.stderr[-3000:]
 
@@ -193,9 +186,7 @@ def test_a_partial_day_only_when_asked(tmp_path: Path, cfg: Path) -> None:
     ],
 )
 def test_warehouses_we_cannot_write(small_csv: Path, tmp_path: Path, make, needle: str) -> None:
-    res = custval(
-        "run", "--source", str(small_csv), "--as-of", "2024-03-01", "--warehouse", make(tmp_path)
-    )
+    res = run_cli(str(small_csv), "2024-03-01", make(tmp_path))
     one_error_line(res, needle)
     assert not Path("s3:").exists()
 
@@ -210,17 +201,7 @@ def test_a_warehouse_path_with_glob_characters_works(
 ) -> None:
     wh = tmp_path / "wh[1]*"
     (tmp_path / "wh1").mkdir()  # what `[1]` would match as a pattern
-    res = custval(
-        "run",
-        "--source",
-        str(small_csv),
-        "--as-of",
-        "2024-03-01",
-        "--warehouse",
-        str(wh),
-        "--config",
-        str(cfg),
-    )
+    res = run_cli(str(small_csv), "2024-03-01", str(wh), config=str(cfg))
     assert res.returncode == 0, res.stderr[-3000:]
     assert (
         pl.read_parquet(
@@ -229,43 +210,21 @@ def test_a_warehouse_path_with_glob_characters_works(
         ).height
         == 300
     )
-    again = custval(
-        "run",
-        "--source",
-        str(small_csv),
-        "--as-of",
-        "2024-03-01",
-        "--warehouse",
-        str(wh),
-        "--config",
-        str(cfg),
-    )
+    again = run_cli(str(small_csv), "2024-03-01", str(wh), config=str(cfg))
     assert again.returncode == 0, again.stderr[-3000:]
     assert not any((tmp_path / "wh1").iterdir())
 
 
 def test_wait_must_be_a_number_of_seconds(small_csv: Path, tmp_path: Path) -> None:
     for value in ("nan", "-1", "inf"):
-        res = custval(
-            "run",
-            "--source",
-            str(small_csv),
-            "--as-of",
-            "2024-03-01",
-            "--warehouse",
-            str(tmp_path / "wh"),
-            "--wait",
-            value,
-        )
+        res = run_cli(str(small_csv), "2024-03-01", str(tmp_path / "wh"), "--wait", value)
         one_error_line(res, "--wait")
 
 
 def test_a_semicolon_delimited_export(tmp_path: Path) -> None:
     src = tmp_path / "semi.csv"
     src.write_text("order_id;customer_id;order_ts;amount;currency\nO1;C1;2024-03-01;12,50;USD\n")
-    res = custval(
-        "run", "--source", str(src), "--as-of", "2024-03-01", "--warehouse", str(tmp_path / "wh")
-    )
+    res = run_cli(str(src), "2024-03-01", str(tmp_path / "wh"))
     one_error_line(res, "semicolon", 'sources.csv.delimiter: ";"')
 
 
@@ -284,9 +243,7 @@ def test_a_parquet_list_column(tmp_path: Path) -> None:
         ),
         src,
     )
-    res = custval(
-        "run", "--source", str(src), "--as-of", "2024-03-01", "--warehouse", str(tmp_path / "wh")
-    )
+    res = run_cli(str(src), "2024-03-01", str(tmp_path / "wh"))
     one_error_line(res, "channel", "list")
 
 
@@ -304,17 +261,7 @@ def test_an_order_dated_0001_01_01_is_quarantined(tmp_path: Path, cfg: Path) -> 
         + "\n"
     )
     wh = tmp_path / "wh"
-    res = custval(
-        "run",
-        "--source",
-        str(src),
-        "--as-of",
-        "2024-03-01",
-        "--warehouse",
-        str(wh),
-        "--config",
-        str(cfg),
-    )
+    res = run_cli(str(src), "2024-03-01", str(wh), config=str(cfg))
     assert res.returncode == 0, res.stderr[-3000:]
     manifest = json.loads((wh / "runs" / "snapshot_date=2024-03-01" / "manifest.json").read_text())
     assert manifest["quarantine_reasons"] == {"IMPLAUSIBLE_DATE": 2}
@@ -335,36 +282,15 @@ def test_an_empty_lease_file_is_an_error_naming_it(
     lease = wh / "_locks" / "snapshot_date=2024-03-01.lease"
     lease.parent.mkdir(parents=True)
     lease.write_text("")
-    res = custval(
-        "run",
-        "--source",
-        str(small_csv),
-        "--as-of",
-        "2024-03-01",
-        "--warehouse",
-        str(wh),
-        "--config",
-        str(cfg),
-        "--wait",
-        "30",
-        timeout=60,
+    res = run_cli(
+        str(small_csv), "2024-03-01", str(wh), "--wait", "30", config=str(cfg), timeout=60
     )
     one_error_line(res, str(lease), "--force")
     refused = custval("unlock", "--as-of", "2024-03-01", "--warehouse", str(wh))
     one_error_line(refused, str(lease))
     forced = custval("unlock", "--as-of", "2024-03-01", "--warehouse", str(wh), "--force")
     assert forced.returncode == 0 and "removed the unreadable lease" in forced.stdout, forced.stderr
-    res = custval(
-        "run",
-        "--source",
-        str(small_csv),
-        "--as-of",
-        "2024-03-01",
-        "--warehouse",
-        str(wh),
-        "--config",
-        str(cfg),
-    )
+    res = run_cli(str(small_csv), "2024-03-01", str(wh), config=str(cfg))
     assert res.returncode == 0, res.stderr[-3000:]
 
 
@@ -408,50 +334,17 @@ def test_a_full_disk(small_disk: Path, tmp_path: Path, cfg: Path) -> None:
     wh = small_disk / "wh"
     first = tmp_path / "first.csv"
     first.write_text("\n".join([HEADER, *_rows(300)]) + "\n")
-    assert (
-        custval(
-            "run",
-            "--source",
-            str(first),
-            "--as-of",
-            "2024-03-01",
-            "--warehouse",
-            str(wh),
-            "--config",
-            str(cfg),
-        ).returncode
-        == 0
-    )
+    assert run_cli(str(first), "2024-03-01", str(wh), config=str(cfg)).returncode == 0
     bigger = tmp_path / "bigger.csv"
     bigger.write_text("\n".join([HEADER, *_rows(300), *_rows(120_000, prefix="B")]) + "\n")
     filler = small_disk / "filler"
     free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
     filler.write_bytes(b"\0" * max(0, free - 600_000))
-    res = custval(
-        "run",
-        "--source",
-        str(bigger),
-        "--as-of",
-        "2024-03-01",
-        "--warehouse",
-        str(wh),
-        "--config",
-        str(cfg),
-    )
+    res = run_cli(str(bigger), "2024-03-01", str(wh), config=str(cfg))
     one_error_line(res, "No space left on device", "the disk is full")
     assert _published(wh, "2024-03-01") == 300  # the old snapshot, whole
     filler.unlink()
-    res = custval(
-        "run",
-        "--source",
-        str(bigger),
-        "--as-of",
-        "2024-03-01",
-        "--warehouse",
-        str(wh),
-        "--config",
-        str(cfg),
-    )
+    res = run_cli(str(bigger), "2024-03-01", str(wh), config=str(cfg))
     assert res.returncode == 0, res.stderr[-2000:]
     assert _published(wh, "2024-03-01") == 120_300
     assert not any((wh / "_work").iterdir())  # the failed run's work dir is gone
@@ -459,32 +352,9 @@ def test_a_full_disk(small_disk: Path, tmp_path: Path, cfg: Path) -> None:
 
 def test_a_read_only_disk(small_disk: Path, small_csv: Path, cfg: Path) -> None:
     wh = small_disk / "wh"
-    assert (
-        custval(
-            "run",
-            "--source",
-            str(small_csv),
-            "--as-of",
-            "2024-03-01",
-            "--warehouse",
-            str(wh),
-            "--config",
-            str(cfg),
-        ).returncode
-        == 0
-    )
+    assert run_cli(str(small_csv), "2024-03-01", str(wh), config=str(cfg)).returncode == 0
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
-    res = custval(
-        "run",
-        "--source",
-        str(small_csv),
-        "--as-of",
-        "2024-03-01",
-        "--warehouse",
-        str(wh),
-        "--config",
-        str(cfg),
-    )
+    res = run_cli(str(small_csv), "2024-03-01", str(wh), config=str(cfg))
     one_error_line(res, "Read-only file system", "choose a writable --warehouse")
     assert _published(wh, "2024-03-01") == 300
 
@@ -498,35 +368,12 @@ def test_a_table_directory_that_cannot_be_written(
     src.write_text(
         "\n".join([HEADER, *_rows(200), *_rows(100, day="2024-03-02", prefix="N")]) + "\n"
     )
-    assert (
-        custval(
-            "run",
-            "--source",
-            str(src),
-            "--as-of",
-            "2024-03-01",
-            "--warehouse",
-            str(wh),
-            "--config",
-            str(cfg),
-        ).returncode
-        == 0
-    )
+    assert run_cli(str(src), "2024-03-01", str(wh), config=str(cfg)).returncode == 0
     table_dir = wh / "marts" / "customer_clv"
     subprocess.run(["mount", "--bind", str(table_dir), str(table_dir)], check=True)
     try:
         subprocess.run(["mount", "-o", "remount,bind,ro", str(table_dir)], check=True)
-        res = custval(
-            "run",
-            "--source",
-            str(src),
-            "--as-of",
-            "2024-03-02",
-            "--warehouse",
-            str(wh),
-            "--config",
-            str(cfg),
-        )
+        res = run_cli(str(src), "2024-03-02", str(wh), config=str(cfg))
         one_error_line(res, str(table_dir), "nothing was published")
         for table in (wh / "marts").iterdir():
             assert not (table / "snapshot_date=2024-03-02" / "part-0.parquet").exists(), table
@@ -534,16 +381,6 @@ def test_a_table_directory_that_cannot_be_written(
         assert _published(wh, "2024-03-01") == 200
     finally:
         subprocess.run(["umount", str(table_dir)], check=False)
-    res = custval(
-        "run",
-        "--source",
-        str(src),
-        "--as-of",
-        "2024-03-02",
-        "--warehouse",
-        str(wh),
-        "--config",
-        str(cfg),
-    )
+    res = run_cli(str(src), "2024-03-02", str(wh), config=str(cfg))
     assert res.returncode == 0, res.stderr[-2000:]
     assert _published(wh, "2024-03-02") == 300

@@ -19,10 +19,18 @@ def test_model_dependencies_are_found_and_ordered() -> None:
         < order.index("mart_customer_rfm")
     )
     assert order.index("mart_customer_rfm") < order.index("mart_segment_summary")
-    assert "int_customers" in models["mart_customer_rfm"].depends_on
-    assert {"rfm_bins", "abc_a_share", "lifecycle_lapsed_factor"} <= models[
-        "mart_customer_rfm"
-    ].params
+    # the thin mart joins the concept models, each of which takes its own parameters
+    parts = {
+        "int_customer_rfm_scores": "rfm_bins",
+        "int_customer_abc_class": "abc_a_share",
+        "int_customer_lifecycle_stage": "lifecycle_lapsed_factor",
+    }
+    assert set(parts) <= models["mart_customer_rfm"].depends_on
+    for name, param in parts.items():
+        assert param in models[name].params, name
+        assert order.index("int_customers") < order.index(name) < order.index("mart_customer_rfm")
+    assert not models["mart_customer_rfm"].params  # a join, no formulas of its own
+    assert "int_customers" in models["int_customer_rfm_scores"].depends_on
     assert models["stg_orders"].materialized == "view"
 
 

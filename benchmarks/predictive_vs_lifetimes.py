@@ -16,7 +16,7 @@ Requirement checked: custval's stage is at least 10x faster than lifetimes doing
                       (includes reading the Parquet), fetched as a Polars frame
      fit_bgnbd        pipelines.predictive.predictive.fit_bgnbd
      fit_gamma_gamma  pipelines.predictive.predictive.fit_gamma_gamma
-     clv              pipelines.predictive.predictive.predict_customers: p_alive, expected purchases and
+     clv              pipelines.predictive.scoring.predict_customers: p_alive, expected purchases and
                       the 12-month discounted CLV (horizon 365 days, 30-day months, 10%/year)
    `--custval-runs` repeats it; the least disturbed run is reported (the machine may be shared:
    each run records how many cores other processes kept busy, and `--wait-quiet` waits for an
@@ -204,13 +204,9 @@ def custval_side(
     """One timed run: phases, the summary frame, the predictions and the fitted models."""
 
     from pipelines.config import load_config
-    from pipelines.predictive.predictive import (
-        CustomerSummary,
-        fit_bgnbd,
-        fit_gamma_gamma,
-        monthly_rate,
-        predict_customers,
-    )
+    from pipelines.predictive.predictive import fit_bgnbd, fit_gamma_gamma
+    from pipelines.predictive.scoring import monthly_rate, predict_customers
+    from pipelines.predictive.summary import CustomerSummary
     from pipelines.run.metrics import measure
     from pipelines.transform import marts
 
@@ -242,7 +238,7 @@ def custval_side(
             horizons=[365],
             days_per_month=30.0,
             monthly_discount_rate=monthly_rate(ANNUAL_DISCOUNT),
-            margin=MARGIN,
+            margin_rate=MARGIN,
         )
     phases["clv"] = m.as_dict()
     return phases, inputs, predicted, bg, gg

@@ -86,8 +86,14 @@ class SegmentRule(_Section):
     f: tuple[int, int]
 
 
+ScoreName = Literal["r", "f", "m"]
+ScoringMethod = Literal["quantile", "rank", "breakpoints"]
+
+
 class RfmConfig(_Section):
     bins: int
+    scoring: dict[ScoreName, ScoringMethod]
+    breakpoints: dict[ScoreName, list[float]]
     segments: list[SegmentRule]
 
     def segment_of(self, r: int, f: int) -> str | None:
@@ -101,6 +107,20 @@ class RfmConfig(_Section):
     def _cover(self) -> RfmConfig:
         if not 2 <= self.bins <= 9:
             raise ValueError("rfm.bins must be between 2 and 9 (one digit per score in rfm_cell)")
+        missing = sorted({"r", "f", "m"} - self.scoring.keys())
+        if missing:
+            raise ValueError(f"rfm.scoring: give a method for {', '.join(missing)}")
+        for name, method in sorted(self.scoring.items()):
+            bounds = self.breakpoints.get(name)
+            if method != "breakpoints":
+                continue
+            if bounds is None or len(bounds) != self.bins - 1:
+                raise ValueError(
+                    f"rfm.breakpoints.{name}: scoring {name} by breakpoints needs "
+                    f"{self.bins - 1} breakpoints (bins - 1), got {len(bounds or [])}"
+                )
+            if any(b >= c for b, c in zip(bounds, bounds[1:], strict=False)):
+                raise ValueError(f"rfm.breakpoints.{name}: breakpoints must increase strictly")
         cells = range(1, self.bins + 1)
         uncovered = [(r, f) for r in cells for f in cells if self.segment_of(r, f) is None]
         if uncovered:
@@ -156,6 +176,18 @@ class ActivityConfig(_Section):
     active_days: int
 
 
+class LtvCacThresholds(_Section):
+    break_even: float
+    benchmark: float
+    generous: float
+
+    @model_validator(mode="after")
+    def _order(self) -> LtvCacThresholds:
+        if not 0 < self.break_even < self.benchmark < self.generous:
+            raise ValueError("clv.ltv_cac_thresholds: need 0 < break_even < benchmark < generous")
+        return self
+
+
 class ClvConfig(_Section):
     gross_margin: float
     servicing_cost_per_order: float
@@ -163,7 +195,8 @@ class ClvConfig(_Section):
     retention_rate: float | None
     retention_period_days: int
     expected_lifetime_years: float | None
-    min_tenure_days: int
+    frequency_prior_days: float
+    ltv_cac_thresholds: LtvCacThresholds
 
     @field_validator("retention_rate")
     @classmethod
@@ -176,6 +209,8 @@ class ClvConfig(_Section):
 class PredictiveConfig(_Section):
     enabled: bool
     model: str
+    on_failure: Literal["publish_null", "carry_forward", "fail"]
+    max_iterations: int
     min_history_days: int
     horizons_days: list[int]
     days_per_month: float

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -32,7 +31,7 @@ from pipelines.stage_results import (
     StageName,
     ValidateResult,
 )
-from pipelines.storage import layout
+from pipelines.storage import files, layout
 from pipelines.storage.jsonfile import write_json
 
 _URL = re.compile(
@@ -259,4 +258,4 @@ class RunContext:
         return (self.work_dir / f"{stage}.json").exists()
 
     def cleanup(self) -> None:
-        shutil.rmtree(self.work_dir, ignore_errors=True)
+        files.remove_tree(self.work_dir)

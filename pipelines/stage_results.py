@@ -70,6 +70,7 @@ class MartsResult(TypedDict):
     tables: dict[str, TableFacts]
     warnings: list[str]
     model_seconds: dict[str, float]
+    model_failures: NotRequired[list[str]]  # a model could not be fitted: the run is degraded
 
 
 class PublishResult(TypedDict):

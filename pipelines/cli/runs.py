@@ -105,6 +105,12 @@ def run_snapshot(ctx: Any, quiet: bool = False, wait_seconds: float = 0) -> dict
     if not quiet:
         for line in manifest.get("warnings", []):
             err_console.print(f"[yellow]warning:[/] {line}", soft_wrap=True)
+        if manifest.get("status") == "degraded":
+            err_console.print(
+                "[yellow]warning:[/] run status degraded: every table is published, but a model "
+                "could not be fitted (see model_fit; predictive.on_failure sets what happens)",
+                soft_wrap=True,
+            )
         if manifest.get("late_batches"):
             console.print(
                 f" [green]✓[/] ingested late batches of {', '.join(manifest['late_batches'])}"
@@ -175,7 +181,9 @@ def run(
     ctx = run_context(
         source, snapshot, warehouse, config, source_kind, table, reingest, allow_partial_day
     )
-    run_snapshot(ctx, wait_seconds=wait)
+    manifest = run_snapshot(ctx, wait_seconds=wait)
+    if manifest.get("report_path"):
+        console.print(f"report:    {manifest['report_path']}", soft_wrap=True, markup=False)
 
 
 @app.command()

@@ -127,6 +127,8 @@ def demo(
     console.print(
         f"try:       duckdb -c \"select * from '{warehouse}/marts/customer_rfm/*/*.parquet' limit 5\""
     )
+    if manifest.get("report_path"):  # last: the page to open
+        console.print(f"report:    {manifest['report_path']}", soft_wrap=True, markup=False)
 
 
 @app.command()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Iterable
 from datetime import date, datetime
 from pathlib import Path
@@ -23,8 +22,10 @@ from pipelines.errors import BatchRejected, SourceError
 from pipelines.extract.discovery import Discovered, discover, refused_as_dicts, sha256_file
 from pipelines.extract.readers import RawFile, ReadOptions, raw_from_arrow, read_raw, with_lineage
 from pipelines.sources import Source, arrival_dirs
+from pipelines.stage_results import ExtractResult
 from pipelines.storage import layout
 from pipelines.storage.atomic import swap_in
+from pipelines.storage.files import fresh_dir
 from pipelines.storage.history import batch_record, ingested_dates
 
 INGEST_RECORD = "_ingest.json"
@@ -66,8 +67,7 @@ def _land(
 ) -> list[dict[str, Any]]:
     """Write each raw file to the run's staging area as it is read; returns per-file facts."""
     staging = ctx.work_dir / "raw"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    fresh_dir(staging)
     facts = []
     for i, (raw, extra) in enumerate(zip(raws, facts_extra, strict=True)):
         missing = [c for c in contract.required_columns if c not in raw.columns]
@@ -217,6 +217,11 @@ def _missing_arrivals(ctx: RunContext, source: Source) -> dict[str, Any]:
         raise SourceError(message + "; sources.missing_arrivals is fail")
     if not ingested_dates(ctx.warehouse):
         raise SourceError(message + " and no accepted history to build the snapshot from")
+    return dict(nothing_landed(source))
+
+
+def nothing_landed(source: Source) -> ExtractResult:
+    """The extract record of a run that landed no batch (a gap, or a rebuild of history)."""
     return {
         "raw_dir": None,
         "source": source.display,

@@ -1,5 +1,8 @@
 """Failure alerts: a clear one-paragraph summary in the log, and a webhook post when configured.
 
+A degraded run (every table published, a model could not be fitted) takes the same path: the
+tables are there for BI, but someone should look at the model before the next night.
+
 The webhook URL comes from the environment variable CUSTVAL_ALERT_WEBHOOK or the Airflow
 Variable `custval_alert_webhook`; it receives a JSON body (Slack-compatible `text`, plus the
 fields). A failing webhook is logged, never raised: the alert must not hide the failure.
@@ -45,13 +48,28 @@ def webhook_url() -> str | None:
         return None
 
 
+def notify_degraded(manifest: dict[str, Any], url: str | None = None) -> str:
+    """A published but degraded snapshot: alert like a failure, saying what was published."""
+    failures = "; ".join(manifest.get("model_failures") or []) or "a model could not be fitted"
+    text = (
+        f"custval snapshot {manifest.get('snapshot_date')} published DEGRADED (run "
+        f"{manifest.get('run_id')}): every table is published, the predictions are not: "
+        f"{' '.join(failures.split())[:500]} -- see model_fit and {manifest.get('manifest_path')}"
+    )
+    return _post(text, {"status": "degraded", **manifest}, url, level=logging.WARNING)
+
+
 def notify_failure(fields: dict[str, Any], url: str | None = None) -> str:
     """Log the summary and post it to the webhook (if any); returns the summary."""
-    text = failure_summary(fields)
-    log.error(text)
+    return _post(failure_summary(fields), fields, url, level=logging.ERROR)
+
+
+def _post(text: str, fields: dict[str, Any], url: str | None, level: int) -> str:
+    log.log(level, text)
     url = url or webhook_url()
     if url:
-        body = json.dumps({"text": text, **{k: str(v) for k, v in fields.items()}}).encode()
+        keep = {k: v for k, v in fields.items() if not isinstance(v, (dict, list))}
+        body = json.dumps({"text": text, **{k: str(v) for k, v in keep.items()}}).encode()
         request = urllib.request.Request(
             url, data=body, headers={"Content-Type": "application/json"}, method="POST"
         )

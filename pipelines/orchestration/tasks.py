@@ -234,6 +234,10 @@ def run_task(stage: str, run: dict[str, Any]) -> dict[str, Any]:
     ctx = RunContext.from_dict(run["context"])
     locking.renew_run(ctx.warehouse, ctx.owner_run_id)
     result = run_stage(stage, ctx)
+    if stage == "manifest" and result.get("status") == "degraded":
+        from pipelines.orchestration.alerts import notify_degraded
+
+        notify_degraded(result)
     return {"context": run["context"], stage: summary(result)}
 
 

@@ -9,59 +9,49 @@ later SQL models join like any other.
     int_backtest_inputs (SQL)  -> int_backtest_predictions (fit on the calibration window,
                                   predict the holdout)
 
-A fit that fails to converge, or ends with a parameter at its bound, stops the run before
-anything is published. A history shorter than `predictive.min_history_days` is not fitted
-(the prediction columns are null, with a warning in the manifest): a few months do not
-identify how customers drop out. `predictive.enabled: false` turns the models off.
+A model that cannot be fitted never takes the descriptive tables down
+(`predictive.on_failure`): by default everything is published with that model's prediction
+columns null, `model_fit` rows saying why, a manifest warning and the run `degraded`;
+`carry_forward` scores with the last good fit of an earlier snapshot instead
+(`pipelines/predictive/carry_forward.py`); `fail` stops the run before anything is published.
+A fit that ends on a boundary of the parameter space (no spend heterogeneity, no dropout
+signal) is a legitimate answer, fitted in its limit form and reported as such (status
+`boundary`). A history shorter than `predictive.min_history_days` is not fitted (the prediction
+columns are null, with a warning in the manifest): a few months do not identify how customers
+drop out. `predictive.enabled: false` turns the models off.
+
+Every CLV column has one profit basis: predicted CLV = discounted expected purchases x
+(expected order value x the customer's margin rate - clv.servicing_cost_per_order), the margin
+rate from `int_customer_margin` as for historical profit and the formula CLVs.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, cast
 
 import duckdb
 import numpy as np
 import polars as pl
+import polars.selectors as cs
 import pyarrow as pa
 
 from pipelines.config import Config
 from pipelines.errors import CustvalError
-from pipelines.predictive.fitters.base import ConvergenceError, unique_rows
+from pipelines.predictive.carry_forward import STATUS_CARRIED, CarriedFit
+from pipelines.predictive.fit_records import (
+    FIT_SCHEMA,
+    ModelFitError,
+    failed_rows,
+    fit_rows,
+)
+from pipelines.predictive.fitters.base import ConvergenceError
 from pipelines.predictive.fitters.bgnbd import BetaGeoModel
 from pipelines.predictive.fitters.gamma_gamma import GammaGammaModel
+from pipelines.predictive.scoring import monthly_rate, predict_customers
+from pipelines.predictive.summary import CustomerSummary, as_summary
 
 PythonModelFn = Callable[[duckdb.DuckDBPyConnection, dict[str, Any]], pa.Table]
-
-
-class ModelFitError(CustvalError):
-    """A predictive model could not be fitted (did not converge, or hit a bound)."""
-
-
-FIT_SCHEMA = {
-    "fit": pl.String,
-    "model": pl.String,
-    "param": pl.String,
-    "value": pl.Float64,
-    "log_likelihood": pl.Float64,
-    "customers_used": pl.Int64,
-    "customers_excluded": pl.Int64,
-    "converged": pl.Boolean,
-    "iterations": pl.Int64,
-    "seconds": pl.Float64,
-}
-
-
-def months_for(horizon_days: int, days_per_month: float) -> int:
-    """Whole months of a horizon for the month-by-month discounted CLV (365 days -> 12)."""
-    return max(1, round(horizon_days / days_per_month))
-
-
-def monthly_rate(annual: float) -> float:
-    return (1.0 + annual) ** (1.0 / 12.0) - 1.0
 
 
 def _inputs(con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame:
@@ -69,163 +59,78 @@ def _inputs(con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame:
     return con.sql(f"select * from {table} order by customer_id").pl()
 
 
-def _fit(label: str, fit: Callable[[], Any], customers: int, repeaters: int) -> Any:
+def _fit(label: str, model: str, fit: Callable[[], Any], customers: int, repeaters: int) -> Any:
     try:
         return fit()
     except ConvergenceError as exc:
         raise ModelFitError(
-            f"{label}: {exc} -- {customers:,} customers, {repeaters:,} with repeat purchases. "
-            "Nothing was published. With too little history, set predictive.enabled: false."
+            f"{label}: {exc} -- {customers:,} customers, {repeaters:,} with repeat purchases",
+            model,
+            exc.params,
         ) from None
     except ValueError as exc:
-        raise ModelFitError(f"{label}: {exc}") from None
+        raise ModelFitError(f"{label}: {exc}", model) from None
 
 
-@dataclass
-class CustomerSummary:
-    """The model inputs as arrays, with the distinct (frequency, recency, T) rows found once:
-    the BG/NBD fit and every prediction work on those (far fewer than customers)."""
-
-    frequency: np.ndarray
-    recency: np.ndarray
-    T: np.ndarray
-    monetary_value: np.ndarray
-    unique: tuple[np.ndarray, np.ndarray, np.ndarray]
-    inverse: np.ndarray
-    weights: np.ndarray
-
-    @classmethod
-    def from_frame(cls, inputs: pl.DataFrame) -> CustomerSummary:
-        f, r, t = (inputs[c].to_numpy().astype(np.float64) for c in ("frequency", "recency", "T"))
-        m = (
-            inputs["monetary_value"].to_numpy().astype(np.float64)
-            if "monetary_value" in inputs.columns
-            else np.zeros_like(f)
-        )
-        unique, inverse = unique_rows(f, r, t)
-        weights = np.bincount(inverse.reshape(-1), minlength=unique[0].shape[0]).astype(np.float64)
-        uf, ur, ut = unique
-        return cls(f, r, t, m, (uf, ur, ut), inverse.reshape(-1), weights)
-
-    @property
-    def customers(self) -> int:
-        return int(self.frequency.shape[0])
-
-    @property
-    def repeaters(self) -> int:
-        return int((self.frequency > 0).sum())
-
-
-def _summary(inputs: pl.DataFrame | CustomerSummary) -> CustomerSummary:
-    return inputs if isinstance(inputs, CustomerSummary) else CustomerSummary.from_frame(inputs)
-
-
-def fit_bgnbd(inputs: pl.DataFrame | CustomerSummary, label: str) -> BetaGeoModel:
-    s = _summary(inputs)
+def fit_bgnbd(
+    inputs: pl.DataFrame | CustomerSummary, label: str, max_iterations: int = 2000
+) -> BetaGeoModel:
+    s = as_summary(inputs)
     uf, ur, uT = s.unique
     return _fit(
         f"BG/NBD fit ({label})",
-        lambda: BetaGeoModel().fit(uf, ur, uT, weights=s.weights),
+        "bgnbd",
+        lambda: BetaGeoModel().fit(uf, ur, uT, weights=s.weights, maxiter=max_iterations),
         s.customers,
         s.repeaters,
     )
 
 
-def fit_gamma_gamma(inputs: pl.DataFrame | CustomerSummary, label: str) -> GammaGammaModel:
-    s = _summary(inputs)
+def fit_gamma_gamma(
+    inputs: pl.DataFrame | CustomerSummary, label: str, max_iterations: int = 2000
+) -> GammaGammaModel:
+    s = as_summary(inputs)
     return _fit(
         f"Gamma-Gamma fit ({label})",
-        lambda: GammaGammaModel().fit(s.frequency, s.monetary_value),
+        "gamma_gamma",
+        lambda: GammaGammaModel().fit(s.frequency, s.monetary_value, maxiter=max_iterations),
         s.customers,
         s.repeaters,
     )
 
 
-def fit_rows(fit: str, bg: BetaGeoModel, gg: GammaGammaModel | None) -> list[dict[str, Any]]:
-    rows = []
-    for model_name, model, excluded in (("bgnbd", bg, 0), ("gamma_gamma", gg, None)):
-        if model is None:
-            continue
-        res = model.fit_result
-        assert res is not None, f"{model_name} has not been fitted"
-        if excluded is None:
-            assert isinstance(model, GammaGammaModel)
-            excluded = int(model.n_excluded or 0)
-        for param, value in model.params.as_dict().items():
-            rows.append(
-                {
-                    "fit": fit,
-                    "model": model_name,
-                    "param": param,
-                    "value": float(value),
-                    "log_likelihood": float(res.log_likelihood),
-                    "customers_used": int(res.n_customers),
-                    "customers_excluded": excluded,
-                    "converged": bool(res.converged),
-                    "iterations": int(res.iterations),
-                    "seconds": float(res.seconds),
-                }
-            )
-    return rows
-
-
-def predict_customers(
-    bg: BetaGeoModel,
-    gg: GammaGammaModel,
-    summary: CustomerSummary,
-    *,
-    horizons: list[int],
-    days_per_month: float,
-    monthly_discount_rate: float,
-    margin: float,
-) -> dict[str, np.ndarray]:
-    """p_alive, expected purchases, expected order value and predicted CLV per horizon.
-
-    The purchase model is evaluated once per distinct (frequency, recency, T) -- far fewer
-    than customers -- and once per month up to the longest horizon; every horizon's CLV is a
-    partial sum of the same discounted months. The CLV is the standard BG/NBD + Gamma-Gamma
-    one (`fitters.gamma_gamma.customer_lifetime_value`, which a test holds this to).
-    """
-    (uf, ur, uT), inverse = summary.unique, summary.inverse
-    months = {h: months_for(h, days_per_month) for h in horizons}
-    longest = max(months.values())
-    # One evaluation per month end (and per horizon that is not one); numpy's special
-    # functions release the GIL, so the evaluations run on every core, results unchanged.
-    points = sorted(
-        {i * days_per_month for i in range(1, longest + 1)} | {float(h) for h in horizons}
-    )
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        values = pool.map(lambda t: bg.predict(t, uf, ur, uT), points)
-        cumulative: dict[float, np.ndarray] = {
-            0.0: np.zeros(uf.shape[0]),
-            **dict(zip(points, values)),
-        }
-    discounted = np.zeros((longest + 1, uf.shape[0]))  # row i: discounted purchases of months 1..i
-    for i in range(1, longest + 1):
-        step = cumulative[i * days_per_month] - cumulative[(i - 1) * days_per_month]
-        discounted[i] = discounted[i - 1] + step / (1.0 + monthly_discount_rate) ** i
-    spend = gg.predict(summary.frequency, summary.monetary_value)
-    out: dict[str, np.ndarray] = {
-        "p_alive": bg.p_alive(uf, ur, uT)[inverse],
-        "expected_avg_order_value": spend,
-    }
-    for h in horizons:
-        out[f"expected_purchases_{h}"] = cumulative[float(h)][inverse]
-        out[f"predicted_clv_{h}"] = discounted[months[h]][inverse] * spend * margin
-    return out
+PreviousFit = Callable[[], CarriedFit | None]
 
 
 class Predictive:
-    """The Python models of one build; the fitted models are shared between them."""
+    """The Python models of one build; the fitted models are shared between them.
 
-    def __init__(self, config: Config) -> None:
+    `previous_fit` finds the last good fit of an earlier snapshot (for
+    `predictive.on_failure: carry_forward`); `snapshot_date` dates the fresh fits.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        snapshot_date: str | None = None,
+        previous_fit: PreviousFit | None = None,
+    ) -> None:
         self.config = config
         self.p = config.predictive
-        self.models: tuple[BetaGeoModel, GammaGammaModel] | None = None
+        self.snapshot_date = snapshot_date
+        self.previous_fit = previous_fit
+        self.bg: BetaGeoModel | None = None
+        self.gg: GammaGammaModel | None = None
         self.summary: CustomerSummary | None = None
         self.backtest_model: BetaGeoModel | None = None
         self.warnings: list[str] = []
+        self.failures: list[str] = []
         self._frames: dict[str, pl.DataFrame] = {}
+
+    @property
+    def degraded(self) -> bool:
+        """A model failed: its predictions are null (or carried forward) in this snapshot."""
+        return bool(self.failures)
 
     def _read(self, con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame:
         """A model-input table, read once per build (the fits and the predictions share it)."""
@@ -251,7 +156,7 @@ class Predictive:
                 self.model_fits,
             ),
             "int_clv_predictions": (
-                frozenset({"int_model_inputs", "int_model_fits"}),
+                frozenset({"int_model_inputs", "int_model_fits", "int_customer_margin"}),
                 self.predictions,
             ),
             "int_backtest_predictions": (
@@ -262,22 +167,94 @@ class Predictive:
 
     # int_model_fits ---------------------------------------------------------------------------
 
+    def _attempt(self, fit: Callable[[], Any], what: str) -> tuple[Any, ModelFitError | None]:
+        """Run one fit under predictive.on_failure: the model, or None and the error."""
+        try:
+            return fit(), None
+        except ModelFitError as exc:
+            if self.p.on_failure == "fail":
+                raise ModelFitError(
+                    f"{exc}. Nothing was published (predictive.on_failure: fail; the default "
+                    "publish_null publishes every table with the predictions null).",
+                    exc.model,
+                    exc.params,
+                ) from None
+            self.failures.append(f"{what}: {exc}")
+            return None, exc
+
+    def _warn_boundaries(self, fit: str, models: dict[str, Any]) -> None:
+        """A boundary optimum is a legitimate fit, but one a reader of the numbers should know of."""
+        for name, model in models.items():
+            note = getattr(model.fit_result, "boundary", None)
+            if note:
+                label = {"bgnbd": "BG/NBD", "gamma_gamma": "Gamma-Gamma"}[name]
+                self.warnings.append(
+                    f"{label} fit ({fit}) is at a boundary of its parameter space: {note} "
+                    "(fitted in its limit form; model_fit status boundary)"
+                )
+
+    def _snapshot_fits(self, summary: CustomerSummary) -> list[dict[str, Any]]:
+        fitted_on = self.snapshot_date or ""
+        bg, bg_error = self._attempt(
+            lambda: fit_bgnbd(summary, "snapshot", self.p.max_iterations), "snapshot fit"
+        )
+        gg, gg_error = self._attempt(
+            lambda: fit_gamma_gamma(summary, "snapshot", self.p.max_iterations),
+            "snapshot fit",
+        )
+        fresh = {name: m for name, m in (("bgnbd", bg), ("gamma_gamma", gg)) if m is not None}
+        rows = fit_rows("snapshot", fresh, fitted_on)
+        self._warn_boundaries("snapshot", fresh)
+        errors = [e for e in (bg_error, gg_error) if e is not None]
+        carry = errors and self.p.on_failure == "carry_forward" and self.previous_fit is not None
+        carried = self.previous_fit() if carry and self.previous_fit is not None else None
+        for error in errors:
+            if carried is not None and error.model in carried.models:
+                model = carried.models[error.model]
+                note = f"scored with the fit of {carried.fitted_on[error.model]}"
+                rows += carried.rows_of(error.model, STATUS_CARRIED, f"today's fit failed: {error}")
+            else:
+                model = None
+                note = "its prediction columns are null in this snapshot"
+                if self.p.on_failure == "carry_forward":
+                    note += " (no earlier good fit to carry forward)"
+            rows += failed_rows("snapshot", error, note)
+            self.warnings.append(f"{error}; {note}; run status degraded")
+            if error.model == "bgnbd":
+                bg = model
+            else:
+                gg = model
+        self.bg, self.gg = bg, gg
+        return rows
+
     def model_fits(self, con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> pa.Table:
         rows: list[dict[str, Any]] = []
         if self.p.enabled:
             inputs = self._read(con, "int_model_inputs")
             if self._long_enough(inputs, "predictions"):
                 self.summary = CustomerSummary.from_frame(inputs)
-                self.models = (
-                    fit_bgnbd(self.summary, "snapshot"),
-                    fit_gamma_gamma(self.summary, "snapshot"),
-                )
-                rows += fit_rows("snapshot", *self.models)
+                rows += self._snapshot_fits(self.summary)
             calibration = self._read(con, "int_backtest_inputs")
             if self._long_enough(calibration, "backtest"):
-                self.backtest_model = fit_bgnbd(calibration, "backtest calibration")
-                rows += fit_rows("calibration", self.backtest_model, None)
-        return pl.DataFrame(rows, schema=FIT_SCHEMA).to_arrow()
+                self.backtest_model, error = self._attempt(
+                    lambda: fit_bgnbd(calibration, "backtest calibration", self.p.max_iterations),
+                    "backtest fit",
+                )
+                if error is None:
+                    fresh = {"bgnbd": self.backtest_model}
+                    rows += fit_rows(
+                        "calibration", fresh, params.get("backtest_calibration_date", "")
+                    )
+                    self._warn_boundaries("backtest calibration", fresh)
+                else:
+                    note = "the backtest's predictions are null in this snapshot"
+                    rows += failed_rows("calibration", error, note)
+                    self.warnings.append(f"{error}; {note}; run status degraded")
+        frame = pl.DataFrame(
+            [{**r, "fitted_on": str(r["fitted_on"]) if r["fitted_on"] else None} for r in rows],
+            schema={**FIT_SCHEMA, "fitted_on": pl.String},
+        )
+        return frame.with_columns(pl.col("fitted_on").str.to_date()).to_arrow()
 
     # int_clv_predictions ----------------------------------------------------------------------
 
@@ -285,7 +262,7 @@ class Predictive:
         inputs = self._read(con, "int_model_inputs")
         horizons = self.p.horizons_days
         columns: dict[str, Any] = {"customer_id": inputs["customer_id"]}
-        if self.models is None or self.summary is None:
+        if self.bg is None or self.summary is None:
             nulls = pl.repeat(None, inputs.height, dtype=pl.Float64, eager=True)
             columns["p_alive"] = nulls
             columns["expected_avg_order_value"] = nulls
@@ -293,20 +270,30 @@ class Predictive:
                 columns[f"expected_purchases_{h}"] = nulls
                 columns[f"predicted_clv_{h}"] = nulls
             columns["predicted_clv_longest"] = nulls
+            if self.gg is not None and self.summary is not None:  # spend stands without BG/NBD
+                s = self.summary
+                columns["expected_avg_order_value"] = self.gg.predict(s.frequency, s.monetary_value)
             return pl.DataFrame(columns).to_arrow()
-        bg, gg = self.models
+        margins = con.sql(
+            "select int_customer_margin.margin_rate from int_model_inputs "
+            "inner join int_customer_margin using (customer_id) "
+            "order by int_model_inputs.customer_id"
+        ).fetchnumpy()["margin_rate"]
+        if margins.shape[0] != inputs.height:
+            raise CustvalError("int_customer_margin does not have one row per model input")
         predicted = predict_customers(
-            bg,
-            gg,
+            self.bg,
+            self.gg,
             self.summary,
             horizons=horizons,
             days_per_month=self.p.days_per_month,
             monthly_discount_rate=monthly_rate(self.config.clv.discount_rate),
-            margin=self.config.clv.gross_margin,
+            margin_rate=np.asarray(margins, dtype=np.float64),
+            servicing_cost=self.config.clv.servicing_cost_per_order,
         )
         columns |= predicted
         columns["predicted_clv_longest"] = predicted[f"predicted_clv_{max(horizons)}"]
-        return pl.DataFrame(columns).to_arrow()
+        return pl.DataFrame(columns).with_columns(cs.float().fill_nan(None)).to_arrow()
 
     # int_backtest_predictions -----------------------------------------------------------------
 

@@ -20,6 +20,8 @@ from typing import Any
 
 from pipelines.context import RunContext
 from pipelines.errors import ReconciliationError
+from pipelines.extract.extract import nothing_landed
+from pipelines.report.publish import publish_report
 from pipelines.stage_results import ExtractResult, ValidateResult
 from pipelines.storage import layout, locking, snapshots
 from pipelines.storage.history import batch_record, ingested_dates
@@ -64,17 +66,7 @@ def read_manifest(warehouse: Path, snapshot: date) -> dict[str, Any] | None:
 
 
 def nothing_extracted(ctx: RunContext) -> ExtractResult:
-    return {
-        "raw_dir": None,
-        "source": ctx.source_spec.display,
-        "source_kind": ctx.source_spec.kind,
-        "arrived": False,
-        "files": [],
-        "refused_files": [],
-        "rows_in": 0,
-        "input_fingerprint": None,
-        "reused": False,
-    }
+    return nothing_landed(ctx.source_spec)
 
 
 def batch_results(ctx: RunContext) -> tuple[ExtractResult, ValidateResult, bool]:
@@ -140,7 +132,9 @@ def build(ctx: RunContext) -> dict[str, Any]:
     return {
         "run_id": ctx.run_id,
         "snapshot_date": ctx.snapshot_date.isoformat(),
-        "status": "success",
+        # degraded: every table published, but a model could not be fitted (model_fit says why)
+        "status": "degraded" if marts.get("model_failures") else "success",
+        "model_failures": marts.get("model_failures", []),
         "started_at": ctx.started_at.isoformat(),
         "finished_at": datetime.now(UTC).isoformat(),
         "source": ctx.source_spec.display,
@@ -181,6 +175,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     """Write the manifest into the run's version, then make the version visible (the commit)."""
     version = Path(ctx.load_result("publish")["version"])
     manifest = {**build(ctx), "version": version.name}  # where a reader pins this snapshot
+    manifest |= publish_report(ctx, version, manifest)  # the page, in the version it shows
     write_json(version / snapshots.MANIFEST, manifest, durable=True)
 
     snapshots.commit(

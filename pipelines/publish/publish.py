@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.context import RunContext
-from pipelines.storage import layout, snapshots
+from pipelines.storage import files, layout, snapshots
 from pipelines.storage.faults import checkpoint
 from pipelines.storage.history import batch_quarantine
 from pipelines.storage.jsonfile import read_json, write_json
@@ -51,7 +51,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
         if not dest.exists():
             dest.parent.mkdir(parents=True, exist_ok=True)
             checkpoint("publish.table")
-            os.replace(built / name / layout.TABLE_FILE, dest)
+            files.move(built / name / layout.TABLE_FILE, dest)
         tables[name] = str(snapshots.visible_path(ctx.warehouse, ctx.snapshot_date, rel).parent)
 
     quarantine = None

@@ -8,7 +8,6 @@ the files never drift from the documentation.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,6 +15,7 @@ import pyarrow.parquet as pq
 
 from pipelines.contracts import Contract
 from pipelines.errors import PublishError
+from pipelines.storage import files
 from pipelines.storage.faults import checkpoint
 
 
@@ -79,6 +79,5 @@ def write_partition_files(
     table: pa.Table, directory: Path, metadata: dict[str, str] | None = None
 ) -> Path:
     """Write one Parquet file into a fresh staging directory."""
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
+    files.fresh_dir(directory)
     return write_table_file(table, directory / "part-0.parquet", metadata)

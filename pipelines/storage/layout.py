@@ -8,6 +8,7 @@
       marts/<table>/snapshot_date=D/part-0.parquet     published tables (links into the current version)
       quarantine/orders/snapshot_date=D/               the snapshot's quarantine (restricted)
       runs/snapshot_date=D/manifest.json               the snapshot's manifest; history/, _last_failure.json
+      reports/snapshot_date=D/index.html               the snapshot's HTML report (published with it)
       docs/validation/                                 Great Expectations Data Docs
       latest/                                          the newest snapshot's KPIs and tables (BI refresh)
       _locks/snapshot_date=D.lease | .lock             snapshot leases and their guards
@@ -30,6 +31,7 @@ SNAPSHOTS = Path("_snapshots")
 MARTS = PurePosixPath("marts")
 QUARANTINE = PurePosixPath("quarantine") / "orders"
 RUNS = Path("runs")
+REPORTS = PurePosixPath("reports")
 DOCS = Path("docs") / "validation"
 LATEST = Path("latest")
 LOCKS = Path("_locks")

@@ -133,7 +133,10 @@ def model_params(config: Config, snapshot_date: date) -> dict[str, Any]:
         "clv_retention_rate": config.clv.retention_rate,
         "retention_period_days": config.clv.retention_period_days,
         "clv_expected_lifetime_years": config.clv.expected_lifetime_years,
-        "clv_min_tenure_days": config.clv.min_tenure_days,
+        "clv_frequency_prior_days": config.clv.frequency_prior_days,
+        "ltv_cac_break_even": config.clv.ltv_cac_thresholds.break_even,
+        "ltv_cac_benchmark": config.clv.ltv_cac_thresholds.benchmark,
+        "ltv_cac_generous": config.clv.ltv_cac_thresholds.generous,
         "backtest_holdout_days": config.predictive.backtest_holdout_days,
         "backtest_calibration_date": (
             snapshot_date - timedelta(days=config.predictive.backtest_holdout_days)
@@ -146,7 +149,18 @@ def config_tables(config: Config) -> dict[str, pl.DataFrame]:
     bins = range(1, config.rfm.bins + 1)
     cells = [(r, f, config.rfm.segment_of(r, f)) for r in bins for f in bins]
     tiers = config.loyalty.tiers
+    scoring = [
+        (name, method, bound)
+        for name, method in sorted(config.rfm.scoring.items())
+        for bound in (config.rfm.breakpoints[name] if method == "breakpoints" else [None])
+    ]
     return {
+        # how each RFM score is computed; one row per breakpoint for the breakpoints method
+        "cfg_rfm_scoring": pl.DataFrame(
+            scoring,
+            schema={"score_name": pl.String, "method": pl.String, "bound": pl.Float64},
+            orient="row",
+        ),
         # every (r, f) score cell with the segment of the first rule that holds it
         "cfg_rfm_cells": pl.DataFrame(
             cells, schema=["r_score", "f_score", "segment"], orient="row"
@@ -268,6 +282,7 @@ def build_snapshot(
 
 
 def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) -> dict[str, Any]:
+    from pipelines.predictive.carry_forward import last_good_fit
     from pipelines.predictive.drift import backtest_drift_warning
     from pipelines.predictive.predictive import Predictive
 
@@ -275,7 +290,11 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
     check_contract_horizons(config)
     staged = ctx.load_result("stage")
     models = load_models()
-    predictive = Predictive(config)
+    predictive = Predictive(
+        config,
+        ctx.snapshot_date.isoformat(),
+        previous_fit=lambda: last_good_fit(ctx.warehouse, ctx.snapshot_date),
+    )
     con = connect()
     try:
         model_seconds = build_snapshot(
@@ -316,6 +335,7 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
             "tables": tables,
             "warnings": warnings,
             "model_seconds": model_seconds,
+            "model_failures": list(predictive.failures),
         },
     )
 

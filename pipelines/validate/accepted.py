@@ -11,7 +11,6 @@ ingested, so a retried run reads it from the source again.
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from pipelines.context import RunContext
 from pipelines.contracts import load_contract
 from pipelines.publish.tables import conform, write_table_file
 from pipelines.stage_results import ExtractResult, ValidateResult
-from pipelines.storage import layout
+from pipelines.storage import files, layout
 from pipelines.storage.atomic import swap_in
 from pipelines.storage.history import BATCH_FILE, BATCH_QUARANTINE, BATCH_RECORD
 from pipelines.storage.jsonfile import write_json
@@ -36,7 +35,7 @@ def write_batch(
 ) -> dict[str, Any]:
     """The accepted rows and the quarantine, staged; an incremental batch swapped into the accepted zone."""
     staging = ctx.work_dir / "accepted"
-    shutil.rmtree(staging, ignore_errors=True)
+    files.remove_tree(staging)
     layout.restrict(staging)
     accepted.sort("_row").select(*load_contract("orders").column_names, "_row").write_parquet(
         staging / BATCH_FILE
@@ -110,9 +109,8 @@ def keep_rejected(
     write_quarantine(q, kept / "quarantine.parquet", ctx.run_id)
     raw_dir = extract.get("raw_dir")
     if incremental and raw_dir and Path(raw_dir).is_dir():
-        shutil.move(
-            raw_dir, kept / "raw"
-        )  # never counts as ingested: a retry reads the source again
+        # never counts as ingested: a retry reads the source again
+        files.move(Path(raw_dir), kept / "raw")
     write_json(
         kept / "rejection.json",
         {

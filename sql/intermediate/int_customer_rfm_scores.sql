@@ -1,15 +1,30 @@
 -- int_customer_rfm_scores
 -- Grain: one row per customer with at least one purchase.
--- Inputs: int_customers; $rfm_bins.
--- R, F and M score three measures the same way: bins of the customer's rank (5 bins =
--- quintiles), score = 1 + floor(bins * (rank - 1) / n), with rank() so that equal values
--- share a score (a customer's score never depends on their id) and every rerun gives the
--- same scores. Measures: R = days since the last purchase, reversed (the most recent buyers
--- score highest); F = purchase orders; M = net revenue. rfm_cell = the three digits.
+-- Inputs: int_customers, cfg_rfm_scoring (config rfm.scoring and rfm.breakpoints: one row per
+--         score with its method, and one row per breakpoint); $rfm_bins.
+-- R, F and M are scored 1..bins, each by the method the config names for it:
+--   quantile     bins of the customer's rank with ties sharing it: score = 1 + floor(bins *
+--                (rank - 1) / n) with rank(), so equal values share a score (a score never
+--                depends on the customer's id). Many equal values (half the customers with one
+--                order) leave some scores empty.
+--   rank         the same bins of a rank without ties: row_number() ordered by the measure,
+--                then by md5(customer_id) -- stable across versions and reruns. Every score
+--                holds n / bins customers; equal values may get neighbouring scores.
+--   breakpoints  fixed thresholds, as the R package `rfm` allows: score = 1 + the number of
+--                breakpoints the value reaches (F: orders >= b; M: net revenue >= b; R: days
+--                since the last purchase <= b, so recent buyers score high).
+-- Measures: R = days since the last purchase (reversed: the most recent score highest);
+-- F = purchase orders; M = net revenue. rfm_cell = the three digits.
 
 with customers as (
 
     select * from int_customers
+
+),
+
+scoring as (
+
+    select * from cfg_rfm_scoring
 
 ),
 
@@ -27,17 +42,62 @@ measures as (
 
 ),
 
-binned as (
+methods as (
+
+    select distinct scoring.score_name, scoring.method
+    from scoring
+
+),
+
+ranked as (
 
     select
         measures.customer_id,
         measures.score_name,
-        1 + floor(
-            $rfm_bins * (rank() over (partition by measures.score_name order by measures.measure) - 1)
-            / count(*) over (partition by measures.score_name)
-        )::integer as score
+        measures.measure,
+        methods.method,
+        rank() over (partition by measures.score_name order by measures.measure) as tied_rank,
+        row_number() over (
+            partition by measures.score_name
+            order by measures.measure, md5(measures.customer_id::varchar)
+        ) as row_rank,
+        count(*) over (partition by measures.score_name) as customers
 
     from measures
+    inner join methods using (score_name)
+
+),
+
+reached as (
+
+    -- breakpoints reached, for the scores scored by breakpoints (oriented like the measure)
+    select
+        ranked.customer_id,
+        ranked.score_name,
+        count(scoring.bound) as breakpoints_reached
+
+    from ranked
+    inner join scoring
+        on scoring.score_name = ranked.score_name
+        and ranked.measure >= (case when ranked.score_name = 'r' then -scoring.bound else scoring.bound end)
+    where ranked.method = 'breakpoints'
+    group by ranked.customer_id, ranked.score_name
+
+),
+
+binned as (
+
+    select
+        ranked.customer_id,
+        ranked.score_name,
+        case ranked.method
+            when 'quantile' then 1 + floor($rfm_bins * (ranked.tied_rank - 1) / ranked.customers)
+            when 'rank' then 1 + floor($rfm_bins * (ranked.row_rank - 1) / ranked.customers)
+            else 1 + coalesce(reached.breakpoints_reached, 0)
+        end::integer as score
+
+    from ranked
+    left join reached using (customer_id, score_name)
 
 ),
 

@@ -1,17 +1,19 @@
 -- mart_customer_clv  (published as customer_clv)
 -- Grain: one row per customer with at least one purchase, per snapshot.
--- Inputs: int_customers, int_customer_formula_clv, int_model_inputs, int_clv_predictions
---         (Python model: pipelines/predictive/predictive.py), int_customer_clv_percentile,
---         int_customer_referrals, int_customer_acquisition.
+-- Inputs: int_customers, int_customer_formula_clv, int_customer_margin, int_model_inputs,
+--         int_clv_predictions (Python model: pipelines/predictive/predictive.py),
+--         int_customer_clv_percentile, int_customer_referrals, int_customer_acquisition.
 -- The customer's value in one row; each part is defined in its own model:
 --   formula CLVs (clv_simple, clv_retention and their inputs)  int_customer_formula_clv
+--   margin_rate (the one profit basis of every CLV column)     int_customer_margin
 --   model inputs (frequency, recency, T, monetary_value)       int_model_inputs
 --   predictions (BG/NBD + Gamma-Gamma): p_alive, expected_avg_order_value,
 --     expected_purchases_<h>, predicted_clv_<h> for the configured horizons h (days)
 --                                                              int_clv_predictions
 --   clv_percentile                                             int_customer_clv_percentile
 --   referral_count, referred_revenue                           int_customer_referrals
---   acquisition channel and month, cac, ltv_cac_ratio, payback int_customer_acquisition
+--   acquisition channel and month, cac, ltv_cac_ratio and its
+--     status, payback                                         int_customer_acquisition
 
 with customers as (
 
@@ -22,6 +24,12 @@ with customers as (
 formula_clv as (
 
     select * from int_customer_formula_clv
+
+),
+
+margins as (
+
+    select * from int_customer_margin
 
 ),
 
@@ -66,6 +74,7 @@ final as (
         formula_clv.purchase_frequency_per_year,
         formula_clv.expected_lifetime_years,
         formula_clv.clv_simple,
+        margins.margin_rate,
         formula_clv.annual_margin,
         formula_clv.retention_rate,
         formula_clv.discount_rate,
@@ -82,10 +91,12 @@ final as (
         acquisition.acquisition_month,
         acquisition.cac,
         acquisition.ltv_cac_ratio,
+        acquisition.ltv_cac_status,
         acquisition.payback_months
 
     from customers
     inner join formula_clv using (customer_id)
+    inner join margins using (customer_id)
     inner join model_inputs using (customer_id)
     inner join predictions using (customer_id)
     inner join percentiles using (customer_id)

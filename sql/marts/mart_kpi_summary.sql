@@ -1,9 +1,11 @@
 -- mart_kpi_summary  (published as kpi_summary)
 -- Grain: one row per snapshot.
 -- Inputs: int_customers, int_customer_abc_class, int_order_totals, int_retention,
---         mart_customer_clv, int_clv_predictions (Python model); $active_days.
--- Active customers bought in the last active_days days; retention and churn compare the
--- last active_days with the active_days before (period over period). Revenue shares are
+--         mart_customer_clv, int_clv_predictions (Python model), int_model_inputs; $active_days.
+-- Active customers bought in the last active_days days: a count, not a model estimate (the
+-- model's expectation is model_alive_customers, one-time buyers counted alive as BG/NBD
+-- does). Retention and churn compare the last active_days with the active_days before
+-- (period over period). Revenue shares are
 -- those of the ABC classes' positive revenue (int_customer_abc_class).
 -- Averages of doubles are taken over DECIMAL values: exact sums do not depend on how DuckDB
 -- splits the work between threads, so a rerun gives the same row.
@@ -44,6 +46,12 @@ predictions as (
 
 ),
 
+model_inputs as (
+
+    select * from int_model_inputs
+
+),
+
 customer_totals as (
 
     select
@@ -77,9 +85,12 @@ prediction_totals as (
 
     select
         avg(predictions.predicted_clv_longest::decimal(38, 10)) as avg_predicted_clv,
-        sum(predictions.p_alive::decimal(38, 12)) as expected_active_customers
+        sum(predictions.p_alive::decimal(38, 12)) as model_alive_customers,
+        sum(predictions.p_alive::decimal(38, 12)) filter (where model_inputs.frequency >= 1)
+            as model_alive_repeat_customers
 
     from predictions
+    inner join model_inputs using (customer_id)
 
 ),
 
@@ -104,7 +115,8 @@ final as (
         clv_averages.avg_clv_simple,
         clv_averages.avg_clv_retention,
         prediction_totals.avg_predicted_clv,
-        prediction_totals.expected_active_customers,
+        prediction_totals.model_alive_customers,
+        prediction_totals.model_alive_repeat_customers,
         coalesce(customer_totals.revenue_a, 0) / nullif(customer_totals.positive_revenue, 0) as revenue_share_a,
         coalesce(customer_totals.revenue_b, 0) / nullif(customer_totals.positive_revenue, 0) as revenue_share_b,
         coalesce(customer_totals.revenue_c, 0) / nullif(customer_totals.positive_revenue, 0) as revenue_share_c

@@ -2,7 +2,9 @@
 -- Grain: one row per fit, model and parameter, per snapshot.
 -- Inputs: int_model_fits (Python model: pipelines/predictive/predictive.py).
 -- fit = snapshot: the models behind customer_clv's predictions; fit = calibration: BG/NBD
--- fitted on the backtest's calibration window (see model_backtest).
+-- fitted on the backtest's calibration window (see model_backtest). status says whether a fit
+-- is ok, at a boundary (fitted in its limit form), failed (predictions null, run degraded) or
+-- carried forward from an earlier snapshot (fitted_on).
 
 with fits as (
 
@@ -22,7 +24,10 @@ final as (
         fits.customers_excluded,
         fits.converged,
         fits.iterations,
-        fits.seconds
+        fits.seconds,
+        fits.status,
+        fits.note,
+        fits.fitted_on
 
     from fits
 

@@ -1,6 +1,7 @@
 -- mart_segment_summary  (published as segment_summary)
 -- Grain: one row per dimension and segment, per snapshot. Dimensions: rfm_segment, abc_class,
--- loyalty_tier, lifecycle_stage, acquisition_channel and acquisition_month (the cohort, YYYY-MM).
+-- loyalty_tier, lifecycle_stage, acquisition_channel, acquisition_month (the cohort, YYYY-MM),
+-- and the score distributions r_score, f_score and m_score (segment = the score, '1'..'5').
 -- Inputs: mart_customer_rfm, mart_customer_clv, int_clv_predictions (Python model).
 -- ltv_cac_ratio of a segment = total clv_retention / total CAC of its customers with a CAC.
 -- Doubles are aggregated as DECIMAL (exact, so independent of thread scheduling).
@@ -34,6 +35,9 @@ customers as (
         customer_rfm.abc_class,
         customer_rfm.loyalty_tier,
         customer_rfm.lifecycle_stage,
+        customer_rfm.r_score,
+        customer_rfm.f_score,
+        customer_rfm.m_score,
         coalesce(customer_clv.acquisition_channel, 'unknown') as acquisition_channel,
         strftime(customer_clv.acquisition_month, '%Y-%m') as acquisition_month,
         customer_clv.clv_simple::decimal(38, 10) as clv_simple,
@@ -60,6 +64,12 @@ by_dimension as (
     select 'acquisition_channel', customers.acquisition_channel, customers.* from customers
     union all
     select 'acquisition_month', customers.acquisition_month, customers.* from customers
+    union all
+    select 'r_score', customers.r_score::varchar, customers.* from customers
+    union all
+    select 'f_score', customers.f_score::varchar, customers.* from customers
+    union all
+    select 'm_score', customers.m_score::varchar, customers.* from customers
 
 ),
 

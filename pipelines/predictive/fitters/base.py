@@ -44,7 +44,13 @@ class FitResult:
     iterations: int
     seconds: float
     at_bounds: list[str] = field(default_factory=list)
-    """Names of parameters that ended at an optimisation bound (empty for a usable fit)."""
+    """Names of parameters that ended at an optimisation bound, or (for a boundary fit) that sit
+    at their limit value (inf or 0). Empty for an interior fit."""
+    boundary: str | None = None
+    """``None`` for an interior optimum. For a fit whose likelihood is maximised on the boundary
+    of the parameter space (e.g. no spend heterogeneity, nobody drops out) a short human note
+    naming the limit model that was fitted instead, e.g. "no spend heterogeneity between
+    customers: q, v -> inf with v/q = 12.3; ...". The parameters are then the limit model's."""
 
 
 class ConvergenceError(RuntimeError):
@@ -174,38 +180,65 @@ def collapse(*arrays: ArrayLike, weights: ArrayLike | None = None) -> tuple[np.n
     return (*uniq, counts)
 
 
+DEFAULT_MAX_ITERATIONS = 2000
+
+
+def resolve_max_iterations(max_iterations: int | None, maxiter: int | None) -> int:
+    """``max_iterations`` with the older ``maxiter`` spelling still accepted."""
+    if max_iterations is not None and maxiter is not None and max_iterations != maxiter:
+        raise ValueError("pass max_iterations or maxiter (its old name), not both")
+    value = max_iterations if max_iterations is not None else maxiter
+    value = DEFAULT_MAX_ITERATIONS if value is None else value
+    if int(value) != value or value < 1:
+        raise ValueError(f"max_iterations must be a positive integer, got {value}")
+    return int(value)
+
+
 @dataclass(frozen=True)
-class _Optimum:
+class Outcome:
+    """Where the optimiser stopped and why; ``failure`` is None for a usable interior optimum."""
+
     params: FloatArray
+    """Natural (positive) parameters reached, in the optimiser's (rescaled) units."""
     converged: bool
     iterations: int
     seconds: float
     at_bounds: list[str]
+    flat: list[str]
     message: str
+    out_of_iterations: bool
+    """The iteration budget ran out: the optimiser did not finish, never a boundary optimum."""
+    failure: str | None
+
+    def error(
+        self, model: str, names: Sequence[str], unscale: Callable[[FloatArray], FloatArray] | None
+    ) -> ConvergenceError:
+        """The ``ConvergenceError`` describing this (failed) outcome."""
+        shown = self.params if unscale is None else unscale(self.params)
+        reached = dict(zip(names, map(float, shown), strict=True))
+        result = FitResult(
+            float("nan"), 0, self.converged, self.iterations, self.seconds, self.at_bounds
+        )
+        return ConvergenceError(model, self.failure or "unknown failure", reached, result)
 
 
-def minimize_log_params(
-    model: str,
+def optimise_log_params(
     names: Sequence[str],
     neg_mean_ll: Callable[[FloatArray], tuple[float, FloatArray]],
     x0: Sequence[float],
     *,
     tol: float,
     maxiter: int,
-    unscale: Callable[[FloatArray], FloatArray] | None = None,
-) -> _Optimum:
+) -> Outcome:
     """Minimise ``neg_mean_ll`` over positive parameters with L-BFGS-B on their logs.
-
-    ``unscale`` maps the fitted parameters back to the caller's units; it is only used for the
-    parameters shown in a ``ConvergenceError``.
 
     ``neg_mean_ll(params)`` must return the negative *mean* log-likelihood and its gradient with
     respect to the natural (positive) parameters; the chain rule to log-space is applied here.
     Using the mean rather than the sum keeps ``tol`` meaningful whatever the sample size.
 
-    Raises ``ConvergenceError`` if the optimiser reports failure, a parameter ends at a bound
-    or the likelihood is flat around the point reached (all three mean the numbers should not
-    be used).
+    Never raises on a bad optimum: ``Outcome.failure`` says why the point reached is unusable
+    (the optimiser reported failure, a parameter ended at a bound, or the likelihood is flat
+    around the point). The models decide whether that is a boundary optimum or an error.
     """
     names = list(names)
     theta0 = np.log(np.asarray(x0, dtype=np.float64))
@@ -239,44 +272,35 @@ def minimize_log_params(
     ]
     message = str(res.message)
     converged = bool(res.success)
-    if not converged and "ABNORMAL" in message.upper():
+    out_of_iterations = not converged and (int(res.status) == 1 or int(res.nit) >= maxiter)
+    if not converged and not out_of_iterations and "ABNORMAL" in message.upper():
         # L-BFGS-B gives up its line search when it cannot improve f in the last few digits;
         # that is an optimum, not a failure, if the projected gradient is already tiny.
-        _, g = fun(theta)
+        f, g = fun(theta)
         free = (theta > lo + _AT_BOUND_TOL) & (theta < hi - _AT_BOUND_TOL)
-        converged = bool(np.all(np.abs(g[free]) < 1e-6))
+        converged = f < 1e300 and bool(np.all(np.abs(g[free]) < 1e-6))
     iterations = int(res.nit)
     flat: list[str] = []
     if converged and not at_bounds:
         flat = _flat_directions(fun, theta, names)
-    shown = params if unscale is None else unscale(params)
-    reached = dict(zip(names, map(float, shown), strict=True))
+    failure: str | None = None
     if not converged:
-        raise ConvergenceError(
-            model,
-            f"optimiser stopped after {iterations} iterations: {message}",
-            reached,
-            FitResult(float("nan"), 0, False, iterations, seconds, at_bounds),
-        )
-    if at_bounds:
-        raise ConvergenceError(
-            model,
+        failure = f"optimiser stopped after {iterations} iterations: {message}"
+    elif at_bounds:
+        failure = (
             f"parameter(s) {', '.join(at_bounds)} ended at the optimisation bounds "
             f"[{math.exp(lo):.0e}, {math.exp(hi):.0e}] (on rescaled data); the data do not "
-            "identify the model (e.g. too few repeat customers)",
-            reached,
-            FitResult(float("nan"), 0, True, iterations, seconds, at_bounds),
+            "identify the model (e.g. too few repeat customers)"
         )
-    if flat:
-        raise ConvergenceError(
-            model,
+    elif flat:
+        failure = (
             f"the likelihood is flat in {', '.join(flat)} at the point reached (Hessian "
             f"eigenvalue below {_MIN_CURVATURE:g}): the data do not identify the model "
-            "(e.g. no or almost no repeat customers)",
-            reached,
-            FitResult(float("nan"), 0, True, iterations, seconds, at_bounds),
+            "(e.g. no or almost no repeat customers)"
         )
-    return _Optimum(params, converged, iterations, seconds, at_bounds, message)
+    return Outcome(
+        params, converged, iterations, seconds, at_bounds, flat, message, out_of_iterations, failure
+    )
 
 
 def _flat_directions(

@@ -6,48 +6,41 @@ lifetimes-style summary: ``frequency`` x (number of repeat purchase periods), ``
 (time from first to last purchase) and ``T`` (time from first purchase to the end of the
 calibration period), all in one time unit of the caller's choosing (days in our pipeline);
 ``alpha`` comes out in that unit, r, a and b are unit-free.
+
+When the data carry no dropout signal or no purchase-rate heterogeneity the likelihood is
+maximised on the boundary of (r, alpha, a, b); ``fit`` then returns the limit model of
+``bg_limits`` (NBD, BG/Poisson or Poisson) with a ``fit_result.boundary`` note, represented in
+``BetaGeoParams`` by a = 0, b = inf (no dropout) and/or r = alpha = inf with ``r_over_alpha``.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from typing import Self
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
 
+from pipelines.predictive.fitters import bg_limits
 from pipelines.predictive.fitters.base import (
     FitResult,
     FloatArray,
     as_float_array,
     check_weights,
     collapse,
-    minimize_log_params,
+    optimise_log_params,
+    resolve_max_iterations,
 )
+from pipelines.predictive.fitters.bg_params import BetaGeoParams
+from pipelines.predictive.fitters.simulate import simulate_summary
+from pipelines.predictive.fitters.special import COINCIDENCE, bridge
+
+__all__ = ["BetaGeoModel", "BetaGeoParams", "log_likelihood", "simulate_summary", "validate_rft"]
 
 MODEL_NAME = "BG/NBD (BetaGeoModel)"
 PARAM_NAMES = ("r", "alpha", "a", "b")
-
-
-@dataclass(frozen=True)
-class BetaGeoParams:
-    r: float
-    alpha: float
-    a: float
-    b: float
-
-    def __post_init__(self) -> None:
-        for name, value in self.as_dict().items():
-            if not (np.isfinite(value) and value > 0):
-                raise ValueError(
-                    f"BG/NBD parameter {name} must be positive and finite, got {value}"
-                )
-
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
 
 
 def validate_rft(
@@ -141,6 +134,7 @@ def log_likelihood(
     """Total (weighted) BG/NBD log-likelihood, eq. (6) of Fader, Hardie & Lee (2005).
 
     With ``gradient=True`` also returns d(log-likelihood)/d(r, alpha, a, b), analytically.
+    Limit parameters (``BetaGeoParams.limit``) give the limit model's likelihood (no gradient).
     """
     p = (
         np.array([params.r, params.alpha, params.a, params.b])
@@ -149,6 +143,11 @@ def log_likelihood(
     )
     x, tx, t_cal = validate_rft(frequency, recency, T)
     d = _Prepared(x, tx, t_cal, check_weights(weights, x.size))
+    if isinstance(params, BetaGeoParams) and params.limit is not None:
+        if gradient:
+            raise ValueError("no gradient for a limit model's log-likelihood")
+        data = bg_limits.Data(d.x, d.tx, d.T, d.w)
+        return bg_limits.limit_log_likelihood(params.limit, params.limit_values(), data)
     ll, g = _log_likelihood(p, d, gradient)
     return (ll, g) if gradient else ll  # type: ignore[return-value]
 
@@ -157,27 +156,11 @@ def _conditional_expected(
     p: BetaGeoParams, t: FloatArray, x: FloatArray, tx: FloatArray, T: FloatArray
 ) -> FloatArray:
     """E[X(T, T+t) | x, t_x, T], eq. (10) of FHL (2005): E[... | alive at T] * P(alive)."""
+    if p.limit is not None:
+        values = p.limit_values()
+        alive = bg_limits.p_alive(p.limit, values, x, tx, T)
+        return bg_limits.expected_if_alive(p.limit, values, t, x, T) * alive
     return _expected_if_alive(p.r, p.alpha, p.a, p.b, t, x, T) * _p_alive(p, x, tx, T)
-
-
-# Parameter coincidences at which the closed form is 0/0 or scipy's hyp2f1 loses accuracy are
-# bridged: within _COINCIDENCE of one we evaluate at 2, 4 times that distance on either side
-# and interpolate with a cubic (interpolation error ~1e-11, evaluation error ~1e-10 or less).
-_COINCIDENCE = 1e-3
-_BRIDGE_NODES = np.array([-2.0, -1.0, 1.0, 2.0])
-
-
-def _bridge(
-    f: Callable[[float], FloatArray], center: float, value: float, step: float
-) -> FloatArray:
-    """Cubic Lagrange interpolation at ``value`` of f evaluated at center + step * nodes."""
-    u = (value - center) / step
-    out: FloatArray | float = 0.0
-    for j, nj in enumerate(_BRIDGE_NODES):
-        others = np.delete(_BRIDGE_NODES, j)
-        weight = float(np.prod((u - others) / (nj - others)))
-        out = out + weight * f(center + step * nj)
-    return np.asarray(out, dtype=np.float64)
 
 
 def _expected_if_alive(
@@ -191,22 +174,22 @@ def _expected_if_alive(
     (1-z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z), whose upper parameters do not grow with x
     (the original overflows for heavy buyers and long horizons).
 
-    Three singular spots are bridged (see _bridge): a = 1 (prefactor 1/(a-1) against a
+    Three singular spots are bridged (see special.bridge): a = 1 (prefactor 1/(a-1) against a
     bracket that vanishes with a - 1, so digits cancel nearby); a + b = 1 for x = 0 (2F1 pole
     at C = 0 against the prefactor's zero); and r - a an integer, which makes C - A - B =
     x + r - a + 1 an integer, where scipy's hyp2f1 returns NaN exactly at, and loses digits
     near (~1e-17 / distance), the integer when z is close to 1.
     """
-    d = _COINCIDENCE
+    d = COINCIDENCE
     h = 2.0 * d
     if abs(a - 1.0) < d:
-        return _bridge(lambda av: _expected_if_alive(r, alpha, av, b, t, x, T), 1.0, a, h)
+        return bridge(lambda av: _expected_if_alive(r, alpha, av, b, t, x, T), 1.0, a, h)
     if abs(a + b - 1.0) < d and 1.0 - a > 3.0 * d:
         hb = min(h, (1.0 - a) / 3.0)
-        return _bridge(lambda bv: _expected_if_alive(r, alpha, a, bv, t, x, T), 1.0 - a, b, hb)
+        return bridge(lambda bv: _expected_if_alive(r, alpha, a, bv, t, x, T), 1.0 - a, b, hb)
     k = round(r - a)
     if abs(r - a - k) < d:
-        return _bridge(lambda rv: _expected_if_alive(rv, alpha, a, b, t, x, T), a + k, r, h)
+        return bridge(lambda rv: _expected_if_alive(rv, alpha, a, b, t, x, T), a + k, r, h)
 
     z = t / (alpha + T + t)
     hyp = hyp2f1(a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, z)
@@ -216,6 +199,8 @@ def _expected_if_alive(
 
 def _p_alive(p: BetaGeoParams, x: FloatArray, tx: FloatArray, T: FloatArray) -> FloatArray:
     """P(alive at T | x, t_x), eq. (11) of FHL (2005), as a logistic of a log-odds."""
+    if p.limit is not None:
+        return bg_limits.p_alive(p.limit, p.limit_values(), x, tx, T)
     rep = x > 0
     bx1 = np.where(rep, p.b + x - 1.0, 1.0)
     log_odds_dead = (
@@ -234,17 +219,22 @@ def _broadcast_rft(
 
 
 class BetaGeoModel:
-    """BG/NBD model: fit on a customer summary, then score P(alive) and expected purchases."""
+    """BG/NBD model (Fader, Hardie & Lee 2005): fit on a customer summary, then score P(alive)
+    and expected purchases. A fit on the boundary holds a limit model instead (NBD: Ehrenberg
+    1959, Morrison & Schmittlein 1988; BG/Poisson; Poisson), see ``bg_limits``."""
 
     def __init__(self) -> None:
         self._params: BetaGeoParams | None = None
         self.fit_result: FitResult | None = None
 
     @classmethod
-    def from_params(cls, r: float, alpha: float, a: float, b: float) -> Self:
+    def from_params(
+        cls, r: float, alpha: float, a: float, b: float, r_over_alpha: float | None = None
+    ) -> Self:
         """A model with known parameters (e.g. loaded from a previous run); no fit_result."""
         model = cls()
-        model._params = BetaGeoParams(float(r), float(alpha), float(a), float(b))
+        rate = None if r_over_alpha is None else float(r_over_alpha)
+        model._params = BetaGeoParams(float(r), float(alpha), float(a), float(b), rate)
         return model
 
     @property
@@ -267,17 +257,23 @@ class BetaGeoModel:
         weights: ArrayLike | None = None,
         *,
         tol: float = 1e-10,
-        maxiter: int = 2000,
+        max_iterations: int | None = None,
+        maxiter: int | None = None,
     ) -> Self:
         """Maximum-likelihood fit; identical rows are collapsed first so size barely matters.
 
         Time is rescaled by the weighted mean T during optimisation (alpha is then scaled back),
-        which makes the optimiser's bounds and tolerances independent of the time unit.
-        Raises ``ConvergenceError`` if the optimiser fails, a parameter runs to a bound or the
-        data do not identify the parameters (flat likelihood, e.g. nobody repeats).
+        which makes the optimiser's bounds and tolerances independent of the time unit. If the
+        search runs off to a face of the parameter space that ``bg_limits.find_boundary``
+        recognises (no dropout, no rate heterogeneity), the limit model is fitted and returned
+        with a ``fit_result.boundary`` note. Otherwise raises ``ConvergenceError`` if the
+        optimiser fails, a parameter runs to a bound or the data do not identify the
+        parameters (flat likelihood, e.g. nobody repeats), and always when the
+        ``max_iterations`` budget (default 2000; ``maxiter`` is its old name) runs out.
         ``fit_result.seconds`` is the wall time of the whole call (collapse included).
         """
         started = time.perf_counter()
+        budget = resolve_max_iterations(max_iterations, maxiter)
         x, tx, t_cal = validate_rft(frequency, recency, T)
         w = check_weights(weights, x.size)
         x, tx, t_cal, w = collapse(x, tx, t_cal, weights=w)
@@ -297,25 +293,39 @@ class BetaGeoModel:
 
         mean_x = float(ds.w @ ds.x) / ds.n
         alpha0 = 1.0 / mean_x if mean_x > 0 else 1.0  # r/alpha = observed purchase rate
-        opt = minimize_log_params(
-            MODEL_NAME,
-            PARAM_NAMES,
-            neg_mean_ll,
-            [1.0, alpha0, 1.0, 1.0],
-            tol=tol,
-            maxiter=maxiter,
-            unscale=lambda p: p * np.array([1.0, scale, 1.0, 1.0]),
+        opt = optimise_log_params(
+            PARAM_NAMES, neg_mean_ll, [1.0, alpha0, 1.0, 1.0], tol=tol, maxiter=budget
         )
-        r, alpha_s, a, b = opt.params
-        self._params = BetaGeoParams(float(r), float(alpha_s * scale), float(a), float(b))
-        ll, _ = _log_likelihood(np.array([r, alpha_s * scale, a, b]), d, gradient=False)
+        unscale = lambda p: p * np.array([1.0, scale, 1.0, 1.0])  # noqa: E731
+        if opt.out_of_iterations:
+            raise opt.error(MODEL_NAME, PARAM_NAMES, unscale)
+        limit = bg_limits.find_boundary(
+            opt.params,
+            bg_limits.Data(ds.x, ds.tx, ds.T, ds.w),
+            lambda p: _log_likelihood(p, ds, gradient=False)[0],
+            interior_failed=opt.failure is not None,
+            tol=tol,
+            budget=budget,
+        )
+        if limit is None and opt.failure is not None:
+            raise opt.error(MODEL_NAME, PARAM_NAMES, unscale)
+        if limit is None:
+            r, alpha_s, a, b = opt.params
+            self._params = BetaGeoParams(float(r), float(alpha_s * scale), float(a), float(b))
+            ll, _ = _log_likelihood(np.array([r, alpha_s * scale, a, b]), d, gradient=False)
+        else:
+            self._params = BetaGeoParams.from_limit(limit.kind, limit.values, scale)
+            # Back to the caller's time unit: the density of x purchase times gains scale^-x.
+            ll = limit.log_likelihood - float(d.w @ d.x) * math.log(scale)
+        prm = self._params
         self.fit_result = FitResult(
             log_likelihood=ll,
             n_customers=round(d.n),
-            converged=opt.converged,
-            iterations=opt.iterations,
+            converged=True,
+            iterations=opt.iterations + (0 if limit is None else limit.iterations),
             seconds=time.perf_counter() - started,
-            at_bounds=opt.at_bounds,
+            at_bounds=opt.at_bounds if limit is None else prm.at_limit,
+            boundary=None if limit is None else prm.boundary_note,
         )
         return self
 
@@ -345,28 +355,6 @@ class BetaGeoModel:
             raise ValueError("t must be finite and non-negative")
         zeros = np.zeros_like(t_arr)
         p = self.params
+        if p.limit is not None:
+            return bg_limits.expected_if_alive(p.limit, p.limit_values(), t_arr, zeros, zeros)
         return _expected_if_alive(p.r, p.alpha, p.a, p.b, t_arr, zeros, zeros)
-
-
-def simulate_summary(
-    params: BetaGeoParams, T: ArrayLike, rng: np.random.Generator
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Draw a (frequency, recency, T) summary from the BG/NBD generative story, vectorised.
-
-    For tests and benchmarks. Each customer gets lambda ~ Gamma(r, rate alpha) and
-    p ~ Beta(a, b); J ~ Geometric(p) is the repeat purchase after which they would drop out and
-    N ~ Poisson(lambda T) the number of repeat purchases a never-dying customer would make in
-    (0, T], so x = min(J, N). Given N = n, purchase times are n sorted uniforms on (0, T), so the
-    x-th of them is T * Beta(x, n - x + 1).
-    """
-    t_cal = as_float_array("T", T)
-    n = t_cal.size
-    lam = rng.gamma(params.r, 1.0 / params.alpha, size=n)
-    p = rng.beta(params.a, params.b, size=n)
-    j = rng.geometric(p)
-    n_events = rng.poisson(lam * t_cal)
-    x = np.minimum(j, n_events)
-    rep = x > 0
-    tx = np.zeros(n)
-    tx[rep] = t_cal[rep] * rng.beta(x[rep], n_events[rep] - x[rep] + 1)
-    return x.astype(np.float64), tx, t_cal

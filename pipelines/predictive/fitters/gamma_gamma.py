@@ -5,29 +5,38 @@ Fader & Hardie (2013), "The Gamma-Gamma Model of Monetary Value"; Fader, Hardie 
 value is Gamma(p, nu) with nu ~ Gamma(q, gamma) across customers (``v`` here is gamma, as in
 lifetimes). The model is fitted on the *average* value m of a customer's x repeat
 transactions and assumes spend is independent of the purchase process.
+
+When spend hardly varies between customers the likelihood is maximised on the boundary
+q, v -> inf with v/q = c fixed: the pooled-spend limit of ``gg_limit`` (every transaction
+Gamma(p, rate 1/c), expected spend p c for everyone). ``fit`` then returns that limit, with
+``GammaGammaParams(p, q=inf, v=inf, v_over_q=c)`` and a ``fit_result.boundary`` note.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Self
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import digamma, gammaln
 
+from pipelines.predictive.fitters import gg_limit
 from pipelines.predictive.fitters.base import (
     FitResult,
     FloatArray,
-    PurchasePredictor,
     as_float_array,
     check_weights,
     collapse,
-    minimize_log_params,
-    unique_rows,
+    optimise_log_params,
+    resolve_max_iterations,
 )
-from pipelines.predictive.fitters.bgnbd import validate_rft
+from pipelines.predictive.fitters.boundary import RAY
+from pipelines.predictive.fitters.clv import customer_lifetime_value
+
+__all__ = ["GammaGammaModel", "GammaGammaParams", "customer_lifetime_value", "log_likelihood"]
 
 MODEL_NAME = "Gamma-Gamma (GammaGammaModel)"
 PARAM_NAMES = ("p", "q", "v")
@@ -35,23 +44,50 @@ PARAM_NAMES = ("p", "q", "v")
 
 @dataclass(frozen=True)
 class GammaGammaParams:
+    """p, q, v of the model; in the pooled-spend limit q = v = inf and ``v_over_q`` = c.
+
+    ``v_over_q`` is set only in the limit (``GammaGammaParams.pooled(p, c)``); interior
+    parameters are all finite and positive.
+    """
+
     p: float
     q: float
     v: float
+    v_over_q: float | None = None
 
     def __post_init__(self) -> None:
-        for name, value in self.as_dict().items():
+        finite = {"p": self.p, "q": self.q, "v": self.v}
+        if self.v_over_q is not None:
+            if not (math.isinf(self.q) and math.isinf(self.v)):
+                raise ValueError("v_over_q is only given in the limit q = v = inf")
+            finite = {"p": self.p, "v_over_q": self.v_over_q}
+        for name, value in finite.items():
             if not (np.isfinite(value) and value > 0):
                 raise ValueError(
                     f"Gamma-Gamma parameter {name} must be positive and finite, got {value}"
                 )
 
+    @classmethod
+    def pooled(cls, p: float, v_over_q: float) -> Self:
+        """The no-heterogeneity limit q, v -> inf with v/q = ``v_over_q``."""
+        return cls(float(p), math.inf, math.inf, float(v_over_q))
+
+    @property
+    def is_limit(self) -> bool:
+        return self.v_over_q is not None
+
     def as_dict(self) -> dict[str, float]:
-        return asdict(self)
+        """Float-valued: {p, q, v}, plus v_over_q (with q = v = inf) in the limit."""
+        out = {"p": float(self.p), "q": float(self.q), "v": float(self.v)}
+        if self.v_over_q is not None:
+            out["v_over_q"] = float(self.v_over_q)
+        return out
 
     @property
     def population_mean(self) -> float:
-        """E[M] = p v / (q - 1); infinite (undefined) when q <= 1."""
+        """E[M] = p v / (q - 1) (p c in the limit); infinite (undefined) when q <= 1."""
+        if self.v_over_q is not None:
+            return self.p * self.v_over_q
         return self.p * self.v / (self.q - 1.0) if self.q > 1.0 else float("inf")
 
 
@@ -115,7 +151,10 @@ def log_likelihood(
     *,
     gradient: bool = False,
 ) -> float | tuple[float, FloatArray]:
-    """Gamma-Gamma log-likelihood over the given customers (all must have x >= 1, m > 0)."""
+    """Gamma-Gamma log-likelihood over the given customers (all must have x >= 1, m > 0).
+
+    Pooled-spend limit parameters give the limit's likelihood (``gg_limit``; no gradient).
+    """
     pv = (
         np.array([params.p, params.q, params.v])
         if isinstance(params, GammaGammaParams)
@@ -127,12 +166,18 @@ def log_likelihood(
         raise ValueError("frequency and monetary_value must have the same length")
     if np.any(x < 1) or np.any(m <= 0):
         raise ValueError("the Gamma-Gamma likelihood needs frequency >= 1 and monetary_value > 0")
-    ll, g = _log_likelihood(pv, _Prepared(x, m, check_weights(weights, x.size)), gradient)
+    w = check_weights(weights, x.size)
+    if isinstance(params, GammaGammaParams) and params.v_over_q is not None:
+        if gradient:
+            raise ValueError("no gradient for the pooled-spend limit's log-likelihood")
+        return gg_limit.pooled_log_likelihood(params.p, params.v_over_q, x, m, w)
+    ll, g = _log_likelihood(pv, _Prepared(x, m, w), gradient)
     return (ll, g) if gradient else ll  # type: ignore[return-value]
 
 
 class GammaGammaModel:
-    """Gamma-Gamma model of average transaction value.
+    """Gamma-Gamma model of average transaction value (Fader & Hardie 2013, "The Gamma-Gamma
+    Model of Monetary Value"); without spend heterogeneity its pooled-spend limit (``gg_limit``).
 
     ``fit`` takes every customer and uses only those with at least one repeat purchase and a
     positive average repeat spend; how many were left out (and why) is kept in
@@ -146,9 +191,11 @@ class GammaGammaModel:
         self.exclusions: dict[str, int] = {}
 
     @classmethod
-    def from_params(cls, p: float, q: float, v: float) -> Self:
+    def from_params(cls, p: float, q: float, v: float, v_over_q: float | None = None) -> Self:
+        """A model with known parameters (``params.as_dict()`` of a previous fit round-trips)."""
         model = cls()
-        model._params = GammaGammaParams(float(p), float(q), float(v))
+        c = None if v_over_q is None else float(v_over_q)
+        model._params = GammaGammaParams(float(p), float(q), float(v), c)
         return model
 
     @property
@@ -170,15 +217,21 @@ class GammaGammaModel:
         weights: ArrayLike | None = None,
         *,
         tol: float = 1e-10,
-        maxiter: int = 2000,
+        max_iterations: int | None = None,
+        maxiter: int | None = None,
     ) -> Self:
         """Maximum-likelihood fit on customers with frequency >= 1 and monetary_value > 0.
 
         Money is rescaled by the mean spend during optimisation (v is scaled back), so the
-        optimiser behaves the same whatever the currency unit. Raises ``ConvergenceError`` as
-        BetaGeoModel.fit does; ``fit_result.seconds`` is the wall time of the whole call.
+        optimiser behaves the same whatever the currency unit. If the search runs off along
+        q, v -> inf with v/q stable and nothing in the interior beats the pooled-spend limit
+        (``gg_limit.runs_off_to_pooled_limit``), the limit is returned with a
+        ``fit_result.boundary`` note. Otherwise raises ``ConvergenceError`` as
+        BetaGeoModel.fit does, and always when the ``max_iterations`` budget (default 2000;
+        ``maxiter`` is its old name) runs out. ``fit_result.seconds`` is the whole call.
         """
         started = time.perf_counter()
+        budget = resolve_max_iterations(max_iterations, maxiter)
         x = as_float_array("frequency", frequency)
         m = as_float_array("monetary_value", monetary_value)
         if x.shape != m.shape:
@@ -204,7 +257,6 @@ class GammaGammaModel:
         xk, mk, wk = collapse(x[keep], m[keep], weights=w[keep])
         n = float(wk.sum())
         scale = float(wk @ mk) / n
-
         scaled = _Prepared(xk, mk / scale, wk)
 
         def neg_mean_ll(pv: FloatArray) -> tuple[float, FloatArray]:
@@ -213,29 +265,58 @@ class GammaGammaModel:
             return -ll / n, -g / n
 
         # p = 1, q = 2, v = 1 puts the prior mean p v / (q - 1) at the (rescaled) mean spend.
-        opt = minimize_log_params(
-            MODEL_NAME,
-            PARAM_NAMES,
-            neg_mean_ll,
-            [1.0, 2.0, 1.0],
-            tol=tol,
-            maxiter=maxiter,
-            unscale=lambda pv: pv * np.array([1.0, 1.0, scale]),
+        opt = optimise_log_params(
+            PARAM_NAMES, neg_mean_ll, [1.0, 2.0, 1.0], tol=tol, maxiter=budget
         )
-        p, q, v_s = opt.params
-        self._params = GammaGammaParams(float(p), float(q), float(v_s * scale))
-        ll, _ = _log_likelihood(
-            np.array([p, q, v_s * scale]), _Prepared(xk, mk, wk), gradient=False
-        )
+        unscale = lambda pv: pv * np.array([1.0, 1.0, scale])  # noqa: E731
+        if opt.out_of_iterations:
+            raise opt.error(MODEL_NAME, PARAM_NAMES, unscale)
+        limit = self._boundary(opt.params, scaled, n, budget, opt.failure is not None)
+        boundary: str | None = None
+        if limit is not None:
+            c = limit.c * scale
+            self._params = GammaGammaParams.pooled(limit.p, c)
+            ll = gg_limit.pooled_log_likelihood(limit.p, c, xk, mk, wk)
+            boundary = (
+                f"no spend heterogeneity between customers: q, v -> inf with v/q = {c:.6g}; "
+                "every customer's expected spend is the pooled mean "
+                f"{self._params.population_mean:.6g}"
+            )
+        elif opt.failure is not None:
+            raise opt.error(MODEL_NAME, PARAM_NAMES, unscale)
+        else:
+            p, q, v_s = opt.params
+            self._params = GammaGammaParams(float(p), float(q), float(v_s * scale))
+            ll, _ = _log_likelihood(
+                np.array([p, q, v_s * scale]), _Prepared(xk, mk, wk), gradient=False
+            )
         self.fit_result = FitResult(
             log_likelihood=ll,
             n_customers=round(n),
-            converged=opt.converged,
-            iterations=opt.iterations,
+            converged=True,
+            iterations=opt.iterations + (0 if limit is None else limit.iterations),
             seconds=time.perf_counter() - started,
-            at_bounds=opt.at_bounds,
+            at_bounds=opt.at_bounds if limit is None else ["q", "v"],
+            boundary=boundary,
         )
         return self
+
+    @staticmethod
+    def _boundary(
+        reached: FloatArray, scaled: _Prepared, n: float, budget: int, failed: bool
+    ) -> gg_limit.PooledSpendFit | None:
+        """The pooled-spend limit if the search ran off to it (``runs_off_to_pooled_limit``)."""
+        if reached[1] < gg_limit.RUNOFF_Q:
+            return None
+        limit = gg_limit.fit_pooled_spend(scaled.x, scaled.m, scaled.w, max_iterations=budget)
+        if limit is None:
+            return None
+        found = [_log_likelihood(reached, scaled, gradient=False)[0]]
+        for q in RAY:
+            ray = np.array([limit.p, q, q * limit.c])
+            found.append(_log_likelihood(ray, scaled, gradient=False)[0])
+        ok = gg_limit.runs_off_to_pooled_limit(reached, limit, found, n, interior_failed=failed)
+        return limit if ok else None
 
     def predict(self, frequency: ArrayLike, monetary_value: ArrayLike) -> FloatArray:
         """Conditional expected average transaction value E[M | x, m].
@@ -243,10 +324,11 @@ class GammaGammaModel:
         A credibility-weighted mix of the population mean p v/(q-1) and the customer's own
         average m, with weight p x/(p x + q - 1) on m; customers with x = 0 get the population
         mean whatever m is passed for them. Repeat customers left out of the fit for a zero
-        average spend get the same formula with m = 0, as in lifetimes.
+        average spend get the same formula with m = 0, as in lifetimes. In the pooled-spend
+        limit (q = v = inf) the weight on m is 0: everyone gets the pooled mean p v/q.
         """
         prm = self.params
-        if prm.q <= 1.0:
+        if not prm.is_limit and prm.q <= 1.0:
             raise ValueError(
                 f"Gamma-Gamma q = {prm.q:.4g} <= 1: the expected spend is undefined (infinite)"
             )
@@ -257,49 +339,7 @@ class GammaGammaModel:
             raise ValueError("frequency must be finite and non-negative")
         if not np.all(np.isfinite(m)) or np.any(m < 0):
             raise ValueError("monetary_value must be finite and non-negative")
+        if prm.is_limit:
+            return np.full(x.shape, prm.population_mean)
         m = np.where(x > 0, m, 0.0)
         return (prm.p * prm.v + prm.p * x * m) / (prm.p * x + prm.q - 1.0)
-
-
-def customer_lifetime_value(
-    bgnbd: PurchasePredictor,
-    gg: GammaGammaModel,
-    frequency: ArrayLike,
-    recency: ArrayLike,
-    T: ArrayLike,
-    monetary_value: ArrayLike,
-    *,
-    months: int,
-    monthly_discount_rate: float,
-    margin: float = 1.0,
-    days_per_month: float = 30.0,
-) -> FloatArray:
-    """Discounted expected value of each customer over the next ``months`` months.
-
-    Same sum as lifetimes' ``GammaGammaFitter.customer_lifetime_value`` (freq="D"):
-    for i = 1..months,  [E X(T, T + i k) - E X(T, T + (i-1) k)] * E[M | x, m] * margin
-    / (1 + d)^i,  with k = ``days_per_month`` time units per month (pass 30/7 if the purchase
-    model was fitted in weeks). ``bgnbd`` is any model with the BetaGeoModel ``predict``
-    signature (e.g. ParetoNBDModel). The purchase model is evaluated once per distinct
-    (frequency, recency, T), so millions of customers cost little.
-    """
-    if int(months) != months or months < 0:
-        raise ValueError("months must be a non-negative integer")
-    if not monthly_discount_rate > -1.0:
-        raise ValueError("monthly_discount_rate must be > -1")
-    if not days_per_month > 0:
-        raise ValueError("days_per_month must be positive")
-    x, tx, t_cal = validate_rft(frequency, recency, T)
-    m = as_float_array("monetary_value", monetary_value)
-    if m.shape != x.shape:
-        raise ValueError("monetary_value must have the same length as frequency")
-    spend = gg.predict(x, m)
-
-    (ux, utx, uT), group = unique_rows(x, tx, t_cal)
-    discounted_purchases = np.zeros(ux.shape[0])
-    previous = np.zeros(ux.shape[0])
-    for i in range(1, int(months) + 1):  # loop over months, vectorised over customers
-        cumulative = bgnbd.predict(i * days_per_month, ux, utx, uT)
-        discounted_purchases += (cumulative - previous) / (1.0 + monthly_discount_rate) ** i
-        previous = cumulative
-    return margin * spend * discounted_purchases[group]

@@ -281,6 +281,32 @@ def test_a_failed_run_alerts_and_releases_its_leases(
 
 
 @pytest.mark.airflow
+def test_a_degraded_run_publishes_and_alerts(
+    dagbag, generated_orders, tmp_path: Path, monkeypatch, webhook
+) -> None:
+    """A model that cannot be fitted: the DAG run is green, the tables published, the alert sent."""
+    url, received = webhook
+    monkeypatch.setenv("CUSTVAL_ALERT_WEBHOOK", url)
+    source, _, last_day = generated_orders
+    wh = tmp_path / "wh"
+    config = tmp_path / "config.yaml"
+    config.write_text("predictive:\n  max_iterations: 1\n")  # the optimiser cannot converge
+    dag = dagbag.get_dag("custval_nightly")
+    run = dag.test(
+        logical_date=datetime(last_day.year, last_day.month, last_day.day, tzinfo=UTC),
+        run_conf={"source": str(source), "warehouse": str(wh), "config": str(config)},
+    )
+    assert str(run.state) in ("success", "DagRunState.SUCCESS")
+    manifest = json.loads((wh / "runs" / f"snapshot_date={last_day}" / "manifest.json").read_text())
+    assert manifest["status"] == "degraded"
+    rfm = wh / "marts" / "customer_rfm" / f"snapshot_date={last_day}" / "part-0.parquet"
+    assert pl.read_parquet(rfm).height > 0
+    texts = [r["text"] for r in received]
+    assert any("DEGRADED" in t and str(last_day) in t and "did not converge" in t for t in texts)
+    assert all(r.get("status") == "degraded" for r in received)
+
+
+@pytest.mark.airflow
 def test_dag_reads_postgres_through_an_airflow_connection(
     dagbag, tmp_path: Path, monkeypatch
 ) -> None:

@@ -14,12 +14,9 @@ from unit.predictive.fitters.test_fitters_bgnbd import integrated_p_alive_and_ex
 
 from pipelines.predictive.fitters.bgnbd import BetaGeoModel, BetaGeoParams
 from pipelines.predictive.fitters.gamma_gamma import GammaGammaModel, customer_lifetime_value
-from pipelines.predictive.predictive import (
-    CustomerSummary,
-    fit_bgnbd,
-    monthly_rate,
-    predict_customers,
-)
+from pipelines.predictive.predictive import fit_bgnbd
+from pipelines.predictive.scoring import monthly_rate, predict_customers
+from pipelines.predictive.summary import CustomerSummary
 
 CDNOW = SHARED / "data" / "cdnow" / "CDNOW_sample.txt"
 
@@ -179,7 +176,7 @@ def test_predicted_clv_equals_the_reference_formula() -> None:
         horizons=[90, 365],
         days_per_month=30.0,
         monthly_discount_rate=rate,
-        margin=0.3,
+        margin_rate=0.3,
     )
     for h, months in ((90, 3), (365, 12)):
         ref = customer_lifetime_value(
@@ -207,10 +204,10 @@ def test_fitting_distinct_rows_with_weights_equals_fitting_every_customer() -> N
     assert weighted == pytest.approx(direct, rel=1e-5)
 
 
-def test_a_failed_fit_stops_the_run_and_publishes_nothing(
+def test_a_history_without_repeat_buyers_fails_the_fit_under_on_failure_fail(
     orders_csv: Callable[..., Path], run_pipeline: Callable[..., dict], tmp_path: Path
 ) -> None:
-    from pipelines.predictive.predictive import ModelFitError
+    from pipelines.predictive.fit_records import ModelFitError
 
     # 300 customers over a year, nobody ever buys twice: dropout is not identifiable.
     rows = [
@@ -229,7 +226,9 @@ def test_a_failed_fit_stops_the_run_and_publishes_nothing(
         ModelFitError,
         match=r"BG/NBD fit \(snapshot\).*300 customers, 0 with repeat purchases.*Nothing was published",
     ):
-        run_pipeline(orders_csv(rows), "2024-12-31", warehouse=wh)
+        strict = tmp_path / "strict.yaml"
+        strict.write_text("predictive:\n  on_failure: fail\n")
+        run_pipeline(orders_csv(rows), "2024-12-31", warehouse=wh, config=strict)
     assert not (wh / "marts").exists() and not list((wh / "runs").rglob("manifest.json"))
 
 

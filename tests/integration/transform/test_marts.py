@@ -34,15 +34,15 @@ ROWS = [
     ("H1", "H", "2024-03-31T23:30:00-02:00", "30.00", "USD", "completed"),
 ]
 
-# Scores, 5 bins over the 5 customers: score = 1 + floor(5 * (rank - 1) / 5) = rank, ties share the lowest rank.
+# R and M: 5 bins over the 5 customers: score = 1 + floor(5 * (rank - 1) / 5) = rank, ties share the lowest rank.
 #   recency desc: D 59 (1), C 16 (2), A 1 (3), B 0 = E 0 (4)
-#   order_count asc: B = D = E 1 (1), A 2 (4), C 3 (5)
+#   order_count, fixed breakpoints 2, 3, 4, 6 (rfm.scoring.f): B = D = E 1 (1), A 2 (2), C 3 (3)
 #   monetary asc: E -5 (1), B 5 (2), A 30 (3), D 50 (4), C 300 (5)
 EXPECTED = {
     #     first,            last,             rec, n, money,  r, f, m
-    "A": (date(2024, 3, 1), date(2024, 3, 30), 1, 2, 30.0, 3, 4, 3),
+    "A": (date(2024, 3, 1), date(2024, 3, 30), 1, 2, 30.0, 3, 2, 3),
     "B": (date(2024, 3, 31), date(2024, 3, 31), 0, 1, 5.0, 4, 1, 2),
-    "C": (date(2024, 1, 15), date(2024, 3, 15), 16, 3, 300.0, 2, 5, 5),
+    "C": (date(2024, 1, 15), date(2024, 3, 15), 16, 3, 300.0, 2, 3, 5),
     "D": (date(2024, 2, 1), date(2024, 2, 1), 59, 1, 50.0, 1, 1, 4),
     "E": (date(2024, 3, 31), date(2024, 3, 31), 0, 1, -5.0, 4, 1, 1),
 }

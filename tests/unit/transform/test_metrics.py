@@ -6,7 +6,7 @@ states only the orders that matter to it.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -69,7 +69,7 @@ def test_abc_exact_boundary() -> None:
 def test_rfm_segments_follow_the_map() -> None:
     # Five customers, distinct recency and frequency so that scores are ranks:
     # recency (days): v 0, w 10, x 20, y 30, z 40  -> r: v 5, w 4, x 3, y 2, z 1
-    # orders:         v 1, w 2,  x 3,  y 4,  z 5   -> f: v 1, w 2, x 3, y 4, z 5
+    # orders:         v 1, w 2,  x 3,  y 4,  z 6   -> f (breakpoints 2, 3, 4, 6): v 1 .. z 5
     rows = []
     for cid, last_day, n in (("v", 31, 1), ("w", 21, 2), ("x", 11, 3), ("y", 1, 4)):
         rows.append({"customer_id": cid, "order_ts": date(2024, 1, last_day), "amount": 10.0})
@@ -78,7 +78,7 @@ def test_rfm_segments_follow_the_map() -> None:
         ]
     rows.append({"customer_id": "z", "order_ts": date(2023, 12, 22), "amount": 10.0})  # 40 days
     rows += [
-        {"customer_id": "z", "order_ts": date(2023, 11, k), "amount": 10.0} for k in range(1, 5)
+        {"customer_id": "z", "order_ts": date(2023, 11, k), "amount": 10.0} for k in range(1, 6)
     ]
     t = build_tables(rows, date(2024, 1, 31))
     rfm = t["customer_rfm"].sort("customer_id")
@@ -94,6 +94,75 @@ def test_rfm_segments_follow_the_map() -> None:
         "cannot_lose_them",
     ]
     assert rfm["rfm_cell"].to_list()[0] == f"51{rfm['m_score'][0]}"
+
+
+def _ten_customers() -> list[dict]:
+    """Ten customers: c0..c4 one order each, c5..c9 two to six orders; recency 3 x i days."""
+    rows = []
+    for i in range(10):
+        n = 1 if i < 5 else i - 3
+        rows += [
+            {
+                "customer_id": f"c{i}",
+                "order_ts": date(2024, 1, 31) - timedelta(3 * i + k),
+                "amount": 10.0,
+            }
+            for k in range(n)
+        ]
+    return rows
+
+
+def test_rfm_scoring_methods() -> None:
+    rows = _ten_customers()
+    snapshot = date(2024, 1, 31)
+    orders = {f"c{i}": (1 if i < 5 else i - 3) for i in range(10)}
+    recency = {f"c{i}": 3 * i for i in range(10)}
+
+    # quantile (ties share a rank): the five one-order customers all rank 1 -> f 1; then
+    # ranks 6..10 -> 1 + floor(5 x (rank - 1) / 10) = 3, 4, 4, 5, 5; score 2 is empty
+    t = build_tables(rows, snapshot, "rfm:\n  scoring: {f: quantile}\n")
+    f = by_customer(t["customer_rfm"], "f_score")
+    assert [f[f"c{i}"] for i in range(10)] == [1, 1, 1, 1, 1, 3, 4, 4, 5, 5]
+
+    # rank (ties broken by md5 of the id): equal bins of two, one-order customers split 1 and 2
+    t = build_tables(rows, snapshot, "rfm:\n  scoring: {f: rank}\n")
+    f = by_customer(t["customer_rfm"], "f_score")
+    assert sorted(f.values()) == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert {f[f"c{i}"] for i in range(5)} <= {1, 2, 3}
+    assert [f[f"c{i}"] for i in range(7, 10)] == [4, 5, 5]
+
+    # breakpoints, R included: r 5 within 3 days, 4 within 9, 3 within 15, 2 within 21
+    config = (
+        "rfm:\n  scoring: {r: breakpoints, f: breakpoints, m: quantile}\n"
+        "  breakpoints: {r: [3, 9, 15, 21], f: [2, 3, 4, 6]}\n"
+    )
+    t = build_tables(rows, snapshot, config)
+    got = t["customer_rfm"]
+    r, f = by_customer(got, "r_score"), by_customer(got, "f_score")
+    for cid in orders:
+        assert f[cid] == 1 + sum(orders[cid] >= b for b in (2, 3, 4, 6)), cid
+        assert r[cid] == 1 + sum(recency[cid] <= b for b in (3, 9, 15, 21)), cid
+    # segment_summary shows each score's distribution
+    seg = t["segment_summary"].filter(pl.col("dimension") == "f_score")
+    expected = {str(k): list(f.values()).count(k) for k in set(f.values())}
+    assert dict(zip(seg["segment"], seg["customers"])) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("rfm:\n  scoring: {f: breakpoints}\n  breakpoints: {f: [2, 3]}\n", "needs 4 breakpoints"),
+        ("rfm:\n  breakpoints: {f: [2, 3, 3, 6]}\n", "must increase strictly"),
+        ("rfm:\n  scoring: {f: deciles}\n", "rfm.scoring.f"),
+    ],
+)
+def test_rfm_scoring_config_errors(tmp_path: Path, text: str, message: str) -> None:
+    from pipelines.config import ConfigError, load_config
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(cfg)
 
 
 def test_segment_rules_must_cover_every_cell(tmp_path: Path) -> None:
@@ -246,7 +315,7 @@ clv:
   discount_rate: 0.1
   gross_margin: 0.3
   servicing_cost_per_order: 1.0
-  min_tenure_days: 90
+  frequency_prior_days: 90
 """
 
 
@@ -278,15 +347,23 @@ def test_customer_clv_by_hand(tmp_path: Path) -> None:
     t = build_tables(rows, date(2024, 12, 30), config=CLV_CONFIG + f"marketing_spend: {spend}\n")
     clv = {r["customer_id"]: r for r in t["customer_clv"].to_dicts()}
     a, b = clv["A"], clv["B"]
-    years_a = 365 / 365.25  # Jan 1 -> Dec 30 is 364 days; observed = 365 days
+    # Purchase frequency: repeat orders per year shrunk towards the population's rate R with a
+    # prior worth P = 90 days. Tenures: A 364 days (Jan 1 -> Dec 30), B 10, C 29; repeat orders
+    # A 2, B 0, C 0.
+    prior = 90 / 365.25
+    rate = 2 / ((364 + 10 + 29) / 365.25)
+    freq_a = (2 + rate * prior) / (364 / 365.25 + prior)
+    freq_b = (0 + rate * prior) / (10 / 365.25 + prior)
     assert a["historical_revenue"] == pytest.approx(210)
     assert a["historical_profit"] == pytest.approx(210 * 0.3 - 3 * 1.0)
+    assert a["margin_rate"] == pytest.approx(0.3)
     assert a["average_purchase_value"] == pytest.approx(70)
-    assert a["purchase_frequency_per_year"] == pytest.approx(3 / years_a)
+    assert a["purchase_frequency_per_year"] == pytest.approx(freq_a)
     assert a["expected_lifetime_years"] == pytest.approx(1 / (1 - 0.6))
-    assert a["clv_simple"] == pytest.approx(70 * (3 / years_a) * 2.5)
-    assert a["annual_margin"] == pytest.approx(60 / years_a)
-    assert a["clv_retention"] == pytest.approx((60 / years_a) * 0.6 / (1 + 0.1 - 0.6))
+    assert a["clv_simple"] == pytest.approx(70 * freq_a * 2.5)
+    # one profit basis: profit per order (210 x 0.3 - 3 x 1) / 3 = 20, times the frequency
+    assert a["annual_margin"] == pytest.approx(20 * freq_a)
+    assert a["clv_retention"] == pytest.approx(20 * freq_a * 0.6 / (1 + 0.1 - 0.6))
     # lifetimes inputs: purchase days Jan 1 (150) and Mar 1 (60)
     assert (a["frequency"], a["recency"], a["T"], a["monetary_value"]) == (
         1,
@@ -302,12 +379,16 @@ def test_customer_clv_by_hand(tmp_path: Path) -> None:
         pytest.approx(300),
     )
     assert a["ltv_cac_ratio"] == pytest.approx(a["clv_retention"] / 300)
-    assert a["payback_months"] == pytest.approx(300 / ((60 / years_a) / 12))
+    assert a["ltv_cac_status"] == "losing_money"  # far under 1
+    assert a["payback_months"] == pytest.approx(300 / (20 * freq_a / 12))
 
-    years_b = 90 / 365.25  # 10 days of tenure, at least 90
+    # B bought once 10 days ago: about the population's rate, not 1 order / 10 days
     assert b["historical_profit"] == pytest.approx(40 * 0.75 - 1.0)
-    assert b["purchase_frequency_per_year"] == pytest.approx(1 / years_b)
-    assert b["clv_retention"] == pytest.approx((29 / years_b) * 0.6 / 0.5)
+    assert b["margin_rate"] == pytest.approx(0.75)
+    assert b["purchase_frequency_per_year"] == pytest.approx(freq_b)
+    assert freq_b < rate
+    assert b["clv_retention"] == pytest.approx(29 * freq_b * 0.6 / 0.5)
+    assert b["ltv_cac_status"] is None
     assert (b["frequency"], b["recency"], b["T"], b["monetary_value"]) == (0, 0, 10, 0.0)
     assert b["cac"] is None and b["ltv_cac_ratio"] is None  # no app spend in December
     assert clv["C"]["cac"] == pytest.approx(100)  # December web: C only (B came through the app)

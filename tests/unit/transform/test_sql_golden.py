@@ -23,7 +23,9 @@ from pipelines.transform.marts import build_snapshot, connect, load_models
 SNAPSHOT = date(2025, 12, 30)  # the generated history's last day
 CALIBRATION = SNAPSHOT - timedelta(days=90)  # predictive.backtest_holdout_days
 BINS, A_PERCENT, B_PERCENT = 5, 80, 95  # rfm.bins, abc.a_share, abc.b_share
-MARGIN, DISCOUNT, MIN_TENURE = 0.30, 0.10, 90
+MARGIN, DISCOUNT, PRIOR_DAYS = 0.30, 0.10, 90  # clv.frequency_prior_days
+F_BREAKPOINTS = [2, 3, 4, 6]  # rfm.breakpoints.f (rfm.scoring.f: breakpoints)
+LTV_CAC = (1.0, 3.0, 5.0)  # clv.ltv_cac_thresholds
 TIERS = [("Platinum", 2000, 12), ("Gold", 750, 6), ("Silver", 250, 3), ("Bronze", 0, 0)]
 
 
@@ -97,7 +99,7 @@ def test_rfm_scores_and_abc_classes(built: dict) -> None:
     assert rfm.keys() == customers.keys()
     revenue = {k: sum(c["days"].values()) for k, c in customers.items()}  # refunds net to 0
     r = bins({k: -(SNAPSHOT - c["last"]).days for k, c in customers.items()})
-    f = bins({k: c["orders"] for k, c in customers.items()})
+    f = {k: 1 + sum(c["orders"] >= b for b in F_BREAKPOINTS) for k, c in customers.items()}
     m = bins(revenue)
     total = sum(max(v, 0) for v in revenue.values())
     before, abc = 0, {}
@@ -118,6 +120,11 @@ def test_rfm_scores_and_abc_classes(built: dict) -> None:
         assert float(row["monetary_total"]) == pytest.approx(revenue[k] / 100)
         assert row["avg_order_value"] == pytest.approx(revenue[k] / 100 / customers[k]["orders"])
         assert row["abc_class"] == abc[k], k
+    # every score occurs, and every segment of the default map is populated
+    for score in (r, f, m):
+        assert set(score.values()) == set(range(1, BINS + 1))
+    segments = {s.segment for s in load_config().rfm.segments}
+    assert {row["rfm_segment"] for row in rfm.values()} == segments
     kpi = built["mart_kpi_summary"].row(0, named=True)
     for cls in "ABC":
         share = sum(max(revenue[k], 0) for k in abc if abc[k] == cls) / total
@@ -208,33 +215,51 @@ def test_formula_clv_acquisition_cost_and_referrals(built: dict) -> None:
     spend = {
         (row["month"], row["channel"]): row["spend"] for row in built["spend"].iter_rows(named=True)
     }
+    statuses: dict[str, str] = {}
     referrals: dict[str, list[str]] = {}
     for row in orders.unique("customer_id").iter_rows(named=True):
         if row["referred_by"] and row["customer_id"] in customers:
             referrals.setdefault(row["referred_by"], []).append(row["customer_id"])
+    # purchase frequency: repeat orders per year shrunk to the population rate (gamma-Poisson)
+    years = {k: (SNAPSHOT - c["first"]).days / 365.25 for k, c in customers.items()}
+    population = sum(c["orders"] - 1 for c in customers.values()) / sum(years.values())
+    prior = PRIOR_DAYS / 365.25
     for k, c in customers.items():
         row = clv[k]
         revenue = sum(c["days"].values()) / 100
-        years = max((SNAPSHOT - c["first"]).days + 1, MIN_TENURE) / 365.25
-        margin = revenue * MARGIN / years
+        frequency = (c["orders"] - 1 + population * prior) / (years[k] + prior)
+        margin = revenue * MARGIN / c["orders"] * frequency  # profit per order x frequency
         assert row["retention_rate"] == pytest.approx(r)
+        assert row["margin_rate"] == pytest.approx(MARGIN)
+        assert row["purchase_frequency_per_year"] == pytest.approx(frequency, rel=1e-9)
         assert row["annual_margin"] == pytest.approx(margin, rel=1e-6)
         assert row["clv_retention"] == pytest.approx(margin * r / (1 + DISCOUNT - r), rel=1e-6)
-        assert row["clv_simple"] == pytest.approx(revenue / years / (1 - r))
+        assert row["clv_simple"] == pytest.approx(revenue / c["orders"] * frequency / (1 - r))
         key = (c["first"].replace(day=1), c["channel"])
         cac = spend[key] / acquired[key] if key in spend else None
         assert row["acquisition_channel"] == c["channel"]
         assert row["cac"] == (pytest.approx(cac) if cac is not None else None)
         if cac is None:
             assert row["ltv_cac_ratio"] is None and row["payback_months"] is None
+            assert row["ltv_cac_status"] is None
         else:
-            assert row["ltv_cac_ratio"] == pytest.approx(
-                margin * r / (1 + DISCOUNT - r) / cac, rel=1e-6
-            )
+            ratio = margin * r / (1 + DISCOUNT - r) / cac
+            assert row["ltv_cac_ratio"] == pytest.approx(ratio, rel=1e-6)
             assert row["payback_months"] == pytest.approx(cac / (margin / 12), rel=1e-6)
+            statuses[k] = (
+                "losing_money"
+                if ratio < LTV_CAC[0]
+                else "below_benchmark"
+                if ratio < LTV_CAC[1]
+                else "healthy"
+                if ratio <= LTV_CAC[2]
+                else "room_to_spend"
+            )
+            assert row["ltv_cac_status"] == statuses[k], (k, ratio)
         referred = referrals.get(k, [])
         assert row["referral_count"] == len(referred)
         assert float(row["referred_revenue"]) == pytest.approx(
             sum(sum(customers[j]["days"].values()) for j in referred) / 100
         )
     assert sum(len(v) for v in referrals.values()) > 100 and len(spend) == 48
+    assert len(set(statuses.values())) >= 2  # the readings are exercised, not all one

@@ -1,0 +1,169 @@
+"""What a report is rendered from, and where that is read: published tables and the manifest.
+
+A report shows a snapshot's published tables -- never the orders, the raw zone or the
+quarantine, which hold source values (PII). Of the two tables with a row per customer only
+the columns the page shows are read (`CUSTOMER_COLUMNS`): a column added to a mart later
+(an e-mail hash, say) cannot reach a page by accident. The publish stage reads the version it
+is about to commit; `custval report` reads the version the published manifest pins; both
+hand `render` the same `ReportInputs`, so the two pages agree.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from pipelines.config import Config
+from pipelines.storage import layout, snapshots
+
+TABLES = (
+    "kpi_summary",
+    "segment_summary",
+    "customer_rfm",
+    "customer_clv",
+    "cohort_retention",
+    "model_fit",
+    "model_backtest",
+)
+CUSTOMER_COLUMNS: dict[str, tuple[str, ...]] = {
+    "customer_rfm": (
+        "customer_id",
+        "last_order_date",
+        "order_count",
+        "monetary_total",
+        "rfm_segment",
+        "abc_class",
+        "loyalty_tier",
+        "lifecycle_stage",
+    ),
+    "customer_clv": (
+        "customer_id",
+        "clv_simple",
+        "clv_retention",
+        "frequency",
+        "recency",
+        "T",
+        "p_alive",
+        "cac",
+        "ltv_cac_ratio",
+        "ltv_cac_status",
+    ),
+}
+CUSTOMER_COLUMN_PREFIXES = ("predicted_clv_",)  # one per configured horizon
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """The few config values the page explains its figures with."""
+
+    currency: str = "USD"
+    active_days: int = 90
+    predictive_enabled: bool | None = None  # None: not known (the config file is gone)
+    ltv_cac_break_even: float = 1.0
+    ltv_cac_benchmark: float = 3.0
+    ltv_cac_generous: float = 5.0
+
+    @classmethod
+    def from_config(cls, config: Config, *, known: bool = True) -> ReportSettings:
+        t = config.clv.ltv_cac_thresholds
+        return cls(
+            currency=config.reporting_currency,
+            active_days=config.activity.active_days,
+            predictive_enabled=config.predictive.enabled if known else None,
+            ltv_cac_break_even=t.break_even,
+            ltv_cac_benchmark=t.benchmark,
+            ltv_cac_generous=t.generous,
+        )
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """Everything one page shows. `tables` are the published marts by name (a missing one is
+    shown as missing); `manifest` is the snapshot's manifest, or the one being committed."""
+
+    snapshot_date: date
+    tables: Mapping[str, pl.DataFrame]
+    manifest: Mapping[str, Any]
+    settings: ReportSettings = field(default_factory=ReportSettings)
+    previous_snapshot: date | None = None
+    previous_kpis: Mapping[str, Any] | None = None
+    data_docs_href: str | None = None  # relative to the page
+
+    def table(self, name: str) -> pl.DataFrame:
+        return self.tables.get(name, pl.DataFrame())
+
+
+def customers(inputs: ReportInputs) -> pl.DataFrame:
+    """customer_rfm: one row per customer (empty when the table is missing)."""
+    return inputs.table("customer_rfm")
+
+
+def _wanted(name: str, columns: list[str]) -> list[str]:
+    allowed = CUSTOMER_COLUMNS.get(name)
+    if allowed is None:
+        return columns
+    return [c for c in columns if c in allowed or c.startswith(CUSTOMER_COLUMN_PREFIXES)]
+
+
+def read_table(path: Path, name: str) -> pl.DataFrame | None:
+    if not path.is_file():
+        return None
+    columns = _wanted(name, pq.read_schema(path).names)
+    return pl.read_parquet(path, columns=columns)
+
+
+def read_tables(marts: Path) -> dict[str, pl.DataFrame]:
+    """The report's tables from a version's `marts/` directory (`marts/<table>/part-0.parquet`)."""
+    out = {}
+    for name in TABLES:
+        frame = read_table(marts / name / layout.TABLE_FILE, name)
+        if frame is not None:
+            out[name] = frame
+    return out
+
+
+def previous_kpis(warehouse: Path, snapshot: date) -> tuple[date | None, dict[str, Any] | None]:
+    """The KPI row of the newest published snapshot before `snapshot`, for the changes."""
+    earlier = [day for day in snapshots.published_snapshots(warehouse) if day < snapshot]
+    if not earlier:
+        return None, None
+    frame = read_table(layout.table_file(warehouse, "kpi_summary", earlier[-1]), "kpi_summary")
+    if frame is None or frame.height == 0:
+        return earlier[-1], None
+    return earlier[-1], frame.row(0, named=True)
+
+
+def data_docs_href(manifest: Mapping[str, Any], page_dir: Path) -> str | None:
+    """The Great Expectations page of the run's validation, relative to the report page."""
+    validation = manifest.get("validation") or {}
+    target = validation.get("docs_page") or validation.get("docs_index")
+    if not target:
+        return None
+    return Path(os.path.relpath(target, page_dir)).as_posix()
+
+
+def collect(
+    warehouse: Path,
+    snapshot: date,
+    marts: Path,
+    manifest: Mapping[str, Any],
+    settings: ReportSettings,
+    page_dir: Path,
+) -> ReportInputs:
+    before, kpis = previous_kpis(warehouse, snapshot)
+    return ReportInputs(
+        snapshot_date=snapshot,
+        tables=read_tables(marts),
+        manifest=manifest,
+        settings=settings,
+        previous_snapshot=before,
+        previous_kpis=kpis,
+        data_docs_href=data_docs_href(manifest, page_dir),
+    )

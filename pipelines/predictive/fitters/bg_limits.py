@@ -10,6 +10,8 @@ Its likelihood has three limits on the boundary of (r, alpha, a, b):
 - ``bg_poisson``: no purchase-rate heterogeneity, r, alpha -> inf with r/alpha = lambda:
   everyone buys at rate lambda while alive (a BG/Poisson model). Parameters lambda, a, b.
 - ``poisson``: both: everyone buys at rate lambda forever. Parameter lambda = sum x / sum T.
+- ``fixed_dropout``: no dropout heterogeneity, a, b -> inf with a/(a+b) = p: everyone drops
+  out with probability p after each purchase (``bg_fixed_dropout``). Parameters r, alpha, p.
 
 The functions work on the collapsed (and time-rescaled) arrays BetaGeoModel.fit prepares and
 know nothing about the model class; ``bgnbd`` maps the result onto ``BetaGeoParams``.
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import betaln, digamma, expit, gammaln, hyp1f1
 
+from pipelines.predictive.fitters import bg_fixed_dropout as fixed
 from pipelines.predictive.fitters.base import FloatArray, Outcome, optimise_log_params
 from pipelines.predictive.fitters.boundary import RAY, limit_is_adequate
 from pipelines.predictive.fitters.special import COINCIDENCE, bridge
@@ -32,6 +35,8 @@ from pipelines.predictive.fitters.special import COINCIDENCE, bridge
 # purchase rate then varies by at most 1/sqrt(r) ~ 3% between customers) ...
 MU_RUNOFF = 1e-2
 R_RUNOFF = 1e3
+# ... or a and b both reached AB_RUNOFF (p's spread is then sqrt(p(1-p)/(a+b)) ~ 3% of p or less)
+AB_RUNOFF = 1e3
 # ... with the parameters the limit keeps within RAY_RTOL (relative) of the limit's fit, and
 # nothing found in the interior beats the limit (``boundary.limit_is_adequate``).
 RAY_RTOL = 0.05
@@ -56,9 +61,10 @@ class Data:
 @dataclass(frozen=True)
 class LimitFit:
     kind: str
-    """"nbd", "bg_poisson" or "poisson"."""
+    """"nbd", "bg_poisson", "poisson" or "fixed_dropout"."""
     values: dict[str, float]
-    """nbd: r, alpha; bg_poisson: rate, a, b; poisson: rate (in the data's time unit)."""
+    """nbd: r, alpha; bg_poisson: rate, a, b; poisson: rate (in the data's time unit);
+    fixed_dropout: r, alpha, p."""
     log_likelihood: float
     iterations: int
 
@@ -115,6 +121,8 @@ def limit_log_likelihood(kind: str, values: dict[str, float], d: Data) -> float:
     if kind == "bg_poisson":
         prm = np.array([values["rate"], values["a"], values["b"]])
         return bg_poisson_log_likelihood(prm, d)[0]
+    if kind == "fixed_dropout":
+        return fixed.values_log_likelihood(values, d)
     return poisson_log_likelihood(values["rate"], d)
 
 
@@ -184,6 +192,18 @@ def _bg_poisson(d: Data, reached: FloatArray, tol: float, budget: int) -> LimitF
     return LimitFit("bg_poisson", {"rate": rate, "a": a, "b": b}, ll, out.iterations)
 
 
+def _fixed_dropout(d: Data, reached: FloatArray, tol: float, budget: int) -> LimitFit | None:
+    r0, alpha0, a0, b0 = (float(v) for v in reached)
+    x0 = [min(max(r0, 1e-3), 1e3), min(max(alpha0, 1e-3), 1e3), min(max(a0 / b0, 1e-6), 1e6)]
+    out = _optimise(fixed.log_likelihood, ("r", "alpha", "p"), d, x0, tol, budget)
+    if out.failure is not None:
+        return None
+    r, alpha, odds = (float(v) for v in out.params)
+    ll = fixed.log_likelihood(out.params, d)[0]
+    values = {"r": r, "alpha": alpha, "p": odds / (1.0 + odds)}
+    return LimitFit("fixed_dropout", values, ll, out.iterations)
+
+
 def _interior_points(limit: LimitFit) -> list[FloatArray]:
     """Full-model (r, alpha, a, b) points on rays from the limit into the interior."""
     v = limit.values
@@ -194,6 +214,10 @@ def _interior_points(limit: LimitFit) -> list[FloatArray]:
         ]
     if limit.kind == "bg_poisson":
         return [np.array([k, k / v["rate"], v["a"], v["b"]]) for k in RAY]
+    if limit.kind == "fixed_dropout":  # a = s p, b = s (1-p) with min(a, b) = k
+        p = v["p"]
+        s = [k / min(p, 1.0 - p) for k in RAY]
+        return [np.array([v["r"], v["alpha"], si * p, si * (1.0 - p)]) for si in s]
     return [np.array([k, k / v["rate"], 1.0, k]) for k in RAY]
 
 
@@ -205,6 +229,8 @@ def _keeps_reached(limit: LimitFit, reached: FloatArray) -> bool:
         return _close(r, v["r"]) and _close(alpha, v["alpha"])
     if limit.kind == "bg_poisson":
         return _close(r / alpha, v["rate"]) and _close(a / (a + b), v["a"] / (v["a"] + v["b"]))
+    if limit.kind == "fixed_dropout":
+        return _close(r, v["r"]) and _close(alpha, v["alpha"]) and _close(a / (a + b), v["p"])
     return _close(r / alpha, v["rate"]) if r >= R_RUNOFF else True
 
 
@@ -220,8 +246,9 @@ def find_boundary(
     """The limit the BG/NBD search ran off to, or ``None`` (then a failed fit must raise).
 
     Rule: the point reached lies near a face (a/(a+b) <= MU_RUNOFF: dropout face; r >=
-    R_RUNOFF: rate face); the matching limit is fitted (NBD, possibly running off to Poisson
-    in turn; BG/Poisson; Poisson for both faces); the parameters it keeps agree with the point
+    R_RUNOFF: rate face; otherwise min(a, b) >= AB_RUNOFF: dropout-heterogeneity face); the
+    matching limit is fitted (NBD, possibly running off to Poisson in turn; BG/Poisson;
+    Poisson for the first two faces; fixed_dropout); the parameters it keeps agree with the point
     reached within RAY_RTOL; and neither the point reached nor the full likelihood along rays
     from the limit into the interior beats the limit's log-likelihood by more than
     ``boundary.limit_is_adequate`` allows (a hair if the interior search succeeded, a
@@ -237,6 +264,8 @@ def find_boundary(
         limit = _nbd_or_poisson(d, tol, budget)
     elif rate_face:
         limit = _bg_poisson(d, reached, tol, budget)
+    elif min(a, b) >= AB_RUNOFF:
+        limit = _fixed_dropout(d, reached, tol, budget)
     if limit is None or not _keeps_reached(limit, reached):
         return None
     found = [full_ll(reached)] + [full_ll(p) for p in _interior_points(limit)]
@@ -251,7 +280,9 @@ def p_alive(
     kind: str, values: dict[str, float], x: FloatArray, tx: FloatArray, T: FloatArray
 ) -> FloatArray:
     """P(alive at T | x, t_x): 1 without dropout; for bg_poisson the log-odds of having
-    dropped out are log(a / (b+x-1)) + lambda (T - t_x) (x > 0)."""
+    dropped out are log(a / (b+x-1)) + lambda (T - t_x) (x > 0); fixed_dropout: see there."""
+    if kind == "fixed_dropout":
+        return fixed.p_alive(values, x, tx, T)
     if kind != "bg_poisson":
         return np.ones(np.shape(x))
     rep = x > 0
@@ -268,8 +299,11 @@ def expected_if_alive(
     nbd: t (r + x) / (alpha + T) (the posterior mean rate times t); poisson: lambda t;
     bg_poisson: E[(1 - exp(-lambda p t)) / p] over p ~ Beta(a, b + x), which is
     (a+b+x-1)/(a-1) [1 - 1F1(a-1; a+b+x-1; -lambda t)] (the alpha -> inf limit of FHL 2005
-    eq. (10)); a = 1 and a + b = 1 (x = 0) are bridged as in ``bgnbd``.
+    eq. (10)); a = 1 and a + b = 1 (x = 0) are bridged as in ``bgnbd``. fixed_dropout: see
+    ``bg_fixed_dropout``.
     """
+    if kind == "fixed_dropout":
+        return fixed.expected_if_alive(values, t, x, T)
     if kind == "nbd":
         return t * (values["r"] + x) / (values["alpha"] + T)
     if kind == "poisson":

@@ -20,7 +20,9 @@ class BetaGeoParams:
 
     No dropout (p ~ point mass at 0, the NBD limit): a = 0, b = inf. No purchase-rate
     heterogeneity (lambda = r/alpha for everyone): r = alpha = inf and ``r_over_alpha`` set.
-    ``r_over_alpha`` is given only then; otherwise every parameter is finite and positive.
+    No dropout heterogeneity (p = ``dropout`` for everyone): a = b = inf and ``dropout`` set.
+    ``r_over_alpha`` / ``dropout`` are given only then; otherwise every parameter is finite
+    and positive.
     """
 
     r: float
@@ -28,9 +30,16 @@ class BetaGeoParams:
     a: float
     b: float
     r_over_alpha: float | None = None
+    dropout: float | None = None
 
     def __post_init__(self) -> None:
         checked = {"r": self.r, "alpha": self.alpha, "a": self.a, "b": self.b}
+        if self.dropout is not None:
+            if not (math.isinf(self.a) and math.isinf(self.b)) or self.r_over_alpha is not None:
+                raise ValueError("dropout is only given in the limit a = b = inf (r, alpha finite)")
+            if not 0.0 < self.dropout < 1.0:
+                raise ValueError(f"BG/NBD dropout must lie in (0, 1), got {self.dropout}")
+            checked = {"r": self.r, "alpha": self.alpha}
         if self.r_over_alpha is not None:
             if not (math.isinf(self.r) and math.isinf(self.alpha)):
                 raise ValueError("r_over_alpha is only given in the limit r = alpha = inf")
@@ -58,13 +67,20 @@ class BetaGeoParams:
         """Both limits: everyone buys at ``rate`` and nobody drops out."""
         return cls(math.inf, math.inf, 0.0, math.inf, float(rate))
 
+    @classmethod
+    def fixed_dropout(cls, r: float, alpha: float, p: float) -> Self:
+        """The no-dropout-heterogeneity limit a, b -> inf with a/(a+b) = ``p``."""
+        return cls(float(r), float(alpha), math.inf, math.inf, dropout=float(p))
+
     @property
     def no_dropout(self) -> bool:
         return self.a == 0.0 and math.isinf(self.b)
 
     @property
     def limit(self) -> str | None:
-        """None (interior), "nbd", "bg_poisson" or "poisson"."""
+        """None (interior), "nbd", "bg_poisson", "poisson" or "fixed_dropout"."""
+        if self.dropout is not None:
+            return "fixed_dropout"
         if self.r_over_alpha is not None:
             return "poisson" if self.no_dropout else "bg_poisson"
         return "nbd" if self.no_dropout else None
@@ -73,6 +89,8 @@ class BetaGeoParams:
         """The limit model's own parameters (see ``bg_limits.LimitFit.values``)."""
         if self.limit == "nbd":
             return {"r": self.r, "alpha": self.alpha}
+        if self.dropout is not None:
+            return {"r": self.r, "alpha": self.alpha, "p": self.dropout}
         return {"rate": float(self.r_over_alpha or 0.0), "a": self.a, "b": self.b}
 
     @classmethod
@@ -84,13 +102,15 @@ class BetaGeoParams:
             return cls.bg_poisson(values["rate"] / time_scale, values["a"], values["b"])
         if kind == "poisson":
             return cls.poisson(values["rate"] / time_scale)
+        if kind == "fixed_dropout":
+            return cls.fixed_dropout(values["r"], values["alpha"] * time_scale, values["p"])
         raise ValueError(f"unknown BG/NBD limit {kind!r}")
 
     @property
     def at_limit(self) -> list[str]:
         """Names of the parameters sitting at a limit value (0 or inf)."""
         names = ["r", "alpha"] if self.r_over_alpha is not None else []
-        return names + (["a", "b"] if self.no_dropout else [])
+        return names + (["a", "b"] if self.no_dropout or self.dropout is not None else [])
 
     @property
     def boundary_note(self) -> str | None:
@@ -114,12 +134,22 @@ class BetaGeoParams:
                 f"alpha -> inf with r/alpha = {rate:.6g}; every customer buys at that rate "
                 "and nobody drops out (Poisson limit), p_alive = 1"
             )
+        if self.limit == "fixed_dropout":
+            return (
+                "no heterogeneity in dropout between customers: a, b -> inf with a/(a+b) = "
+                f"{self.dropout:.6g}; every customer drops out with that probability after each "
+                f"purchase (BG/NBD with a fixed dropout probability; r = {self.r:.6g}, "
+                f"alpha = {self.alpha:.6g})"
+            )
         return None
 
     def as_dict(self) -> dict[str, float]:
-        """Float-valued: {r, alpha, a, b}, plus r_over_alpha (r = alpha = inf) in that limit."""
+        """Float-valued: {r, alpha, a, b}, plus r_over_alpha (r = alpha = inf) or dropout
+        (a = b = inf) in those limits."""
         out = {"r": float(self.r), "alpha": float(self.alpha), "a": float(self.a)}
         out["b"] = float(self.b)
         if self.r_over_alpha is not None:
             out["r_over_alpha"] = float(self.r_over_alpha)
+        if self.dropout is not None:
+            out["dropout"] = float(self.dropout)
         return out

@@ -9,8 +9,8 @@ calibration period), all in one time unit of the caller's choosing (days in our 
 
 When the data carry no dropout signal or no purchase-rate heterogeneity the likelihood is
 maximised on the boundary of (r, alpha, a, b); ``fit`` then returns the limit model of
-``bg_limits`` (NBD, BG/Poisson or Poisson) with a ``fit_result.boundary`` note, represented in
-``BetaGeoParams`` by a = 0, b = inf (no dropout) and/or r = alpha = inf with ``r_over_alpha``.
+``bg_limits`` (NBD, BG/Poisson, Poisson, fixed dropout) with a ``fit_result.boundary`` note
+(``BetaGeoParams`` spells the limits with 0 and inf).
 """
 
 from __future__ import annotations
@@ -229,12 +229,13 @@ class BetaGeoModel:
 
     @classmethod
     def from_params(
-        cls, r: float, alpha: float, a: float, b: float, r_over_alpha: float | None = None
-    ) -> Self:
+        cls, r: float, alpha: float, a: float, b: float,
+        r_over_alpha: float | None = None, dropout: float | None = None,
+    ) -> Self:  # fmt: skip
         """A model with known parameters (e.g. loaded from a previous run); no fit_result."""
         model = cls()
-        rate = None if r_over_alpha is None else float(r_over_alpha)
-        model._params = BetaGeoParams(float(r), float(alpha), float(a), float(b), rate)
+        opt = [None if v is None else float(v) for v in (r_over_alpha, dropout)]
+        model._params = BetaGeoParams(float(r), float(alpha), float(a), float(b), *opt)
         return model
 
     @property

@@ -206,7 +206,7 @@ class Predictive:
         rows = fit_rows("snapshot", fresh, fitted_on)
         self._warn_boundaries("snapshot", fresh)
         errors = [e for e in (bg_error, gg_error) if e is not None]
-        carry = errors and self.p.on_failure == "carry_forward" and self.previous_fit is not None
+        carry = errors and self.p.on_failure == "carry_forward"
         carried = self.previous_fit() if carry and self.previous_fit is not None else None
         for error in errors:
             if carried is not None and error.model in carried.models:

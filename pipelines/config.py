@@ -208,19 +208,28 @@ class ClvConfig(_Section):
 
 class PredictiveConfig(_Section):
     enabled: bool
-    model: str
+    model: Literal["bgnbd", "pnbd", "mbgnbd", "auto"]
     on_failure: Literal["publish_null", "carry_forward", "fail"]
+    refit: Literal["always", "on_drift"]
+    refit_significance: float
+    refit_max_age_days: int
     max_iterations: int
     min_history_days: int
     horizons_days: list[int]
     days_per_month: float
+    churn_risk_thresholds: tuple[float, float]
     backtest_holdout_days: int
     backtest_drift_ratio: float
 
     @model_validator(mode="after")
     def _check(self) -> PredictiveConfig:
-        if self.model != "bgnbd":
-            raise ValueError(f"predictive.model {self.model!r} is not available; use bgnbd")
+        high, medium = self.churn_risk_thresholds
+        if not 0.0 < high < medium < 1.0:
+            raise ValueError(
+                "predictive.churn_risk_thresholds: give two probabilities 0 < high < medium < 1"
+            )
+        if not 0.0 < self.refit_significance < 1.0 or self.refit_max_age_days < 0:
+            raise ValueError("predictive: refit_significance in (0, 1) and refit_max_age_days >= 0")
         if not self.horizons_days or any(h <= 0 for h in self.horizons_days):
             raise ValueError("predictive.horizons_days: give at least one positive horizon")
         if self.backtest_holdout_days <= 0 or self.backtest_drift_ratio <= 1:

@@ -40,6 +40,8 @@ MARTS = (
     "cohort_retention",
     "kpi_summary",
     "segment_summary",
+    "segment_transitions",
+    "segment_transition_summary",
     "model_fit",
     "model_backtest",
 )

@@ -8,7 +8,7 @@ parameters came from (`fitted_on`), so a reader never mistakes them for today's.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -16,18 +16,25 @@ from typing import Any
 
 import polars as pl
 
-from pipelines.predictive.fitters.bgnbd import BetaGeoModel
 from pipelines.predictive.fitters.gamma_gamma import GammaGammaModel
+from pipelines.predictive.purchase_models import PURCHASE_MODELS, PurchaseModel, from_params
 from pipelines.storage import layout
 from pipelines.storage.snapshots import published_snapshots
 
 STATUS_CARRIED = "carried_forward"
-USABLE = ("ok", "boundary", STATUS_CARRIED)
+STATUS_REUSED = "reused"
+USABLE = ("ok", "boundary", STATUS_CARRIED, STATUS_REUSED)
 
-Model = BetaGeoModel | GammaGammaModel
+Model = PurchaseModel | GammaGammaModel
+
+
 # from_params(**as_dict()) round-trips every fit, limit forms (infinite q, v; r_over_alpha) included
+def _purchase_builder(name: str) -> Callable[[dict[str, float]], Model]:
+    return lambda params: from_params(name, params)
+
+
 _BUILDERS: dict[str, Callable[[dict[str, float]], Model]] = {
-    "bgnbd": lambda p: BetaGeoModel.from_params(**p),
+    **{name: _purchase_builder(name) for name in PURCHASE_MODELS},
     "gamma_gamma": lambda p: GammaGammaModel.from_params(**p),
 }
 
@@ -54,15 +61,18 @@ def _usable_rows(path: Path, day: date) -> pl.DataFrame:
     return fits.filter(pl.col("status").is_in(USABLE))
 
 
-def last_good_fit(warehouse: Path, before: date) -> CarriedFit | None:
-    """The newest usable fit of each model among the snapshots published before `before`."""
+def last_good_fit(
+    warehouse: Path, before: date, models: Iterable[str] = ("bgnbd", "gamma_gamma")
+) -> CarriedFit | None:
+    """The newest usable fit of each of `models` among the snapshots published before `before`."""
+    wanted = {m: _BUILDERS[m] for m in models}
     carried = CarriedFit()
     for day in sorted((d for d in published_snapshots(warehouse) if d < before), reverse=True):
         path = layout.table_file(warehouse, "model_fit", day)
         if not path.is_file():
             continue
         fits = _usable_rows(path, day)
-        for model, build in _BUILDERS.items():
+        for model, build in wanted.items():
             if model in carried.models:
                 continue
             rows = fits.filter(pl.col("model") == model).to_dicts()
@@ -73,6 +83,6 @@ def last_good_fit(warehouse: Path, before: date) -> CarriedFit | None:
                 continue
             carried.fitted_on[model] = str(rows[0]["fitted_on"])
             carried.rows[model] = rows
-        if len(carried.models) == len(_BUILDERS):
+        if len(carried.models) == len(wanted):
             break
     return carried if carried.models else None

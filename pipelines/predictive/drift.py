@@ -33,10 +33,13 @@ def backtest_drift_warning(
         return None
     previous = pl.read_parquet(
         layout.table_file(warehouse, "model_backtest", earlier[-1]), glob=False
-    ).filter(pl.col("scope") == "overall")["mae"]
-    if previous.len() == 0 or previous[0] is None or previous[0] <= 0:
+    ).filter(pl.col("scope") == "overall")
+    if "selected" in previous.columns:  # since several models are backtested: the scoring one
+        previous = previous.filter(pl.col("selected"))
+    mae = previous["mae"]
+    if mae.len() == 0 or mae[0] is None or mae[0] <= 0:
         return None
-    before = float(previous[0])
+    before = float(mae[0])
     change = current_mae / before
     if change > ratio or change < 1 / ratio:
         return (

@@ -7,7 +7,6 @@ from typing import Any
 import polars as pl
 
 from pipelines.errors import CustvalError
-from pipelines.predictive.fitters.bgnbd import BetaGeoModel
 from pipelines.predictive.fitters.gamma_gamma import GammaGammaModel
 
 
@@ -38,10 +37,9 @@ FIT_SCHEMA = {
 STATUS_OK, STATUS_BOUNDARY, STATUS_FAILED = "ok", "boundary", "failed"
 
 
-def fit_rows(
-    fit: str, models: dict[str, BetaGeoModel | GammaGammaModel], fitted_on: str
-) -> list[dict[str, Any]]:
-    """model_fit rows of fresh fits: one per parameter; a boundary optimum says so."""
+def fit_rows(fit: str, models: dict[str, Any], fitted_on: str) -> list[dict[str, Any]]:
+    """model_fit rows of fresh fits (purchase models, Gamma-Gamma): one per parameter; a
+    boundary optimum says so."""
     rows = []
     for model_name, model in models.items():
         res = model.fit_result

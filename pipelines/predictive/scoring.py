@@ -1,4 +1,5 @@
-"""Scoring customers with fitted models: p_alive, expected purchases, spend, predicted CLV."""
+"""Scoring customers with fitted models: p_alive, expected purchases, spend, predicted CLV,
+the chance of being alive 90 days ahead with its churn-risk band, and the next-order date."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import polars as pl
 
-from pipelines.predictive.fitters.bgnbd import BetaGeoModel
 from pipelines.predictive.fitters.gamma_gamma import GammaGammaModel
+from pipelines.predictive.purchase_models import PurchaseModel
 from pipelines.predictive.summary import CustomerSummary
 
 
@@ -21,8 +23,57 @@ def monthly_rate(annual: float) -> float:
     return (1.0 + annual) ** (1.0 / 12.0) - 1.0
 
 
+ALIVE_AHEAD_DAYS = 90
+"""p_alive_90 is the probability of being alive this many days after the snapshot."""
+EVEN_ODDS = 0.5
+
+
+def days_to_next_order(
+    model: PurchaseModel, summary: CustomerSummary, horizon_days: int
+) -> np.ndarray:
+    """Per distinct (frequency, recency, T) row: the smallest whole number of days d >= 1
+    after the snapshot by which the model gives even odds that the customer has ordered again,
+    P(a purchase in (T, T + d]) >= 1/2; NaN when that takes longer than `horizon_days`
+    (the model does not expect a next order in the horizon; for BG/NBD that is the case of
+    every customer with p_alive below 1/2).
+
+    P(a purchase within t) rises with t, so a bisection over whole days per row finds d in
+    log2(horizon) vectorised evaluations.
+    """
+    uf, ur, uT = summary.unique
+    h = float(horizon_days)
+    reached = np.asarray(model.p_purchase_within(h, uf, ur, uT)) >= EVEN_ODDS
+    lo = np.zeros(uf.shape[0])  # P(within lo) < 1/2 (P(within 0) = 0)
+    hi = np.full(uf.shape[0], h)  # P(within hi) >= 1/2 where reached
+    while True:
+        open_ = reached & (hi - lo > 1.0)
+        if not np.any(open_):
+            break
+        mid = np.floor((lo + hi) / 2.0)
+        p = np.asarray(model.p_purchase_within(np.where(open_, mid, h), uf, ur, uT))
+        up = open_ & (p >= EVEN_ODDS)
+        hi = np.where(up, mid, hi)
+        lo = np.where(open_ & ~up, mid, lo)
+    return np.where(reached, hi, np.nan)
+
+
+def churn_risk(p_alive_90: pl.Expr, thresholds: tuple[float, float]) -> pl.Expr:
+    """high below the first threshold of p_alive_90, medium below the second, else low
+    (null where p_alive_90 is)."""
+    high, medium = thresholds
+    return (
+        pl.when(p_alive_90 < high)
+        .then(pl.lit("high"))
+        .when(p_alive_90 < medium)
+        .then(pl.lit("medium"))
+        .when(p_alive_90.is_not_null())
+        .then(pl.lit("low"))
+        .otherwise(pl.lit(None, pl.String))
+    )
+
+
 def predict_customers(
-    bg: BetaGeoModel,
+    bg: PurchaseModel,
     gg: GammaGammaModel | None,
     summary: CustomerSummary,
     *,
@@ -68,6 +119,8 @@ def predict_customers(
     profit = spend * margin_rate - servicing_cost
     out: dict[str, np.ndarray] = {
         "p_alive": bg.p_alive(uf, ur, uT)[inverse],
+        "p_alive_90": bg.p_alive_at(float(ALIVE_AHEAD_DAYS), uf, ur, uT)[inverse],
+        "days_to_next_order": days_to_next_order(bg, summary, max(horizons))[inverse],
         "expected_avg_order_value": spend,
     }
     for h in horizons:

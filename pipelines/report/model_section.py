@@ -1,7 +1,8 @@
 """The predictive-model section: the fitted parameters, a P(alive) matrix, the backtest, drift.
 
-The P(alive) matrix is computed here from the published BG/NBD parameters (model_fit) with
-the project's own fitter (`BetaGeoModel.from_params(...).p_alive`), over a grid cut at
+The P(alive) matrix is computed here from the published parameters of the purchase model that
+scored the snapshot (model_fit) with the project's own fitters
+(`purchase_models.from_params(...).p_alive`), over a grid cut at
 quantiles of the customers' frequency and days since their last purchase: the page shows the
 customers the shop has, not the corner one outlier stretches the axes to. When the models
 did not run (turned off, too little history, a failed fit) the section says which.
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pipelines.predictive.fitters.bgnbd import PARAM_NAMES, BetaGeoModel
+from pipelines.predictive.purchase_models import LABELS, PURCHASE_MODELS, from_params
 from pipelines.report import figures
 from pipelines.report.blocks import Block, Figure, Note, Section, Table, count, number
 from pipelines.report.inputs import ReportInputs
@@ -69,31 +70,40 @@ def parameter_table(fits: pl.DataFrame) -> Table:
         )
     headers = ["Fit", "Model", "Parameters", *(h for _, h, _ in extra)]
     numeric = [False, False, False, *(fmt in (number, count) for _, _, fmt in extra)]
-    return Table(headers, rows, numeric, caption="BG/NBD parameters are in days.")
+    return Table(headers, rows, numeric, caption="Time parameters (alpha, beta) are in days.")
 
 
-def bgnbd_params(fits: pl.DataFrame) -> dict[str, float] | None:
-    """The snapshot fit's BG/NBD parameters, when it produced all four usable values."""
+def purchase_params(fits: pl.DataFrame) -> tuple[str, dict[str, float]] | None:
+    """The purchase model that scored the snapshot and its parameters, when usable."""
     if not {"fit", "model", "param", "value"} <= set(fits.columns):
         return None
-    rows = fits.filter((pl.col("fit") == "snapshot") & (pl.col("model") == "bgnbd"))
-    values = {r["param"]: r["value"] for r in rows.iter_rows(named=True)}
-    if not all(
-        values.get(p) is not None and np.isfinite(values[p]) and values[p] > 0 for p in PARAM_NAMES
-    ):
-        return None
-    return {p: float(values[p]) for p in PARAM_NAMES}
+    snapshot = fits.filter(
+        (pl.col("fit") == "snapshot") & pl.col("model").is_in(list(PURCHASE_MODELS))
+    )
+    if "status" in snapshot.columns:
+        snapshot = snapshot.filter(pl.col("status") != "failed")
+    for name in snapshot["model"].unique(maintain_order=True).to_list():
+        rows = snapshot.filter(pl.col("model") == name)
+        values = {str(r["param"]): r["value"] for r in rows.iter_rows(named=True)}
+        if any(v is None or np.isnan(v) for v in values.values()):
+            continue
+        try:
+            from_params(name, values)
+        except (TypeError, ValueError):
+            continue
+        return name, {k: float(v) for k, v in values.items()}
+    return None
 
 
 def p_alive_grid(
-    params: dict[str, float], clv: pl.DataFrame
+    fitted: tuple[str, dict[str, float]], clv: pl.DataFrame
 ) -> tuple[list[int], list[int], int, list[list[float | None]]] | None:
     """P(alive) over repeat purchase days x days since the last purchase, at a typical T.
 
     T is the median age of the repeat customers; frequencies and gaps are quantiles of theirs
     (a customer with x repeat purchase days needs at least x days between first and last, so
     those impossible cells are blank). Frequency 0 is left out: BG/NBD scores every one-time
-    buyer as alive.
+    buyer as alive, the other models score them by T alone.
     """
     if not {"frequency", "recency", "T"} <= set(clv.columns):
         return None
@@ -105,7 +115,7 @@ def p_alive_grid(
     age = int(np.median(repeat["T"].to_numpy()))
     freqs = sorted({max(1, round(float(q))) for q in np.quantile(f, FREQUENCY_QUANTILES)})
     gaps = sorted({min(age, round(float(q))) for q in np.quantile(gap, GAP_QUANTILES)})
-    model = BetaGeoModel.from_params(**params)
+    model = from_params(*fitted)
     x = np.array(freqs, dtype=np.float64)[:, None]
     recency = (age - np.array(gaps, dtype=np.float64))[None, :]
     x_b, r_b = np.broadcast_arrays(x, recency)
@@ -122,12 +132,71 @@ def p_alive_grid(
     return [freqs[i] for i in keep_rows], [gaps[j] for j in keep_cols], age, grid
 
 
+def comparison_blocks(backtest: pl.DataFrame) -> list[Block]:
+    """Every backtested model's overall errors and Gini, and the scoring model's deciles."""
+    overall = backtest.filter(pl.col("scope") == "overall")
+    blocks: list[Block] = []
+    if overall.height > 1:
+        spec: list[tuple[str, str, Formatter]] = [
+            ("model", "Model", lambda m: LABELS.get(str(m), str(m))),
+            ("selected", "Scores the snapshot", lambda v: "yes" if v else "no"),
+            ("mae", "MAE", number),
+            ("rmse", "RMSE", number),
+            ("correlation", "Correlation", number),
+            ("gini", "Gini of value", number),
+        ]
+        spec = [c for c in spec if c[0] in overall.columns]
+        blocks.append(
+            Table(
+                [h for _, h, _ in spec],
+                [
+                    ["–" if r.get(c) is None else fmt(r.get(c)) for c, _, fmt in spec]
+                    for r in overall.iter_rows(named=True)
+                ],
+                [fmt is number for _, _, fmt in spec],
+                caption="The candidate purchase models on the same holdout (predictive.model "
+                "auto picks the lowest MAE).",
+            )
+        )
+    deciles = backtest.filter(pl.col("selected") & pl.col("scope").str.starts_with("decile="))
+    if deciles.height:
+        svg = figures.paired_bars(
+            "backtest-deciles",
+            "Predicted and actual holdout purchases by decile of prediction",
+            [s.removeprefix("decile=") for s in deciles["scope"].to_list()],
+            {
+                "predicted": deciles["mean_predicted"].to_list(),
+                "actual": deciles["mean_actual"].to_list(),
+            },
+            "purchase days per customer",
+        )
+        gini = overall.filter(pl.col("selected"))["gini"] if "gini" in overall.columns else None
+        shown = (
+            f" Gini of predicted against actual holdout value: {number(gini[0])}."
+            if gini is not None and gini.len() and gini[0] is not None
+            else ""
+        )
+        blocks.append(
+            Figure(
+                svg,
+                "Customers ranked into tenths by predicted holdout purchases (10 = highest): "
+                "mean predicted (blue) and actual (orange) purchase days." + shown,
+            )
+        )
+    return blocks
+
+
 def backtest_blocks(backtest: pl.DataFrame) -> list[Block]:
     need = {"scope", "mean_predicted", "mean_actual"}
     if backtest.height == 0 or not need <= set(backtest.columns):
         return [Note("No backtest for this snapshot: the calibration window was not fitted.")]
-    per = backtest.filter(pl.col("scope").str.starts_with("frequency="))
     blocks: list[Block] = []
+    if "selected" in backtest.columns:
+        blocks += comparison_blocks(backtest)
+        backtest = backtest.filter(pl.col("selected"))
+        if backtest.height == 0:
+            return blocks
+    per = backtest.filter(pl.col("scope").str.starts_with("frequency="))
     first = backtest.row(0, named=True)
     if per.height:
         svg = figures.paired_bars(
@@ -154,6 +223,7 @@ def backtest_blocks(backtest: pl.DataFrame) -> list[Block]:
         ("correlation", "Correlation", number),
     ]
     spec = [s for s in spec if s[0] in backtest.columns]
+    backtest = backtest.filter(~pl.col("scope").str.starts_with("decile="))
     window = ""
     if first.get("calibration_end") is not None and first.get("holdout_days") is not None:
         window = (
@@ -188,8 +258,8 @@ def model_section(inputs: ReportInputs) -> Section:
     if fits.height == 0 or "param" not in fits.columns:
         return Section("model", title, read, [*drift_blocks], empty=_why_no_model(inputs))
     blocks: list[Block] = [parameter_table(fits)]
-    params = bgnbd_params(fits)
-    grid = p_alive_grid(params, inputs.table("customer_clv")) if params is not None else None
+    fitted = purchase_params(fits)
+    grid = p_alive_grid(fitted, inputs.table("customer_clv")) if fitted is not None else None
     if grid is not None:
         freqs, gaps, age, cells = grid
         svg = figures.heatmap(
@@ -211,7 +281,10 @@ def model_section(inputs: ReportInputs) -> Section:
         )
     else:
         blocks.append(
-            Note("No P(alive) matrix: the snapshot has no usable BG/NBD fit or no repeat customer.")
+            Note(
+                "No P(alive) matrix: the snapshot has no usable purchase-model fit or no repeat "
+                "customer."
+            )
         )
     notes: list[Any] = []
     if "note" in fits.columns:

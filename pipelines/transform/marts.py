@@ -34,6 +34,7 @@ from pipelines.contracts import load_contract
 from pipelines.errors import CustvalError
 from pipelines.publish.tables import conform, write_partition_files
 from pipelines.resources import sql_dir
+from pipelines.transform import previous_snapshot
 from pipelines.validate.reference_data import marketing_spend
 
 LAYERS = ("stg", "int", "mart")
@@ -219,7 +220,12 @@ def _closure(
         if name in needed:
             continue
         needed.add(name)
-        deps = models[name].depends_on if name in models else python_models[name][0]
+        if name in models:  # SQL models may read Python models' tables too
+            code = _COMMENT.sub("", models[name].sql)
+            deps = set(models[name].depends_on)
+            deps |= {p for p in python_models if re.search(rf"\b{p}\b", code)}
+        else:
+            deps = set(python_models[name][0])
         todo.extend(deps)
     return needed
 
@@ -259,10 +265,13 @@ def build_snapshot(
     orders: str | Path | pl.DataFrame,
     models: dict[str, SqlModel] | None = None,
     python_models: dict[str, PythonModel] | None = None,
+    previous_rfm: pl.DataFrame | None = None,
 ) -> dict[str, float]:
     """Register the staged orders (a Parquet path or a frame) and the config tables, build all.
 
     Without `python_models`, the predictive models of `pipelines/predictive/predictive.py` are used.
+    `previous_rfm` is the previous snapshot's segments (`source_previous_rfm`,
+    `pipelines/transform/previous_snapshot.py`); without it there is no previous snapshot.
     Returns the seconds each model took.
     """
     if python_models is None:
@@ -278,6 +287,9 @@ def build_snapshot(
         con.register("source_orders", ds.dataset(str(orders), format="parquet"))
     for name, frame in config_tables(config).items():
         con.register(name, frame)
+    if previous_rfm is None:
+        previous_rfm = previous_snapshot.empty_previous_rfm()
+    con.register("source_previous_rfm", previous_rfm)
     return build_models(con, model_params(config, snapshot_date), models, python_models)
 
 
@@ -293,7 +305,7 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
     predictive = Predictive(
         config,
         ctx.snapshot_date.isoformat(),
-        previous_fit=lambda: last_good_fit(ctx.warehouse, ctx.snapshot_date),
+        previous_fit=lambda models: last_good_fit(ctx.warehouse, ctx.snapshot_date, models),
     )
     con = connect()
     try:
@@ -304,9 +316,12 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
             staged["staged_path"],
             models,
             python_models if python_models is not None else predictive.python_models(),
+            previous_snapshot.previous_rfm(ctx.warehouse, ctx.snapshot_date),
         )
         warnings = list(predictive.warnings)
-        overall = con.sql("select mae from mart_model_backtest where scope = 'overall'").fetchall()
+        overall = con.sql(
+            "select mae from mart_model_backtest where scope = 'overall' and selected"
+        ).fetchall()
         drift = backtest_drift_warning(
             ctx.warehouse,
             ctx.snapshot_date.isoformat(),

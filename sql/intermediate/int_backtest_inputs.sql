@@ -2,10 +2,10 @@
 -- Grain: one row per customer with a purchase on or before the calibration date.
 -- Inputs: int_customer_purchase_summary (its calibration cutoff), int_purchase_days;
 --         $backtest_calibration_date (the snapshot date minus the holdout).
--- The calibration-period summary (frequency, recency, T to the calibration date: defined in
--- int_customer_purchase_summary) and what actually happened in the holdout: repeat purchase
--- days after the calibration date up to the snapshot date. Read by the Python models
--- int_model_fits and int_backtest_predictions.
+-- The calibration-period summary (frequency, recency, T, monetary_value to the calibration
+-- date: defined in int_customer_purchase_summary) and what actually happened in the holdout:
+-- repeat purchase days after the calibration date up to the snapshot date, and their value.
+-- Read by the Python models int_model_fits and int_backtest_predictions.
 
 with calibration as (
 
@@ -24,7 +24,8 @@ holdout as (
 
     select
         purchase_days.customer_id,
-        count(*) as actual_purchases
+        count(*) as actual_purchases,
+        sum(purchase_days.purchase_value) as actual_value
 
     from purchase_days
     where purchase_days.purchase_date > $backtest_calibration_date::date
@@ -39,7 +40,9 @@ final as (
         calibration.frequency,
         calibration.recency,
         calibration.T,
-        coalesce(holdout.actual_purchases, 0) as actual_purchases
+        calibration.monetary_value,
+        coalesce(holdout.actual_purchases, 0) as actual_purchases,
+        coalesce(holdout.actual_value, 0) as actual_value
 
     from calibration
     left join holdout using (customer_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -192,6 +192,32 @@ def resolve_max_iterations(max_iterations: int | None, maxiter: int | None) -> i
     if int(value) != value or value < 1:
         raise ValueError(f"max_iterations must be a positive integer, got {value}")
     return int(value)
+
+
+def warm_start(
+    initial: Mapping[str, float] | None,
+    defaults: Mapping[str, float],
+    *,
+    divide: Mapping[str, float] | None = None,
+    ignore: Collection[str] = (),
+) -> list[float]:
+    """The optimiser's start: ``defaults`` (name -> value, in the optimiser's units, in order),
+    each replaced by ``initial[name] / divide[name]`` (e.g. alpha over the time scale) when that
+    is finite and positive. Values that are not (a limit's 0 or inf, NaN) keep their default.
+    Names outside ``defaults`` and ``ignore`` are an error, so a typo cannot cold-start quietly.
+    """
+    start = dict(defaults)
+    if initial is None:
+        return list(start.values())
+    unknown = sorted(set(initial) - set(defaults) - set(ignore))
+    if unknown:
+        raise ValueError(f"unknown initial parameter(s) {unknown}; expected {sorted(defaults)}")
+    for name in defaults:
+        if name in initial:
+            value = float(initial[name]) / (divide or {}).get(name, 1.0)
+            if math.isfinite(value) and value > 0:
+                start[name] = value
+    return list(start.values())
 
 
 @dataclass(frozen=True)

@@ -10,20 +10,22 @@ calibration period), all in one time unit of the caller's choosing (days in our 
 When the data carry no dropout signal or no purchase-rate heterogeneity the likelihood is
 maximised on the boundary of (r, alpha, a, b); ``fit`` then returns the limit model of
 ``bg_limits`` (NBD, BG/Poisson, Poisson, fixed dropout) with a ``fit_result.boundary`` note
-(``BetaGeoParams`` spells the limits with 0 and inf).
+(``BetaGeoParams`` spells the limits with 0 and inf). P(alive at T + t) and P(a purchase in
+(T, T + t]) are in ``bg_horizon``.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import Self
+from collections.abc import Mapping
+from typing import Self, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
 
-from pipelines.predictive.fitters import bg_limits
+from pipelines.predictive.fitters import bg_horizon, bg_limits
 from pipelines.predictive.fitters.base import (
     FitResult,
     FloatArray,
@@ -32,6 +34,7 @@ from pipelines.predictive.fitters.base import (
     collapse,
     optimise_log_params,
     resolve_max_iterations,
+    warm_start,
 )
 from pipelines.predictive.fitters.bg_params import BetaGeoParams
 from pipelines.predictive.fitters.simulate import simulate_summary
@@ -160,10 +163,10 @@ def _conditional_expected(
         values = p.limit_values()
         alive = bg_limits.p_alive(p.limit, values, x, tx, T)
         return bg_limits.expected_if_alive(p.limit, values, t, x, T) * alive
-    return _expected_if_alive(p.r, p.alpha, p.a, p.b, t, x, T) * _p_alive(p, x, tx, T)
+    return expected_if_alive(p.r, p.alpha, p.a, p.b, t, x, T) * _p_alive(p, x, tx, T)
 
 
-def _expected_if_alive(
+def expected_if_alive(
     r: float, alpha: float, a: float, b: float, t: FloatArray, x: FloatArray, T: FloatArray
 ) -> FloatArray:
     """Expected purchases in (T, T+t] of a customer alive at T with x repeat purchases.
@@ -183,13 +186,13 @@ def _expected_if_alive(
     d = COINCIDENCE
     h = 2.0 * d
     if abs(a - 1.0) < d:
-        return bridge(lambda av: _expected_if_alive(r, alpha, av, b, t, x, T), 1.0, a, h)
+        return bridge(lambda av: expected_if_alive(r, alpha, av, b, t, x, T), 1.0, a, h)
     if abs(a + b - 1.0) < d and 1.0 - a > 3.0 * d:
         hb = min(h, (1.0 - a) / 3.0)
-        return bridge(lambda bv: _expected_if_alive(r, alpha, a, bv, t, x, T), 1.0 - a, b, hb)
+        return bridge(lambda bv: expected_if_alive(r, alpha, a, bv, t, x, T), 1.0 - a, b, hb)
     k = round(r - a)
     if abs(r - a - k) < d:
-        return bridge(lambda rv: _expected_if_alive(rv, alpha, a, b, t, x, T), a + k, r, h)
+        return bridge(lambda rv: expected_if_alive(rv, alpha, a, b, t, x, T), a + k, r, h)
 
     z = t / (alpha + T + t)
     hyp = hyp2f1(a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, z)
@@ -209,13 +212,17 @@ def _p_alive(p: BetaGeoParams, x: FloatArray, tx: FloatArray, T: FloatArray) -> 
     return np.where(rep, expit(-log_odds_dead), 1.0)
 
 
-def _broadcast_rft(
-    frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
-) -> tuple[FloatArray, FloatArray, FloatArray]:
+def broadcast_rft(
+    frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, t: ArrayLike | None = None
+) -> tuple[FloatArray, ...]:
+    """(x, t_x, T) validated and broadcast together; with a horizon ``t``, (t, x, t_x, T)."""
     x, tx, t_cal = (np.asarray(v, dtype=np.float64) for v in (frequency, recency, T))
     x, tx, t_cal = np.broadcast_arrays(x, tx, t_cal)
     flat = validate_rft(x.reshape(-1), tx.reshape(-1), t_cal.reshape(-1))
-    return tuple(v.reshape(x.shape) for v in flat)  # type: ignore[return-value]
+    out = tuple(v.reshape(x.shape) for v in flat)
+    if t is None:
+        return out
+    return tuple(np.broadcast_arrays(bg_horizon.check_horizon(t), *out))
 
 
 class BetaGeoModel:
@@ -260,6 +267,7 @@ class BetaGeoModel:
         tol: float = 1e-10,
         max_iterations: int | None = None,
         maxiter: int | None = None,
+        initial: Mapping[str, float] | None = None,
     ) -> Self:
         """Maximum-likelihood fit; identical rows are collapsed first so size barely matters.
 
@@ -272,6 +280,10 @@ class BetaGeoModel:
         parameters (flat likelihood, e.g. nobody repeats), and always when the
         ``max_iterations`` budget (default 2000; ``maxiter`` is its old name) runs out.
         ``fit_result.seconds`` is the wall time of the whole call (collapse included).
+
+        ``initial`` warm-starts the search from {r, alpha, a, b} in the caller's time unit (e.g.
+        a previous run's ``params.as_dict()``); a value that is not finite and positive (a
+        limit's 0 or inf) keeps its default start, r_over_alpha and dropout are ignored.
         """
         started = time.perf_counter()
         budget = resolve_max_iterations(max_iterations, maxiter)
@@ -294,9 +306,11 @@ class BetaGeoModel:
 
         mean_x = float(ds.w @ ds.x) / ds.n
         alpha0 = 1.0 / mean_x if mean_x > 0 else 1.0  # r/alpha = observed purchase rate
-        opt = optimise_log_params(
-            PARAM_NAMES, neg_mean_ll, [1.0, alpha0, 1.0, 1.0], tol=tol, maxiter=budget
+        defaults = dict(zip(PARAM_NAMES, [1.0, alpha0, 1.0, 1.0], strict=True))
+        x0 = warm_start(
+            initial, defaults, divide={"alpha": scale}, ignore=("r_over_alpha", "dropout")
         )
+        opt = optimise_log_params(PARAM_NAMES, neg_mean_ll, x0, tol=tol, maxiter=budget)
         unscale = lambda p: p * np.array([1.0, scale, 1.0, 1.0])  # noqa: E731
         if opt.out_of_iterations:
             raise opt.error(MODEL_NAME, PARAM_NAMES, unscale)
@@ -330,10 +344,40 @@ class BetaGeoModel:
         )
         return self
 
+    def log_likelihood(
+        self,
+        frequency: ArrayLike,
+        recency: ArrayLike,
+        T: ArrayLike,
+        weights: ArrayLike | None = None,
+    ) -> float:
+        """Total (weighted) log-likelihood of a summary at the current parameters (a limit
+        model's, for a limit), in the summary's time unit."""
+        return cast(float, log_likelihood(self.params, frequency, recency, T, weights))
+
     def p_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> FloatArray:
         """Probability each customer is still active at the end of their observation (T)."""
-        x, tx, t_cal = _broadcast_rft(frequency, recency, T)
+        x, tx, t_cal = broadcast_rft(frequency, recency, T)
         return _p_alive(self.params, x, tx, t_cal)
+
+    def p_alive_at(
+        self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> FloatArray:
+        """P(alive at T + t | history): dropout only follows purchases, so given alive at T this
+        is E[exp(-lambda p t)] over the posterior, i.e. P(alive at T) 2F1(r + x, a; a + b + x;
+        -t / (alpha + T)) (limits: see ``bg_horizon``). ``t`` broadcasts as in ``predict``."""
+        t_arr, x, tx, t_cal = broadcast_rft(frequency, recency, T, t)
+        alive = _p_alive(self.params, x, tx, t_cal)
+        return bg_horizon.p_alive_at(self.params, alive, t_arr, x, t_cal)
+
+    def p_purchase_within(
+        self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> FloatArray:
+        """P(at least one purchase in (T, T + t] | history): P(alive at T) (1 - ((alpha + T) /
+        (alpha + T + t))^(r + x)); with lambda known, P(alive at T) (1 - exp(-lambda t))."""
+        t_arr, x, tx, t_cal = broadcast_rft(frequency, recency, T, t)
+        alive = _p_alive(self.params, x, tx, t_cal)
+        return bg_horizon.p_purchase_within(self.params, alive, t_arr, x, t_cal)
 
     def predict(
         self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
@@ -342,20 +386,14 @@ class BetaGeoModel:
 
         ``t`` broadcasts against the customer arrays (e.g. ``t[:, None]`` for a grid).
         """
-        t_arr = np.asarray(t, dtype=np.float64)
-        if np.any(t_arr < 0) or not np.all(np.isfinite(t_arr)):
-            raise ValueError("t must be finite and non-negative")
-        x, tx, t_cal = _broadcast_rft(frequency, recency, T)
-        t_arr, x, tx, t_cal = np.broadcast_arrays(t_arr, x, tx, t_cal)
+        t_arr, x, tx, t_cal = broadcast_rft(frequency, recency, T, t)
         return _conditional_expected(self.params, t_arr, x, tx, t_cal)
 
     def expected_purchases(self, t: ArrayLike) -> FloatArray:
         """Unconditional E[X(t)] for a customer just acquired at time 0 (eq. (9) of FHL 2005)."""
-        t_arr = np.asarray(t, dtype=np.float64)
-        if np.any(t_arr < 0) or not np.all(np.isfinite(t_arr)):
-            raise ValueError("t must be finite and non-negative")
+        t_arr = bg_horizon.check_horizon(t)
         zeros = np.zeros_like(t_arr)
         p = self.params
         if p.limit is not None:
             return bg_limits.expected_if_alive(p.limit, p.limit_values(), t_arr, zeros, zeros)
-        return _expected_if_alive(p.r, p.alpha, p.a, p.b, t_arr, zeros, zeros)
+        return expected_if_alive(p.r, p.alpha, p.a, p.b, t_arr, zeros, zeros)

@@ -102,6 +102,8 @@ def test_structure(dagbag) -> None:
             "cohort_retention",
             "kpi_summary",
             "segment_summary",
+            "segment_transitions",
+            "segment_transition_summary",
             "model_fit",
             "model_backtest",
         )

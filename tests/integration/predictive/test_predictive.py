@@ -11,9 +11,11 @@ import polars as pl
 import pytest
 from conftest import SHARED, require
 from unit.predictive.fitters.test_fitters_bgnbd import integrated_p_alive_and_expectation
+from unit.predictive.fitters.test_fitters_pnbd import integrated_pnbd
 
 from pipelines.predictive.fitters.bgnbd import BetaGeoModel, BetaGeoParams
 from pipelines.predictive.fitters.gamma_gamma import GammaGammaModel, customer_lifetime_value
+from pipelines.predictive.fitters.pnbd import ParetoNBDParams
 from pipelines.predictive.predictive import fit_bgnbd
 from pipelines.predictive.scoring import monthly_rate, predict_customers
 from pipelines.predictive.summary import CustomerSummary
@@ -24,6 +26,10 @@ CDNOW = SHARED / "data" / "cdnow" / "CDNOW_sample.txt"
 BGNBD_WEEKS = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
 # Fader & Hardie (2013), "The Gamma-Gamma Model of Monetary Value", the 946 repeat customers.
 GAMMA_GAMMA = {"p": 6.25, "q": 3.74, "v": 15.44}
+# Fader, Hardie & Lee (2005), Pareto/NBD on the same data ("A Note on Deriving the Pareto/NBD
+# Model and Related Expressions"), time in weeks.
+PNBD_WEEKS = {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669}
+PNBD_LL_WEEKS = -9595.0
 
 
 def three_sig(value: float) -> str:
@@ -33,6 +39,16 @@ def three_sig(value: float) -> str:
 @pytest.fixture(scope="module")
 def cdnow_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The whole pipeline on the CDNOW sample as of the end of the calibration period."""
+    return _cdnow(tmp_path_factory, None)
+
+
+@pytest.fixture(scope="module")
+def cdnow_pnbd_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The same with predictive.model: pnbd."""
+    return _cdnow(tmp_path_factory, "predictive:\n  model: pnbd\n")
+
+
+def _cdnow(tmp_path_factory: pytest.TempPathFactory, config: str | None) -> dict:
     require(CDNOW.is_file(), f"CDNOW sample not found at {CDNOW}")
     fields = np.array(CDNOW.read_text().split()).reshape(-1, 5)
     orders = pl.DataFrame(
@@ -50,7 +66,16 @@ def cdnow_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from pipelines.context import RunContext
     from pipelines.run.pipeline import run_all
 
-    ctx = RunContext.create(source=str(source), snapshot_date="1997-09-30", warehouse=base / "wh")
+    config_path = None
+    if config is not None:
+        config_path = base / "config.yaml"
+        config_path.write_text(config)
+    ctx = RunContext.create(
+        source=str(source),
+        snapshot_date="1997-09-30",
+        warehouse=base / "wh",
+        config_path=None if config_path is None else str(config_path),
+    )
     manifest = run_all(ctx)
     tables = {name: pl.read_parquet(Path(t["path"])) for name, t in manifest["tables"].items()}
     return {"manifest": manifest, "tables": tables, "orders": orders}
@@ -75,6 +100,45 @@ def test_cdnow_reproduces_the_published_bgnbd_parameters(cdnow_run: dict) -> Non
         fit.filter(pl.col("model") == "bgnbd", pl.col("fit") == "snapshot")["customers_used"][0]
         == 2357
     )
+
+
+def test_cdnow_reproduces_the_published_pareto_nbd_parameters(cdnow_pnbd_run: dict) -> None:
+    """Fader, Hardie & Lee (2005), Pareto/NBD on CDNOW in weeks: r = 0.553, alpha = 10.578,
+    s = 0.606, beta = 11.669, LL = -9595.0; the pipeline fits in days."""
+    fit = cdnow_pnbd_run["tables"]["model_fit"]
+    p = _params(fit, "pnbd")
+    weeks = {"r": p["r"], "alpha": p["alpha"] / 7, "s": p["s"], "beta": p["beta"] / 7}
+    assert {k: three_sig(v) for k, v in weeks.items()} == {
+        k: three_sig(v) for k, v in PNBD_WEEKS.items()
+    }
+    clv = cdnow_pnbd_run["tables"]["customer_clv"]
+    row = fit.filter(pl.col("fit") == "snapshot", pl.col("model") == "pnbd").row(0, named=True)
+    # the density of x purchase times in weeks is 7^x that in days
+    ll_weeks = row["log_likelihood"] + float(clv["frequency"].sum()) * np.log(7.0)
+    assert ll_weeks == pytest.approx(PNBD_LL_WEEKS, abs=0.05)
+    assert row["customers_used"] == 2357
+    bt = cdnow_pnbd_run["tables"]["model_backtest"]
+    assert set(bt["model"]) == {"pnbd"} and bt["selected"].all()
+    # one-time buyers are not all alive under Pareto/NBD: P(alive) falls with T
+    once = clv.filter(pl.col("frequency") == 0).sort("T")
+    assert once["p_alive"][0] > once["p_alive"][-1] and once["p_alive"].max() < 1
+
+
+def test_cdnow_pareto_nbd_predictions_by_numerical_integration(cdnow_pnbd_run: dict) -> None:
+    """P(alive), P(alive in 90 days) and E[purchases in 90 days] of a few published customers,
+    integrated over the posterior of (lambda, mu) from the fitted parameters by quadrature
+    (tests/unit/.../test_fitters_pnbd.py; independent of fitters/pnbd.py's 2F1 terms)."""
+    p = ParetoNBDParams(**_params(cdnow_pnbd_run["tables"]["model_fit"], "pnbd"))
+    clv = cdnow_pnbd_run["tables"]["customer_clv"].sort("customer_id")
+    picks = pl.concat(
+        [clv.filter(pl.col("frequency") == f).head(1) for f in (0, 1, 3)]
+        + [clv.filter(pl.col("frequency") >= 8).head(1)]
+    )
+    for c in picks.iter_rows(named=True):
+        want = integrated_pnbd(p, c["frequency"], c["recency"], c["T"], 90.0)
+        assert c["p_alive"] == pytest.approx(want["p_alive"], rel=1e-7)
+        assert c["p_alive_90"] == pytest.approx(want["alive_at"], rel=1e-7)
+        assert c["expected_purchases_90"] == pytest.approx(want["expected"], rel=1e-7)
 
 
 def test_cdnow_reproduces_the_published_gamma_gamma_parameters(cdnow_run: dict) -> None:
@@ -136,7 +200,12 @@ def test_cdnow_summary_matches_an_independent_count(cdnow_run: dict) -> None:
 def test_cdnow_backtest_is_consistent(cdnow_run: dict) -> None:
     bt = cdnow_run["tables"]["model_backtest"]
     overall = bt.filter(pl.col("scope") == "overall").row(0, named=True)
-    buckets = bt.filter(pl.col("scope") != "overall")
+    buckets = bt.filter(pl.col("scope").str.starts_with("frequency="))
+    deciles = bt.filter(pl.col("scope").str.starts_with("decile="))
+    assert deciles.height == 10 and deciles["customers"].sum() == overall["customers"]
+    assert deciles["actual_purchases"].sum() == overall["actual_purchases"]
+    assert set(bt["model"]) == {"bgnbd"} and bt["selected"].all()
+    assert 0 < overall["gini"] <= 1
     assert overall["calibration_end"] == date(1997, 7, 2) and overall["holdout_days"] == 90
     assert buckets["customers"].sum() == overall["customers"]
     assert buckets["actual_purchases"].sum() == overall["actual_purchases"]

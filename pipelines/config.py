@@ -95,6 +95,7 @@ class RfmConfig(_Section):
     scoring: dict[ScoreName, ScoringMethod]
     breakpoints: dict[ScoreName, list[float]]
     segments: list[SegmentRule]
+    transition_lookback_days: int
 
     def segment_of(self, r: int, f: int) -> str | None:
         """The segment of the first rule whose ranges hold the scores (rules in order)."""
@@ -107,6 +108,11 @@ class RfmConfig(_Section):
     def _cover(self) -> RfmConfig:
         if not 2 <= self.bins <= 9:
             raise ValueError("rfm.bins must be between 2 and 9 (one digit per score in rfm_cell)")
+        if self.transition_lookback_days < 1:
+            raise ValueError(
+                "rfm.transition_lookback_days must be at least 1 (the previous day is compared), "
+                f"got {self.transition_lookback_days}"
+            )
         missing = sorted({"r", "f", "m"} - self.scoring.keys())
         if missing:
             raise ValueError(f"rfm.scoring: give a method for {', '.join(missing)}")

@@ -92,11 +92,6 @@ def table_file(warehouse: Path, table: str, snapshot: date) -> Path:
     return table_partition(warehouse, table, snapshot) / TABLE_FILE
 
 
-def version_table_file(version: Path, table: str) -> Path:
-    """A table's file inside one snapshot version (`_snapshots/snapshot_date=D/<version>/`)."""
-    return version / MARTS / table / TABLE_FILE
-
-
 def accepted_partition(warehouse: Path, ingest_date: date) -> Path:
     return warehouse / ACCEPTED / ingest_partition(ingest_date)
 

@@ -15,6 +15,7 @@ dir, ready for the publish stage to swap into place.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -34,13 +35,17 @@ from pipelines.contracts import load_contract
 from pipelines.errors import CustvalError
 from pipelines.publish.tables import conform, write_partition_files
 from pipelines.resources import sql_dir
-from pipelines.transform import previous_snapshot
 from pipelines.validate.reference_data import marketing_spend
 
 LAYERS = ("stg", "int", "mart")
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _COMMENT = re.compile(r"--[^\n]*")
 _MATERIALIZED = re.compile(r"^--\s*Materialized:\s*(table|view)\b", re.MULTILINE | re.IGNORECASE)
+
+log = logging.getLogger("custval.marts")
+
+# What a day of the segment history needs: its RFM segments and its customers' net revenue
+HISTORY_TARGETS = frozenset({"int_customer_rfm_segment", "int_customers"})
 
 
 class ModelError(CustvalError):
@@ -138,6 +143,7 @@ def model_params(config: Config, snapshot_date: date) -> dict[str, Any]:
         "ltv_cac_break_even": config.clv.ltv_cac_thresholds.break_even,
         "ltv_cac_benchmark": config.clv.ltv_cac_thresholds.benchmark,
         "ltv_cac_generous": config.clv.ltv_cac_thresholds.generous,
+        "transition_lookback_days": config.rfm.transition_lookback_days,
         "backtest_holdout_days": config.predictive.backtest_holdout_days,
         "backtest_calibration_date": (
             snapshot_date - timedelta(days=config.predictive.backtest_holdout_days)
@@ -258,6 +264,85 @@ def _build_one(
         raise ModelError(f"{model.path}: {str(exc).splitlines()[0]}") from None
 
 
+def register_sources(
+    con: duckdb.DuckDBPyConnection,
+    config: Config,
+    orders: str | Path | pl.DataFrame,
+    until: date | None = None,
+) -> None:
+    """Register the staged orders (a Parquet path or a frame) and the config tables.
+
+    With `until`, `source_orders` holds only the orders placed before the end of that day (UTC),
+    as a snapshot of that date would: the cut-off of the stage step, applied to these orders.
+    """
+    name = "source_orders" if until is None else "_staged_orders"
+    if isinstance(orders, pl.DataFrame):
+        con.register(name, orders)
+    else:
+        import pyarrow.dataset as ds
+
+        # an Arrow dataset, not read_parquet('path'): DuckDB would read `[` in a path as a glob
+        con.register(name, ds.dataset(str(orders), format="parquet"))
+    if until is not None:
+        end = (until + timedelta(days=1)).isoformat()  # a date: nothing to quote
+        con.execute(
+            "create or replace view source_orders as select * from _staged_orders "
+            f"where order_ts < timestamptz '{end} 00:00:00+00'"
+        )
+    for table, frame in config_tables(config).items():
+        con.register(table, frame)
+
+
+def segment_history(
+    config: Config,
+    snapshot_date: date,
+    orders: str | Path | pl.DataFrame,
+    models: dict[str, SqlModel] | None = None,
+    python_models: dict[str, PythonModel] | None = None,
+) -> pa.Table:
+    """Each customer's RFM segment and net revenue on each of the days D - L ... D - 1.
+
+    The `source_segment_history` of the build of D (L = `rfm.transition_lookback_days`): every
+    day is built again from the same staged orders, cut at the end of that day, in its own
+    connection -- the SQL models up to `int_customer_rfm_segment` and `int_customers` with that
+    day's parameters, no Python model (`python_models` are only checked not to be needed). So the
+    transitions of D are a function of D's own input, whatever was published before.
+    """
+    models = models if models is not None else load_models()
+    needed = _closure(set(HISTORY_TARGETS), models, python_models or {})
+    python = sorted(needed & (python_models or {}).keys())
+    if python:
+        raise ModelError(
+            f"the segment history builds {sorted(HISTORY_TARGETS)} without Python models, "
+            f"but they need {python}"
+        )
+    lookback = config.rfm.transition_lookback_days
+    days = [snapshot_date - timedelta(days=n) for n in range(lookback, 0, -1)]
+    tables = []
+    for day in days:
+        con = connect()
+        try:
+            register_sources(con, config, orders, until=day)
+            build_models(con, model_params(config, day), models, {}, targets=set(HISTORY_TARGETS))
+            tables.append(
+                con.sql(
+                    """
+                    select
+                        $as_of::date as as_of,
+                        customers.customer_id,
+                        rfm_segments.rfm_segment,
+                        cast(customers.net_revenue as decimal(18, 4)) as net_revenue
+                    from int_customers as customers
+                    left join int_customer_rfm_segment as rfm_segments using (customer_id)
+                    """,
+                    params={"as_of": day.isoformat()},
+                ).to_arrow_table()
+            )
+        finally:
+            con.close()
+    return pa.concat_tables(tables)
+
+
 def build_snapshot(
     con: duckdb.DuckDBPyConnection,
     config: Config,
@@ -265,32 +350,35 @@ def build_snapshot(
     orders: str | Path | pl.DataFrame,
     models: dict[str, SqlModel] | None = None,
     python_models: dict[str, PythonModel] | None = None,
-    previous_rfm: pl.DataFrame | None = None,
 ) -> dict[str, float]:
     """Register the staged orders (a Parquet path or a frame) and the config tables, build all.
 
     Without `python_models`, the predictive models of `pipelines/predictive/predictive.py` are used.
-    `previous_rfm` is the previous snapshot's segments (`source_previous_rfm`,
-    `pipelines/transform/previous_snapshot.py`); without it there is no previous snapshot.
-    Returns the seconds each model took.
+    The segment history of the lookback days (`segment_history`) is built first, from the same
+    orders, and registered as `source_segment_history`. Returns the seconds each model took,
+    and the history's under `source_segment_history`.
     """
     if python_models is None:
         from pipelines.predictive.predictive import Predictive
 
         python_models = Predictive(config).python_models()
-    if isinstance(orders, pl.DataFrame):
-        con.register("source_orders", orders)
-    else:
-        import pyarrow.dataset as ds
-
-        # an Arrow dataset, not read_parquet('path'): DuckDB would read `[` in a path as a glob
-        con.register("source_orders", ds.dataset(str(orders), format="parquet"))
-    for name, frame in config_tables(config).items():
-        con.register(name, frame)
-    if previous_rfm is None:
-        previous_rfm = previous_snapshot.empty_previous_rfm()
-    con.register("source_previous_rfm", previous_rfm)
-    return build_models(con, model_params(config, snapshot_date), models, python_models)
+    models = models if models is not None else load_models()
+    started = time.perf_counter()
+    history = segment_history(config, snapshot_date, orders, models, python_models)
+    history_seconds = round(time.perf_counter() - started, 3)
+    lookback = config.rfm.transition_lookback_days
+    log.info(
+        "segment history of %s: %d day(s) of the RFM chain (%s ... %s) in %.1f s",
+        snapshot_date,
+        lookback,
+        snapshot_date - timedelta(days=lookback),
+        snapshot_date - timedelta(days=1),
+        history_seconds,
+    )
+    register_sources(con, config, orders)
+    con.register("source_segment_history", history)
+    seconds = build_models(con, model_params(config, snapshot_date), models, python_models)
+    return {"source_segment_history": history_seconds, **seconds}
 
 
 def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) -> dict[str, Any]:
@@ -316,7 +404,6 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
             staged["staged_path"],
             models,
             python_models if python_models is not None else predictive.python_models(),
-            previous_snapshot.previous_rfm(ctx.warehouse, ctx.snapshot_date),
         )
         warnings = list(predictive.warnings)
         overall = con.sql(

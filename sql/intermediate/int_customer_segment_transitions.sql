@@ -1,13 +1,19 @@
 -- int_customer_segment_transitions
--- Grain: one row per customer of this snapshot or of the previous one (the latest snapshot
---        published before this one).
--- Inputs: int_customers, int_customer_rfm_segment, stg_previous_rfm; $snapshot_date.
--- A customer is new when not in the previous snapshot (every customer, when there is none),
--- disappeared when not in this one (their purchases were corrected or deleted since), changed
--- when in both with a different RFM segment. segment_changed_on is the snapshot date for a new
--- or changed customer, else the previous snapshot's segment_changed_on (that snapshot's date
--- when it was published before segment_transitions existed); null for a disappeared one.
--- revenue and previous_revenue are net revenue to date at each snapshot (null when absent).
+-- Grain: one row per customer of this snapshot (day D) or of the previous day D - 1.
+-- Inputs: int_customers, int_customer_rfm_segment, stg_segment_history;
+--         $snapshot_date, $transition_lookback_days.
+-- The segment history holds each customer's segment on the days D - L ... D - 1
+-- (L = $transition_lookback_days), recomputed from this snapshot's own orders; day D is this
+-- build. The previous snapshot is always D - 1, whatever was published.
+-- A customer is new when not a customer on D - 1, disappeared when a customer on D - 1 but
+-- not on D (kept for completeness: both days come from the same orders, so it does not happen
+-- while a customer is defined by purchases up to the day), changed when on both with a
+-- different RFM segment.
+-- A change day is a day d of D - L + 1 ... D on which the customer's segment differs from
+-- their segment on d - 1; becoming a customer (no row on d - 1) is a change too.
+-- segment_changed_on is the latest change day: null when the segment has not changed within
+-- the lookback (unchanged for at least L days), and for a disappeared customer.
+-- revenue and previous_revenue are net revenue to date on D and on D - 1 (null when absent).
 
 with customers as (
 
@@ -21,29 +27,84 @@ rfm_segments as (
 
 ),
 
-previous_rfm as (
+segment_history as (
 
-    select * from stg_previous_rfm
-
-),
-
-previous_snapshot as (
-
-    select max(previous_rfm.previous_snapshot_date) as previous_snapshot_date
-
-    from previous_rfm
+    select * from stg_segment_history
+    where stg_segment_history.as_of >= $snapshot_date::date - $transition_lookback_days::integer
+        and stg_segment_history.as_of < $snapshot_date::date
 
 ),
 
 current_rfm as (
 
     select
+        $snapshot_date::date as as_of,
         customers.customer_id,
         rfm_segments.rfm_segment,
         cast(customers.net_revenue as decimal(18, 4)) as revenue
 
     from customers
     left join rfm_segments using (customer_id)
+
+),
+
+previous_rfm as (
+
+    select
+        segment_history.customer_id,
+        segment_history.rfm_segment as previous_segment,
+        segment_history.net_revenue as previous_revenue
+
+    from segment_history
+    where segment_history.as_of = $snapshot_date::date - 1
+
+),
+
+daily_segments as (
+
+    select
+        segment_history.as_of,
+        segment_history.customer_id,
+        segment_history.rfm_segment
+
+    from segment_history
+
+    union all
+
+    select
+        current_rfm.as_of,
+        current_rfm.customer_id,
+        current_rfm.rfm_segment
+
+    from current_rfm
+
+),
+
+day_changes as (
+
+    select
+        daily_segments.customer_id,
+        daily_segments.as_of,
+        day_before.customer_id is null
+            or day_before.rfm_segment is distinct from daily_segments.rfm_segment as is_change
+
+    from daily_segments
+    left join daily_segments as day_before
+        on day_before.customer_id = daily_segments.customer_id
+        and day_before.as_of = daily_segments.as_of - 1
+    where daily_segments.as_of > $snapshot_date::date - $transition_lookback_days::integer
+
+),
+
+last_changes as (
+
+    select
+        day_changes.customer_id,
+        max(day_changes.as_of) as segment_changed_on
+
+    from day_changes
+    where day_changes.is_change
+    group by day_changes.customer_id
 
 ),
 
@@ -55,7 +116,6 @@ matched as (
         current_rfm.rfm_segment,
         previous_rfm.previous_revenue,
         current_rfm.revenue,
-        previous_rfm.previous_segment_changed_on,
         previous_rfm.customer_id is null as is_new,
         current_rfm.customer_id is null as disappeared
 
@@ -80,24 +140,20 @@ final as (
 
     select
         classified.customer_id,
-        previous_snapshot.previous_snapshot_date,
+        $snapshot_date::date - 1 as previous_snapshot_date,
         classified.previous_segment,
         classified.rfm_segment,
         classified.is_new,
         classified.disappeared,
         classified.changed,
         case
-            when classified.disappeared then null
-            when classified.is_new or classified.changed then $snapshot_date::date
-            else coalesce(
-                classified.previous_segment_changed_on, previous_snapshot.previous_snapshot_date
-            )
+            when not classified.disappeared then last_changes.segment_changed_on
         end as segment_changed_on,
         classified.previous_revenue,
         classified.revenue
 
     from classified
-    cross join previous_snapshot
+    left join last_changes using (customer_id)
 
 )
 

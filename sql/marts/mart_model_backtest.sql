@@ -141,15 +141,21 @@ lorenz_cumulative as (
 lorenz_areas as (
 
     -- Trapezoids under the Lorenz curve (share of customers -> share of actual value, best
-    -- ranked first): area = sum of width x (value share before + value share through) / 2.
+    -- ranked first): area = sum of width x (value share before + value share through) / 2,
+    -- summed exactly as DECIMAL (customers x value) and divided once, so a rerun gives the
+    -- same bits whatever the thread schedule.
     select
         lorenz_cumulative.model,
         lorenz_cumulative.ranking,
         sum(
-            lorenz_cumulative.customers::double / lorenz_cumulative.all_customers
-            * (2 * lorenz_cumulative.value_through - lorenz_cumulative.actual_value)::double
-            / nullif(lorenz_cumulative.all_value, 0)::double / 2
-        ) as area
+            lorenz_cumulative.customers
+            * (2 * lorenz_cumulative.value_through - lorenz_cumulative.actual_value)
+        )::double
+            / nullif(
+                2 * any_value(lorenz_cumulative.all_customers)::double
+                * any_value(lorenz_cumulative.all_value)::double,
+                0
+            ) as area
 
     from lorenz_cumulative
     group by lorenz_cumulative.model, lorenz_cumulative.ranking

@@ -1,11 +1,11 @@
 -- mart_segment_transition_summary  (published as segment_transition_summary)
--- Grain: one row per previous RFM segment and current RFM segment with customers, per
---        snapshot; previous_segment is null for new customers, rfm_segment null for customers
---        of the previous snapshot that disappeared.
+-- Grain: one row per previous RFM segment (on D - 1) and current RFM segment (on D) with
+--        customers, per snapshot D; previous_segment is null for new customers, rfm_segment
+--        null for customers of D - 1 that are no longer customers.
 -- Inputs: int_customer_segment_transitions.
 -- customer_share = customers / customers of the same previous_segment (for new customers:
 -- of all new customers). revenue and previous_revenue are the customers' net revenue to date
--- at this and at the previous snapshot (0 where they were not customers), summed as DECIMAL.
+-- on D and on D - 1 (0 where they were not customers), summed as DECIMAL.
 
 with transitions as (
 

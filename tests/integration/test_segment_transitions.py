@@ -1,11 +1,11 @@
 """Segment transitions through `custval run` on three consecutive snapshot dates.
 
-A small generated order history is run for the days D1, D2 and D3; for D3 one customer's
-orders are gone from the source (a correction), so that customer disappears. The published
-segment_transitions and segment_transition_summary of each date are checked against an
-independent Polars computation from the published customer_rfm tables (and the expected
-segment_changed_on carried from date to date). D2 is then run again after D3 is published:
-its previous snapshot is still D1, so it gives the same rows.
+A small generated order history is run for the days D1, D2 and D3, in order, with
+`rfm.transition_lookback_days: 2`: the transitions of D3 look back at D2 and D1. The published
+segment_transitions and segment_transition_summary of D3 are checked against an independent
+Polars computation from the published customer_rfm tables of the three dates. D3 is then run
+alone in a fresh warehouse: its transitions are recomputed from its own orders, not read from
+what was published, so it gives the same rows (the order-independence promise).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from polars.testing import assert_frame_equal
 from pipelines.tools.generate import simulate_orders, write_orders
 
 TABLES = ("customer_rfm", "segment_transitions", "segment_transition_summary")
+LOOKBACK = 2
 
 
 def _run(source: Path, day: date, warehouse: Path, config: Path) -> dict[str, pl.DataFrame]:
@@ -32,6 +33,7 @@ def _run(source: Path, day: date, warehouse: Path, config: Path) -> dict[str, pl
     )
     manifest = run_all(ctx)
     assert manifest["status"] == "success", manifest.get("error")
+    assert manifest["model_seconds"]["source_segment_history"] >= 0
     return {name: pl.read_parquet(Path(manifest["tables"][name]["path"])) for name in TABLES}
 
 
@@ -41,67 +43,56 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     orders = simulate_orders(3_000, seed=7, start=date(2024, 1, 1), days=180)
     d3 = orders["order_ts"].max().date()  # type: ignore[union-attr]
     d1, d2 = d3 - timedelta(days=2), d3 - timedelta(days=1)
-    full = write_orders(orders, base / "full" / "orders.csv", "csv")
-    # a customer of D2 whose orders are all before D1: corrected away before D3's run
-    purchases = orders.filter(pl.col("status") == "completed", pl.col("amount") >= 0)
-    early = purchases.group_by("customer_id").agg(pl.col("order_ts").max().dt.date().alias("last"))
-    gone = early.filter(pl.col("last") < d1).sort("customer_id")["customer_id"][0]
-    corrected = write_orders(
-        orders.filter(pl.col("customer_id") != gone), base / "corrected" / "orders.csv", "csv"
-    )
+    source = write_orders(orders, base / "orders" / "orders.csv", "csv")
     config = base / "config.yaml"
-    config.write_text("predictive:\n  enabled: false\n")
+    config.write_text(
+        f"predictive:\n  enabled: false\nrfm:\n  transition_lookback_days: {LOOKBACK}\n"
+    )
     wh = base / "wh"
-    first = _run(full, d1, wh, config)
-    second = _run(full, d2, wh, config)
-    third = _run(corrected, d3, wh, config)
-    rerun = _run(full, d2, wh, config)  # after D3 is published
-    return {
-        "days": (d1, d2, d3),
-        "gone": gone,
-        "runs": (first, second, third),
-        "rerun": rerun,
-    }
+    in_order = [_run(source, day, wh, config) for day in (d1, d2, d3)]
+    alone = _run(source, d3, base / "fresh", config)  # nothing published before it
+    return {"days": (d1, d2, d3), "runs": in_order, "alone": alone}
 
 
-def _expected_transitions(
-    current: pl.DataFrame, previous: pl.DataFrame | None, day: date, previous_day: date | None
-) -> pl.DataFrame:
-    """From the published customer_rfm of both dates (and the previous expected rows)."""
-    now = current.select("customer_id", "rfm_segment")
-    if previous is None:
-        before = pl.DataFrame(
-            schema={"customer_id": pl.String, "previous_segment": pl.String, "since": pl.Date}
+def _expected_transitions(rfm: list[pl.DataFrame], days: tuple[date, ...]) -> pl.DataFrame:
+    """From the published customer_rfm of D1, D2 and D3 (the lookback days and D)."""
+    segments = [frame.select("customer_id", "rfm_segment") for frame in rfm]
+    # change days D2 and D3: the segment differs from the day before's, or a new customer
+    last_change = pl.DataFrame(schema={"customer_id": pl.String, "segment_changed_on": pl.Date})
+    for before, now, day in zip(segments, segments[1:], days[1:], strict=False):
+        moved = now.join(before, on="customer_id", how="left", suffix="_before").filter(
+            pl.col("rfm_segment_before").is_null()
+            | (pl.col("rfm_segment_before") != pl.col("rfm_segment"))
         )
-    else:
-        before = previous.select(
-            "customer_id",
-            pl.col("rfm_segment").alias("previous_segment"),
-            pl.col("segment_changed_on").alias("since"),
+        last_change = pl.concat(
+            [
+                last_change.filter(~pl.col("customer_id").is_in(moved["customer_id"])),
+                moved.select("customer_id", pl.lit(day).alias("segment_changed_on")),
+            ]
         )
-    joined = now.join(before, on="customer_id", how="left")
+    previous = segments[-2].rename({"rfm_segment": "previous_segment"})
+    joined = segments[-1].join(previous, on="customer_id", how="left")
     changed = pl.col("previous_segment").is_not_null() & (
         pl.col("previous_segment") != pl.col("rfm_segment")
     )
-    return joined.select(
-        "customer_id",
-        pl.lit(previous_day, pl.Date).alias("previous_snapshot_date"),
-        "previous_segment",
-        "rfm_segment",
-        changed.alias("changed"),
-        pl.when(changed | pl.col("previous_segment").is_null())
-        .then(pl.lit(day))
-        .otherwise(pl.col("since"))
-        .alias("segment_changed_on"),
-    ).sort("customer_id")
+    return (
+        joined.join(last_change, on="customer_id", how="left")
+        .select(
+            "customer_id",
+            pl.lit(days[-2]).alias("previous_snapshot_date"),
+            "previous_segment",
+            "rfm_segment",
+            changed.alias("changed"),
+            "segment_changed_on",
+        )
+        .sort("customer_id")
+    )
 
 
-def _expected_summary(current: pl.DataFrame, previous: pl.DataFrame | None) -> pl.DataFrame:
+def _expected_summary(current: pl.DataFrame, previous: pl.DataFrame) -> pl.DataFrame:
     # money in exact ten-thousandths (the published sums are exact DECIMAL(18, 4) ones)
     money = (pl.col("monetary_total") * 10_000).round().cast(pl.Int64)
     now = current.select("customer_id", "rfm_segment", money.alias("revenue"))
-    if previous is None:
-        previous = current.clear()
     before = previous.select(
         "customer_id",
         pl.col("rfm_segment").alias("previous_segment"),
@@ -129,48 +120,43 @@ def _sorted(summary: pl.DataFrame) -> pl.DataFrame:
     ).sort("previous_segment", "rfm_segment", nulls_last=False)
 
 
-def test_published_transitions_match_an_independent_computation(runs: dict[str, Any]) -> None:
+def test_published_transitions_match_the_published_segments_of_the_three_dates(
+    runs: dict[str, Any],
+) -> None:
     days = runs["days"]
-    previous_rfm: pl.DataFrame | None = None
-    previous_expected: pl.DataFrame | None = None
-    previous_day: date | None = None
-    for day, tables in zip(days, runs["runs"]):
-        rfm = tables["customer_rfm"]
-        expected = _expected_transitions(rfm, previous_expected, day, previous_day)
-        published = tables["segment_transitions"]
-        assert published["customer_id"].to_list() == rfm["customer_id"].sort().to_list()
-        assert_frame_equal(published.select(expected.columns), expected)
+    rfm = [tables["customer_rfm"] for tables in runs["runs"]]
+    last = runs["runs"][-1]
+    expected = _expected_transitions(rfm, days)
+    published = last["segment_transitions"]
+    assert published["customer_id"].to_list() == rfm[-1]["customer_id"].sort().to_list()
+    assert_frame_equal(published.select(expected.columns), expected)
 
-        summary = tables["segment_transition_summary"]
-        assert set(summary["previous_snapshot_date"].to_list()) == {previous_day}
-        want = _expected_summary(rfm, previous_rfm)
-        got = _sorted(summary)
-        assert_frame_equal(got, want.select(got.columns), check_exact=True)
-        previous_rfm, previous_expected, previous_day = rfm, expected, day
+    summary = last["segment_transition_summary"]
+    assert set(summary["previous_snapshot_date"].to_list()) == {days[1]}
+    got = _sorted(summary)
+    want = _expected_summary(rfm[-1], rfm[-2])
+    assert_frame_equal(got, want.select(got.columns), check_exact=True)
 
 
-def test_the_runs_see_changes_new_kept_and_disappeared_customers(runs: dict[str, Any]) -> None:
+def test_the_runs_see_changes_new_and_unchanged_customers(runs: dict[str, Any]) -> None:
     d1, d2, d3 = runs["days"]
-    first, _, third = runs["runs"]
-    assert (
-        first["segment_transitions"]["previous_segment"].null_count()
-        == first["segment_transitions"].height
-    )  # D1 starts the history: everyone is new
-    t3 = third["segment_transitions"]
-    assert t3["changed"].any()  # some customers moved
-    assert (t3["previous_segment"].is_null()).any()  # and some are new
-    # unchanged since D1: the date is carried over two snapshots
-    assert (t3["segment_changed_on"] == d1).any()
-    assert set(t3["segment_changed_on"].to_list()) <= {d1, d2, d3}
-    gone = runs["gone"]
-    assert gone not in t3["customer_id"].to_list()
-    lost = third["segment_transition_summary"].filter(pl.col("rfm_segment").is_null())
-    assert lost["customers"].sum() == 1
-    assert lost["revenue"].to_list() == [0.0] and lost["previous_revenue"].item() > 0
+    t3 = runs["runs"][-1]["segment_transitions"]
+    assert t3["changed"].any()  # some customers moved on D3
+    assert t3["previous_segment"].is_null().any()  # and some are new
+    changed_on = set(t3["segment_changed_on"].to_list())
+    assert {d2, d3, None} <= changed_on <= {d2, d3, None}  # within the 2-day lookback
+    # the first date has a previous day too, recomputed from its own orders
+    t1 = runs["runs"][0]["segment_transitions"]
+    assert set(t1["previous_snapshot_date"]) == {d1 - timedelta(days=1)}
+    assert t1["previous_segment"].is_not_null().any()
+    # no customer disappears: both days come from the same orders
+    summary = runs["runs"][-1]["segment_transition_summary"]
+    assert summary["rfm_segment"].null_count() == 0
 
 
-def test_a_rerun_of_a_date_after_a_later_one_gives_the_same_rows(runs: dict[str, Any]) -> None:
-    _, second, _ = runs["runs"]
+def test_a_date_built_alone_gives_the_same_rows_as_after_its_predecessors(
+    runs: dict[str, Any],
+) -> None:
+    in_order = runs["runs"][-1]
     for name in TABLES:
-        assert runs["rerun"][name].equals(second[name]), name
-    assert set(runs["rerun"]["segment_transitions"]["previous_snapshot_date"]) == {runs["days"][0]}
+        assert runs["alone"][name].equals(in_order[name]), name

@@ -17,7 +17,8 @@ two positive terms combined in log space. The integral's tails are Gauss hyperge
 functions 2F1(a, b; a + 1; z) evaluated by ``log_hyp2f1`` (Euler's transformation to a series
 of positive terms, with our own summation where scipy returns NaN or inf). Gradients are
 central differences of that likelihood in log-parameters (the derivatives of 2F1 in its
-parameters have no closed form); data are collapsed first, so this stays cheap.
+parameters have no closed form); data are collapsed first and the 2F1 tails are evaluated once
+per distinct (x, t) pair, so this stays affordable (``benchmarks/purchase_models.py``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from pipelines.predictive.fitters.base import (
     collapse,
     optimise_log_params,
     resolve_max_iterations,
+    unique_rows,
     warm_start,
 )
 from pipelines.predictive.fitters.bg_horizon import check_horizon
@@ -104,22 +106,42 @@ def _log_difference(upper: FloatArray, lower: FloatArray) -> FloatArray:
     return np.where(gap < 0, out, -np.inf)
 
 
+class _Pairs:
+    """The distinct (x, t_x) and (x, T) pairs of a summary: the 2F1 tails depend on those only,
+    and there are several times fewer of them than distinct rows."""
+
+    def __init__(self, x: FloatArray, tx: FloatArray, T: FloatArray) -> None:
+        (self.x_tx, self.tx), self.of_tx = unique_rows(x, tx)
+        (self.x_T, self.T), self.of_T = unique_rows(x, T)
+
+
 def _branches(
-    r: float, alpha: float, s: float, beta: float, x: FloatArray, tx: FloatArray, T: FloatArray
+    r: float,
+    alpha: float,
+    s: float,
+    beta: float,
+    x: FloatArray,
+    tx: FloatArray,
+    T: FloatArray,
+    pairs: _Pairs | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """The two terms of the bracket in L, in logs: alive at T, and died in (t_x, T]."""
     alive = -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
-    tail_tx = log_tail(r + x, s + 1.0, alpha, beta, tx)
-    tail_T = log_tail(r + x, s + 1.0, alpha, beta, T)
+    if pairs is None:
+        tail_tx = log_tail(r + x, s + 1.0, alpha, beta, tx)
+        tail_T = log_tail(r + x, s + 1.0, alpha, beta, T)
+    else:
+        tail_tx = log_tail(r + pairs.x_tx, s + 1.0, alpha, beta, pairs.tx)[pairs.of_tx]
+        tail_T = log_tail(r + pairs.x_T, s + 1.0, alpha, beta, pairs.T)[pairs.of_T]
     died = np.log(s) + _log_difference(tail_tx, tail_T)
     return alive, died
 
 
 def _row_log_likelihood(
-    params: FloatArray, x: FloatArray, tx: FloatArray, T: FloatArray
+    params: FloatArray, x: FloatArray, tx: FloatArray, T: FloatArray, pairs: _Pairs | None = None
 ) -> FloatArray:
     r, alpha, s, beta = (float(v) for v in params)
-    alive, died = _branches(r, alpha, s, beta, x, tx, T)
+    alive, died = _branches(r, alpha, s, beta, x, tx, T, pairs)
     const = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
     return np.asarray(const + np.logaddexp(alive, died), dtype=np.float64)
 
@@ -216,10 +238,11 @@ class ParetoNBDModel:
         if not scale > 0:
             scale = 1.0
         xs, txs, Ts = x, tx / scale, t_cal / scale
+        pairs = _Pairs(xs, txs, Ts)
 
         def neg_mean(p: FloatArray) -> float:
             with np.errstate(all="ignore"):
-                value = -float(w @ _row_log_likelihood(p, xs, txs, Ts)) / n
+                value = -float(w @ _row_log_likelihood(p, xs, txs, Ts, pairs)) / n
             return value if np.isfinite(value) else np.inf
 
         def neg_mean_ll(p: FloatArray) -> tuple[float, FloatArray]:

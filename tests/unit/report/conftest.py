@@ -210,16 +210,28 @@ def build_tables(
                 "converged": True,
                 "iterations": 12,
                 "seconds": 0.0123,
+                "status": "ok",
             }
             for r in fit_rows
         ]
     fits = conform("model_fit", pl.DataFrame(fit_rows))
     back_rows = []
     if model and repeat and n:
-        for scope in ["overall", *(f"frequency={k}" for k in range(7)), "frequency=7+"]:
+        scopes = [
+            "overall",
+            *(f"frequency={k}" for k in range(7)),
+            "frequency=7+",
+            *(f"decile={k}" for k in range(1, 11)),
+        ]
+        for model_name, scope in [("bgnbd", s) for s in scopes] + [("pnbd", "overall")]:
             back_rows.append(
                 {
+                    "model": model_name,
                     "scope": scope,
+                    "selected": model_name == "bgnbd",
+                    "gini": (0.41 if model_name == "bgnbd" else 0.38)
+                    if scope == "overall"
+                    else None,
                     "calibration_end": SNAPSHOT - timedelta(days=90),
                     "holdout_days": 90,
                     "customers": 100,

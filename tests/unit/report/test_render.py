@@ -231,7 +231,7 @@ def test_p_alive_matrix_is_the_fitters_on_a_quantile_grid() -> None:
     f[0], r[0], T[0] = 9_000, 9_500, 10_000  # an outlier: not a grid row of its own
     clv = pl.DataFrame({"frequency": f, "recency": np.where(f > 0, r, 0), "T": T})
     params = {"r": 0.36, "alpha": 34.5, "a": 0.82, "b": 4.1}
-    grid = p_alive_grid(params, clv)
+    grid = p_alive_grid(("bgnbd", params), clv)
     assert grid is not None
     freqs, gaps, age, cells = grid
     assert min(freqs) >= 1 and max(freqs) <= 12 and len(freqs) <= 7
@@ -247,3 +247,19 @@ def test_p_alive_matrix_is_the_fitters_on_a_quantile_grid() -> None:
                 expected = float(model.p_alive([x], [recency], [age])[0])
                 assert cells[i][j] == pytest.approx(expected)
     assert p_alive_grid(params, clv.with_columns(pl.lit(0).alias("frequency"))) is None
+
+
+def test_model_section_compares_the_candidates_and_shows_the_deciles(
+    make_inputs: MakeInputs,
+) -> None:
+    """The fixture's backtest has BG/NBD (scoring, with frequency and decile rows) and a
+    Pareto/NBD candidate: both in the comparison table, only BG/NBD's rows in the rest."""
+    inputs = make_inputs()
+    body = sections(render(inputs))["model"]
+    words = text(body)
+    assert "Pareto/NBD" in words and "BG/NBD" in words
+    assert "Gini of predicted against actual holdout value: 0.41" in words
+    assert 'id="backtest-deciles' in body
+    backtest = inputs.tables["model_backtest"]
+    decile_scopes = backtest.filter(pl.col("scope").str.starts_with("decile="))["scope"]
+    assert all(scope not in words for scope in decile_scopes)  # deciles are a figure only

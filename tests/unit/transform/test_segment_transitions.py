@@ -1,235 +1,315 @@
-"""Segment transitions: the SQL models on hand-made inputs, and the previous snapshot's reader.
+"""Segment transitions: the whole marts build on hand-made orders, over a bounded lookback.
 
-The models are built on hand-made `int_customers`, `int_customer_rfm_segment` and
-`source_previous_rfm` tables; every expected value is worked out by hand below.
+The RFM scores are configured by breakpoints on two bins, so every customer's segment on every
+day can be worked out by hand: r = 2 when the last purchase is at most 2 days old, f = 2 from
+two orders on; the four (r, f) cells are four segments. The snapshot is D = 2024-03-10 and
+the lookback L = 3 (days 03-07 ... 03-09 are rebuilt from D's orders). The expectations are
+worked out by hand below, and once more independently: each day's `int_customer_rfm_segment`
+is built alone at that date from the orders cut in Polars, and the transitions derived from
+those segments in Polars.
 """
 
 from __future__ import annotations
 
-import os
-from datetime import date
+import logging
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
+from marts_helper import staged_frame
 
+from pipelines.config import Config, ConfigError, load_config
 from pipelines.contracts import load_contract
 from pipelines.publish.tables import conform
-from pipelines.storage import layout
-from pipelines.transform.marts import connect, load_models
-from pipelines.transform.previous_snapshot import SCHEMA, empty_previous_rfm, previous_rfm
-
-PREVIOUS, SNAPSHOT = date(2024, 3, 31), date(2024, 4, 30)
-CHAIN = (
-    "stg_previous_rfm",
-    "int_customer_segment_transitions",
-    "mart_segment_transitions",
-    "mart_segment_transition_summary",
+from pipelines.transform.marts import (
+    ModelError,
+    build_models,
+    build_snapshot,
+    connect,
+    load_models,
+    model_params,
+    register_sources,
+    segment_history,
 )
 
-# The previous snapshot (2024-03-31): customer, segment, net revenue to date, segment_changed_on
-PREVIOUS_ROWS = [
-    ("A", "champions", 100.0, date(2024, 2, 29)),  # -> at_risk: changed
-    ("F", "champions", 10.0, date(2024, 1, 31)),  # stays champions
-    ("B", "loyal_customers", 50.0, date(2024, 1, 31)),  # stays: keeps 01-31
-    ("E", "loyal_customers", 30.0, None),  # stays; its snapshot predates segment_transitions
-    ("D", "hibernating", 20.0, date(2024, 3, 31)),  # disappears
-]
-# This snapshot (2024-04-30): customer, segment, net revenue to date; C is new
-CURRENT_ROWS = [
-    ("A", "at_risk", "120.5"),
-    ("B", "loyal_customers", "50"),
-    ("C", "promising", "15.25"),
-    ("E", "loyal_customers", "30"),
-    ("F", "champions", "12"),
-]
+SNAPSHOT = date(2024, 3, 10)
+PREVIOUS = SNAPSHOT - timedelta(days=1)
+TABLES = ("segment_transitions", "segment_transition_summary")
+
+CONFIG = """\
+predictive:
+  enabled: false
+rfm:
+  bins: 2
+  scoring: {r: breakpoints, f: breakpoints, m: quantile}
+  breakpoints: {r: [2], f: [2]}
+  segments:
+    - {segment: active_repeat, r: [2, 2], f: [2, 2]}
+    - {segment: active_once,   r: [2, 2], f: [1, 1]}
+    - {segment: lapsed_repeat, r: [1, 1], f: [2, 2]}
+    - {segment: lapsed_once,   r: [1, 1], f: [1, 1]}
+  transition_lookback_days: %d
+"""
 
 
-def _previous_frame(rows: list[tuple], day: date = PREVIOUS) -> pl.DataFrame:
-    return pl.DataFrame(
-        [(day, c, s, m, changed) for c, s, m, changed in rows], schema=SCHEMA, orient="row"
-    )
+def _day(month: int, day: int) -> date:
+    return date(2024, month, day)
 
 
-def _build(current: list[tuple], previous: pl.DataFrame) -> dict[str, pl.DataFrame]:
-    """Build the transition models (and only them) on hand-made inputs; published tables."""
+# customer -> purchase days (an order each, at noon UTC unless a datetime is given)
+ORDERS: dict[str, list[date | datetime]] = {
+    # lapsed_repeat until 03-09, an order on D: active_repeat -- a change on D
+    "A": [_day(3, 1), _day(3, 2), _day(3, 10)],
+    # active_repeat on 03-07 and 03-08 (last order 03-06), lapsed_repeat from 03-09 on
+    "B": [_day(2, 20), _day(2, 25), _day(3, 6)],
+    # lapsed_repeat on every day: no change within the lookback
+    "C": [_day(1, 1), _day(1, 15)],
+    # a customer since D only (new)
+    "N": [_day(3, 10)],
+    # a customer since the last second of 03-08 (new then: a change), active_once since
+    "E": [datetime(2024, 3, 8, 23, 59, 59, tzinfo=UTC)],
+    # active_repeat until 03-06, lapsed_repeat since 03-07 = D - 3: outside a 3-day lookback
+    "G": [_day(2, 1), _day(2, 2), _day(3, 4)],
+}
+# customer: segment on 03-06, 03-07, 03-08, 03-09, 03-10 (None: not a customer yet)
+SEGMENTS = {
+    "A": ["lapsed_repeat"] * 4 + ["active_repeat"],
+    "B": ["active_repeat"] * 3 + ["lapsed_repeat"] * 2,
+    "C": ["lapsed_repeat"] * 5,
+    "N": [None] * 4 + ["active_once"],
+    "E": [None, None, "active_once", "active_once", "active_once"],
+    "G": ["active_repeat"] + ["lapsed_repeat"] * 4,
+}
+
+
+def _orders() -> pl.DataFrame:
+    rows = [
+        {"customer_id": customer, "order_ts": day, "amount": 10.0}
+        for customer, days in ORDERS.items()
+        for day in days
+    ]
+    return staged_frame(rows)
+
+
+def _config(tmp_path: Path, lookback: int) -> Config:
+    path = tmp_path / f"config_{lookback}.yaml"
+    path.write_text(CONFIG % lookback)
+    return load_config(path)
+
+
+def _build(config: Config, orders: pl.DataFrame) -> tuple[dict[str, pl.DataFrame], dict]:
+    """The published transition tables (conformed to their contracts) and the build's seconds."""
     models = load_models()
-    assert models["int_customer_segment_transitions"].depends_on == {
-        "int_customers",
-        "int_customer_rfm_segment",
-        "stg_previous_rfm",
-    }
-    assert models["stg_previous_rfm"].materialized == "view"
-    params = {"snapshot_date": SNAPSHOT.isoformat()}
     con = connect()
     try:
-        customers = pl.DataFrame(
-            {"customer_id": [c for c, _, _ in current], "net_revenue": [m for _, _, m in current]}
-        ).with_columns(pl.col("net_revenue").str.to_decimal(scale=4).cast(pl.Decimal(18, 4)))
-        segments = pl.DataFrame(
-            {"customer_id": [c for c, _, _ in current], "rfm_segment": [s for _, s, _ in current]}
-        )
-        con.register("int_customers", customers)
-        con.register("int_customer_rfm_segment", segments)
-        con.register("source_previous_rfm", previous)
-        for name in CHAIN:
-            model = models[name]
-            con.execute(
-                f"create or replace {model.materialized} {name} as\n{model.sql}",
-                {k: params[k] for k in model.params},
-            )
+        seconds = build_snapshot(con, config, SNAPSHOT, orders, models)
         out = {}
-        for name in CHAIN[2:]:
-            published = models[name].published_name
-            assert published is not None
-            out[published] = _published(con, name, published)
-        return out
+        for table in TABLES:
+            arrow = conform(
+                con.sql(f"select * from mart_{table}").to_arrow_table(), load_contract(table)
+            )
+            frame = pl.from_arrow(arrow)
+            assert isinstance(frame, pl.DataFrame)
+            out[table] = frame
+        return out, seconds
     finally:
         con.close()
 
 
-def _published(con: duckdb.DuckDBPyConnection, name: str, table: str) -> pl.DataFrame:
-    arrow = conform(con.sql(f"select * from {name}").to_arrow_table(), load_contract(table))
-    frame = pl.from_arrow(arrow)
-    assert isinstance(frame, pl.DataFrame)
-    return frame
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    return _config(tmp_path_factory.mktemp("config"), 3)
 
 
 @pytest.fixture(scope="module")
-def built() -> dict[str, pl.DataFrame]:
-    return _build(CURRENT_ROWS, _previous_frame(PREVIOUS_ROWS))
+def built(config: Config) -> dict[str, pl.DataFrame]:
+    return _build(config, _orders())[0]
 
 
-def test_each_customer_gets_its_previous_segment_and_the_date_it_last_changed(
+def test_each_customer_gets_the_previous_days_segment_and_its_last_change(
     built: dict[str, pl.DataFrame],
 ) -> None:
     rows = {r["customer_id"]: r for r in built["segment_transitions"].to_dicts()}
-    assert list(rows) == ["A", "B", "C", "E", "F"]  # ordered; D disappeared, so no row
+    assert list(rows) == ["A", "B", "C", "E", "G", "N"]  # ordered
     assert {r["previous_snapshot_date"] for r in rows.values()} == {PREVIOUS}
     expected = {
-        #     previous,          current,           changed, segment_changed_on
-        "A": ("champions", "at_risk", True, SNAPSHOT),  # changed: today
-        "B": ("loyal_customers", "loyal_customers", False, date(2024, 1, 31)),  # kept
-        "C": (None, "promising", False, SNAPSHOT),  # new: today, not "changed"
-        "E": ("loyal_customers", "loyal_customers", False, PREVIOUS),  # no older date known
-        "F": ("champions", "champions", False, date(2024, 1, 31)),
+        #     previous_segment, rfm_segment,   changed, segment_changed_on
+        "A": ("lapsed_repeat", "active_repeat", True, SNAPSHOT),  # a change on D
+        "B": ("lapsed_repeat", "lapsed_repeat", False, _day(3, 9)),  # earlier in the lookback
+        "C": ("lapsed_repeat", "lapsed_repeat", False, None),  # unchanged for >= 3 days
+        "E": ("active_once", "active_once", False, _day(3, 8)),  # new on 03-08 (23:59:59)
+        "G": ("lapsed_repeat", "lapsed_repeat", False, None),  # changed on 03-07 = D - 3
+        "N": (None, "active_once", False, SNAPSHOT),  # new on D: not "changed"
     }
-    for customer, (prev, now, changed, since) in expected.items():
+    for customer, want in expected.items():
         row = rows[customer]
         got = (row["previous_segment"], row["rfm_segment"], row["changed"])
-        assert got == (prev, now, changed), customer
-        assert row["segment_changed_on"] == since, customer
+        assert (*got, row["segment_changed_on"]) == want, customer
 
 
-def test_the_summary_counts_every_transition_with_new_and_disappeared_customers(
+def test_the_summary_counts_every_transition_from_the_previous_day(
     built: dict[str, pl.DataFrame],
 ) -> None:
     summary = built["segment_transition_summary"]
-    assert summary["previous_snapshot_date"].to_list() == [PREVIOUS] * 5
+    assert summary["previous_snapshot_date"].to_list() == [PREVIOUS] * 4
     got = summary.select(
         "previous_segment", "rfm_segment", "customers", "customer_share", "revenue",
         "previous_revenue",
     ).rows()  # fmt: skip
     assert got == [
-        # new customers first (previous_segment null): C
-        (None, "promising", 1, 1.0, 15.25, 0.0),
-        # two champions: A fell to at_risk, F stayed; half each
-        ("champions", "at_risk", 1, 0.5, 120.5, 100.0),
-        ("champions", "champions", 1, 0.5, 12.0, 10.0),
-        # D disappeared: no revenue now, 20 before
-        ("hibernating", None, 1, 1.0, 0.0, 20.0),
-        # B and E stayed
-        ("loyal_customers", "loyal_customers", 2, 1.0, 80.0, 80.0),
+        (None, "active_once", 1, 1.0, 10.0, 0.0),  # N, new on D
+        ("active_once", "active_once", 1, 1.0, 10.0, 10.0),  # E
+        ("lapsed_repeat", "active_repeat", 1, 0.25, 30.0, 20.0),  # A bought on D
+        ("lapsed_repeat", "lapsed_repeat", 3, 0.75, 80.0, 80.0),  # B, C, G
     ]
-    # every customer of either snapshot is counted once
-    assert summary["customers"].sum() == len({r[0] for r in CURRENT_ROWS + PREVIOUS_ROWS})
 
 
-def test_without_a_previous_snapshot_every_customer_is_new() -> None:
-    built = _build(CURRENT_ROWS, empty_previous_rfm())
-    transitions = built["segment_transitions"]
-    assert transitions["previous_snapshot_date"].null_count() == transitions.height == 5
-    assert transitions["previous_segment"].null_count() == 5
-    assert not transitions["changed"].any()
-    assert set(transitions["segment_changed_on"]) == {SNAPSHOT}
-    summary = built["segment_transition_summary"]
-    assert summary["previous_segment"].null_count() == summary.height == 4
-    assert summary.select("rfm_segment", "customers", "customer_share").rows() == [
-        ("at_risk", 1, 0.2),
-        ("champions", 1, 0.2),
-        ("loyal_customers", 2, 0.4),
-        ("promising", 1, 0.2),
-    ]
-    assert summary["revenue"].sum() == pytest.approx(227.75)
+@pytest.mark.parametrize(
+    ("lookback", "since"),
+    [
+        # only D - 1 is compared: the earlier changes of B and E are out of sight
+        (1, {"A": SNAPSHOT, "B": None, "C": None, "E": None, "G": None, "N": SNAPSHOT}),
+        # 03-07 is a change day now: G's fall from active_repeat is seen
+        (
+            4,
+            {
+                "A": SNAPSHOT,
+                "B": _day(3, 9),
+                "C": None,
+                "E": _day(3, 8),
+                "G": _day(3, 7),
+                "N": SNAPSHOT,
+            },
+        ),
+    ],
+)
+def test_the_lookback_bounds_segment_changed_on(
+    tmp_path: Path, built: dict[str, pl.DataFrame], lookback: int, since: dict
+) -> None:
+    tables, _ = _build(_config(tmp_path, lookback), _orders())
+    transitions = tables["segment_transitions"]
+    assert dict(transitions.select("customer_id", "segment_changed_on").iter_rows()) == since
+    # previous_segment, changed and the summary only look at D - 1
+    same = ["customer_id", "previous_snapshot_date", "previous_segment", "rfm_segment", "changed"]
+    assert transitions.select(same).equals(built["segment_transitions"].select(same))
+    assert tables["segment_transition_summary"].equals(built["segment_transition_summary"])
 
 
-def test_a_rebuild_gives_the_same_rows(built: dict[str, pl.DataFrame]) -> None:
-    again = _build(CURRENT_ROWS, _previous_frame(PREVIOUS_ROWS))
+def _segments_on(config: Config, orders: pl.DataFrame, day: date) -> pl.DataFrame:
+    """int_customer_rfm_segment built alone at `day` from the orders placed up to its end."""
+    end = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+    con = connect()
+    try:
+        register_sources(con, config, orders.filter(pl.col("order_ts") < end))
+        build_models(
+            con, model_params(config, day), load_models(), {}, {"int_customer_rfm_segment"}
+        )
+        return con.sql(
+            "select int_customers.customer_id, int_customer_rfm_segment.rfm_segment,"
+            " int_customers.net_revenue::double as revenue from int_customers"
+            " left join int_customer_rfm_segment using (customer_id)"
+        ).pl()
+    finally:
+        con.close()
+
+
+def _expected(config: Config, orders: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    lookback = config.rfm.transition_lookback_days
+    days = [SNAPSHOT - timedelta(days=n) for n in range(lookback, -1, -1)]
+    segments = {day: _segments_on(config, orders, day) for day in days}
+    now, before = segments[SNAPSHOT], segments[PREVIOUS]
+    last_change: dict[str, date] = {}
+    for day in days[1:]:
+        yesterday = dict(
+            segments[day - timedelta(days=1)].select("customer_id", "rfm_segment").iter_rows()
+        )
+        for customer, segment in segments[day].select("customer_id", "rfm_segment").iter_rows():
+            if customer not in yesterday or yesterday[customer] != segment:
+                last_change[customer] = day
+    previous = before.select(
+        "customer_id",
+        pl.col("rfm_segment").alias("previous_segment"),
+        pl.col("revenue").alias("previous_revenue"),
+    )
+    joined = now.join(previous, on="customer_id", how="left")
+    transitions = joined.select(
+        "customer_id",
+        pl.lit(PREVIOUS).alias("previous_snapshot_date"),
+        "previous_segment",
+        "rfm_segment",
+        (pl.col("previous_segment").is_not_null() & (pl.col("previous_segment") != pl.col("rfm_segment")))
+        .alias("changed"),
+        pl.col("customer_id").replace_strict(last_change, default=None, return_dtype=pl.Date)
+        .alias("segment_changed_on"),
+    ).sort("customer_id")  # fmt: skip
+    both = now.join(previous, on="customer_id", how="full", coalesce=True)
+    summary = (
+        both.group_by("previous_segment", "rfm_segment")
+        .agg(
+            customers=pl.len().cast(pl.Int64),
+            revenue=pl.col("revenue").fill_null(0).sum(),
+            previous_revenue=pl.col("previous_revenue").fill_null(0).sum(),
+        )
+        .with_columns(
+            customer_share=pl.col("customers") / pl.col("customers").sum().over("previous_segment")
+        )
+    )
+    return {"segment_transitions": transitions, "segment_transition_summary": summary}
+
+
+@pytest.mark.parametrize("lookback", [1, 3, 4])
+def test_the_transitions_match_segments_built_day_by_day(tmp_path: Path, lookback: int) -> None:
+    config = _config(tmp_path, lookback)
+    orders = _orders()
+    tables, _ = _build(config, orders)
+    want = _expected(config, orders)
+    transitions = tables["segment_transitions"]
+    assert transitions.equals(want["segment_transitions"].select(transitions.columns))
+    order = ["previous_segment", "rfm_segment"]
+    got = tables["segment_transition_summary"].sort(order, nulls_last=False)
+    expected = want["segment_transition_summary"].sort(order, nulls_last=False)
+    assert got.drop("previous_snapshot_date").equals(expected.select(got.columns[1:]))
+
+
+def test_a_rebuild_gives_the_same_rows_and_the_history_is_timed(
+    config: Config, built: dict[str, pl.DataFrame], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="custval.marts"):
+        again, seconds = _build(config, _orders())
     for name, frame in built.items():
         assert again[name].equals(frame), name
+    assert seconds["source_segment_history"] >= 0
+    assert "mart_segment_transitions" in seconds
+    assert any("segment history" in r.message and "3 day(s)" in r.message for r in caplog.records)
 
 
-# ------------------------------------------------------------------------------------------
-# Reading the previous snapshot from a warehouse
-
-
-def _publish(
-    warehouse: Path, day: date, rfm: pl.DataFrame, transitions: pl.DataFrame | None = None
-) -> None:
-    """A published snapshot as the commit leaves it: a version, `current`, links, manifest."""
-    root = warehouse / layout.SNAPSHOTS / layout.snapshot_partition(day)
-    version = root / "run@0000"
-    tables = {"customer_rfm": rfm}
-    if transitions is not None:
-        tables["segment_transitions"] = transitions
-    for name, frame in tables.items():
-        path = layout.version_table_file(version, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        frame.write_parquet(path)
-        link = layout.table_file(warehouse, name, day)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(root / "current" / layout.MARTS / name / layout.TABLE_FILE)
-    os.symlink(version.name, root / "current")
-    manifest = layout.manifest_path(warehouse, day)
-    manifest.parent.mkdir(parents=True, exist_ok=True)
-    manifest.write_text("{}")
-
-
-def _rfm(segments: dict[str, str]) -> pl.DataFrame:
-    return pl.DataFrame(
-        {
-            "customer_id": list(segments),
-            "monetary_total": [1.0] * len(segments),
-            "rfm_segment": list(segments.values()),
-            "r_score": [1] * len(segments),
-        }
+def test_the_history_holds_each_lookback_day_and_needs_no_python_model(config: Config) -> None:
+    history = pl.from_arrow(segment_history(config, SNAPSHOT, _orders()))
+    assert isinstance(history, pl.DataFrame)
+    assert history.columns == ["as_of", "customer_id", "rfm_segment", "net_revenue"]
+    for offset, day in enumerate((_day(3, 7), _day(3, 8), _day(3, 9)), start=1):
+        got = dict(
+            history.filter(pl.col("as_of") == day).select("customer_id", "rfm_segment").iter_rows()
+        )
+        want = {c: s[offset] for c, s in SEGMENTS.items() if s[offset] is not None}
+        assert got == want, day
+    # a model of the RFM chain that read a Python model's table could not be rebuilt alone
+    models = load_models()
+    customers = models["int_customers"]
+    models["int_customers"] = replace(
+        customers,
+        sql=customers.sql.replace(
+            "select * from int_orders", "select * from int_orders, int_model_fits", 1
+        ),
     )
+    python = {"int_model_fits": (frozenset(), lambda con, params: None)}
+    with pytest.raises(ModelError, match="without Python models.*int_model_fits"):
+        segment_history(config, SNAPSHOT, _orders(), models, python)  # type: ignore[arg-type]
 
 
-def test_the_previous_snapshot_is_the_latest_published_before_the_date(tmp_path: Path) -> None:
-    wh = tmp_path / "wh"
-    assert previous_rfm(wh, SNAPSHOT).schema == empty_previous_rfm().schema
-    assert previous_rfm(wh, SNAPSHOT).height == 0
-    _publish(wh, date(2024, 3, 30), _rfm({"A": "lost"}))  # before segment_transitions existed
-    _publish(
-        wh,
-        PREVIOUS,
-        _rfm({"A": "champions", "B": "lost"}),
-        pl.DataFrame({"customer_id": ["A", "B"], "segment_changed_on": [PREVIOUS, None]}),
-    )
-    _publish(wh, date(2024, 5, 31), _rfm({"A": "at_risk"}))  # later: ignored
-    unpublished = layout.table_file(wh, "customer_rfm", date(2024, 4, 15))  # no manifest
-    unpublished.parent.mkdir(parents=True)
-    _rfm({"A": "promising"}).write_parquet(unpublished)
-
-    previous = previous_rfm(wh, SNAPSHOT)
-    assert previous.schema == pl.Schema(SCHEMA)
-    assert previous.sort("customer_id").rows() == [
-        (PREVIOUS, "A", "champions", 1.0, PREVIOUS),
-        (PREVIOUS, "B", "lost", 1.0, None),
-    ]
-    # the date itself is never its own previous snapshot; an older one without transitions
-    older = previous_rfm(wh, PREVIOUS)
-    assert older.rows() == [(date(2024, 3, 30), "A", "lost", 1.0, None)]
-    assert previous_rfm(wh, date(2024, 3, 30)).height == 0
+def test_the_lookback_must_be_at_least_one_day(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="rfm.transition_lookback_days must be at least 1"):
+        _config(tmp_path, 0)
+    assert load_config().rfm.transition_lookback_days == 7

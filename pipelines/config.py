@@ -212,6 +212,40 @@ class ClvConfig(_Section):
         return v
 
 
+class HighValueRule(_Section):
+    rule: Literal["abc_class", "loyalty_tier", "clv_percentile"]
+    abc_classes: list[str]
+    loyalty_tiers: list[str]
+    min_clv_percentile: float
+
+    @model_validator(mode="after")
+    def _rule(self) -> HighValueRule:
+        if self.rule == "abc_class" and not set(self.abc_classes) <= {"A", "B", "C"}:
+            raise ValueError("journey.high_value.abc_classes: classes are A, B and C")
+        if self.rule == "abc_class" and not self.abc_classes:
+            raise ValueError("journey.high_value.abc_classes: name at least one class")
+        if self.rule == "loyalty_tier" and not self.loyalty_tiers:
+            raise ValueError("journey.high_value.loyalty_tiers: name at least one tier")
+        if not 0 <= self.min_clv_percentile <= 100:
+            raise ValueError("journey.high_value.min_clv_percentile must be in [0, 100]")
+        return self
+
+
+class JourneyConfig(_Section):
+    high_value: HighValueRule
+    recent_orders: int
+    repeat_window_days: int
+    high_value_window_days: int
+
+    @model_validator(mode="after")
+    def _positive(self) -> JourneyConfig:
+        if self.recent_orders < 1:
+            raise ValueError("journey.recent_orders must be at least 1")
+        if self.repeat_window_days < 1 or self.high_value_window_days < 1:
+            raise ValueError("journey: repeat_window_days and high_value_window_days must be >= 1")
+        return self
+
+
 class PredictiveConfig(_Section):
     enabled: bool
     model: Literal["bgnbd", "pnbd", "mbgnbd", "auto"]
@@ -256,7 +290,16 @@ class Config(_Section):
     lifecycle: LifecycleConfig
     activity: ActivityConfig
     clv: ClvConfig
+    journey: JourneyConfig
     predictive: PredictiveConfig
+
+    @model_validator(mode="after")
+    def _journey_tiers(self) -> Config:
+        known = {t.tier for t in self.loyalty.tiers}
+        unknown = [t for t in self.journey.high_value.loyalty_tiers if t not in known]
+        if self.journey.high_value.rule == "loyalty_tier" and unknown:
+            raise ValueError(f"journey.high_value.loyalty_tiers: not in loyalty.tiers: {unknown}")
+        return self
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -42,6 +42,8 @@ MARTS = (
     "segment_summary",
     "segment_transitions",
     "segment_transition_summary",
+    "customer_journey",
+    "journey_summary",
     "model_fit",
     "model_backtest",
 )

@@ -144,6 +144,13 @@ def model_params(config: Config, snapshot_date: date) -> dict[str, Any]:
         "ltv_cac_benchmark": config.clv.ltv_cac_thresholds.benchmark,
         "ltv_cac_generous": config.clv.ltv_cac_thresholds.generous,
         "transition_lookback_days": config.rfm.transition_lookback_days,
+        "journey_high_value_rule": config.journey.high_value.rule,
+        "journey_high_value_classes": config.journey.high_value.abc_classes,
+        "journey_high_value_tiers": config.journey.high_value.loyalty_tiers,
+        "journey_min_clv_percentile": config.journey.high_value.min_clv_percentile,
+        "journey_recent_orders": config.journey.recent_orders,
+        "journey_repeat_window_days": config.journey.repeat_window_days,
+        "journey_high_value_window_days": config.journey.high_value_window_days,
         "backtest_holdout_days": config.predictive.backtest_holdout_days,
         "backtest_calibration_date": (
             snapshot_date - timedelta(days=config.predictive.backtest_holdout_days)

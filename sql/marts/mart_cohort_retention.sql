@@ -3,6 +3,8 @@
 -- purchase (0, 1, ... up to the snapshot's month), per snapshot -- months without any activity
 -- included, with zeros. The snapshot's own month is counted to the snapshot date.
 -- Inputs: int_customers, int_orders; $snapshot_date.
+-- average_order_value = the cell's net revenue / its purchase orders: read down a cohort's
+-- months, it says whether customers spend more per order as they stay (up-sell).
 
 with customers as (
 
@@ -55,7 +57,8 @@ activity as (
         customers.cohort_month,
         datediff('month', customers.cohort_month, orders.order_month) as months_since_first,
         count(distinct orders.customer_id) filter (where orders.is_purchase) as active_customers,
-        sum(orders.net_amount) as revenue
+        sum(orders.net_amount) as revenue,
+        count(*) filter (where orders.is_purchase) as purchase_orders
 
     from orders
     inner join customers using (customer_id)
@@ -72,6 +75,8 @@ final as (
         coalesce(activity.active_customers, 0) as active_customers,
         coalesce(activity.active_customers, 0) / grid.customers as retention_rate,
         coalesce(activity.revenue, 0) as revenue,
+        coalesce(activity.purchase_orders, 0) as purchase_orders,
+        activity.revenue / nullif(activity.purchase_orders, 0) as average_order_value,
         sum(coalesce(activity.revenue, 0)) over (
             partition by grid.cohort_month order by grid.months_since_first
         ) / grid.customers as cumulative_revenue_per_customer

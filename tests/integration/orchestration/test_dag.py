@@ -104,6 +104,8 @@ def test_structure(dagbag) -> None:
             "segment_summary",
             "segment_transitions",
             "segment_transition_summary",
+            "customer_journey",
+            "journey_summary",
             "model_fit",
             "model_backtest",
         )

@@ -297,11 +297,11 @@ def test_cohort_retention_with_an_empty_month() -> None:
     t = build_tables(rows, date(2024, 3, 31))
     got = t["cohort_retention"].sort("cohort_month", "months_since_first").rows()
     assert got == [
-        # cohort,          m, customers, active, rate, revenue, cumulative per customer
-        (date(2024, 1, 1), 0, 2, 2, 1.0, 40.0, 20.0),
-        (date(2024, 1, 1), 1, 2, 0, 0.0, 0.0, 20.0),  # February: nobody bought
-        (date(2024, 1, 1), 2, 2, 1, 0.5, 20.0, 30.0),
-        (date(2024, 3, 1), 0, 1, 1, 1.0, 7.0, 7.0),
+        # cohort, m, customers, active, rate, revenue, orders, AOV, cumulative per customer
+        (date(2024, 1, 1), 0, 2, 2, 1.0, 40.0, 2, 20.0, 20.0),
+        (date(2024, 1, 1), 1, 2, 0, 0.0, 0.0, 0, None, 20.0),  # February: nobody bought
+        (date(2024, 1, 1), 2, 2, 1, 0.5, 20.0, 1, 20.0, 30.0),
+        (date(2024, 3, 1), 0, 1, 1, 1.0, 7.0, 1, 7.0, 7.0),
     ]
 
 

@@ -121,6 +121,17 @@ def demo(
             r["loyalty_tier"],
         )
     console.print(table)
+    funnel = pl.read_parquet(Path(manifest["tables"]["journey_summary"]["path"])).row(0, named=True)
+    rate = funnel["repeat_conversion_rate"]
+    came_back = (
+        f"; {rate:.0%} of buyers came back within {funnel['repeat_window_days']} days"
+        if rate is not None
+        else ""
+    )
+    console.print(
+        f"journey:   {funnel['one_time_customers']:,} one-time -> {funnel['repeat_customers']:,}"
+        f" repeat -> {funnel['high_value_customers']:,} high-value{came_back}"
+    )
     console.print(f"tables:    {warehouse / 'marts'} ({', '.join(sorted(manifest['tables']))})")
     console.print(f"manifest:  {manifest['manifest_path']}")
     console.print(f"quality:   {manifest['validation']['docs_index']}")

@@ -138,6 +138,12 @@ def test_demo_prints_a_summary(tmp_path: Path) -> None:
     )
     assert "champions" in res.stdout
     assert (tmp_path / "demo" / "warehouse" / "marts" / "customer_clv").is_dir()
+    # the journey line's counts are the published journey_summary's
+    summary = pl.read_parquet(tmp_path / "demo" / "warehouse" / "marts" / "journey_summary")
+    row = summary.row(0, named=True)
+    line = next(x for x in res.stdout.splitlines() if x.startswith("journey:"))
+    assert f"{row['one_time_customers']:,} one-time" in line
+    assert f"{row['high_value_customers']:,} high-value" in line
 
 
 def test_bench_prints_seconds_and_memory_per_stage(tmp_path: Path) -> None:

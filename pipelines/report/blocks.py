@@ -126,3 +126,15 @@ def change(kind: str, now: Any, before: Any) -> str | None:
     if before == 0:
         return None if now == 0 else "new"
     return f"{(now - before) / abs(before):+.1%}"
+
+
+def times(value: Any, digits: int = 2) -> str:
+    """A growth factor: recent order value over the first order's (`1.12×`)."""
+    return "–" if missing(value) else f"{float(value):.{digits}f}×"
+
+
+def delta(now: Any, before: Any) -> str | None:
+    """How a count moved, in customers (`+12`): the journey funnel's movement since D - 1."""
+    if missing(now) or missing(before):
+        return None
+    return f"{round(float(now)) - round(float(before)):+,}"

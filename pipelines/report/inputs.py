@@ -1,11 +1,14 @@
 """What a report is rendered from, and where that is read: published tables and the manifest.
 
 A report shows a snapshot's published tables -- never the orders, the raw zone or the
-quarantine, which hold source values (PII). Of the two tables with a row per customer only
-the columns the page shows are read (`CUSTOMER_COLUMNS`): a column added to a mart later
-(an e-mail hash, say) cannot reach a page by accident. The publish stage reads the version it
-is about to commit; `custval report` reads the version the published manifest pins; both
-hand `render` the same `ReportInputs`, so the two pages agree.
+quarantine, which hold source values (PII). Of the tables with a row per customer only the
+columns the page shows are read (`CUSTOMER_COLUMNS`): a column added to a mart later (an
+e-mail hash, say) cannot reach a page by accident; customer_journey, shown only as counts and
+averages, is read without even its customer_id. A snapshot published before a table existed
+(customer_journey and journey_summary are newer than the rest) simply lacks it, and the
+section that shows it says so. The publish stage reads the version it is about to commit;
+`custval report` reads the version the published manifest pins; both hand `render` the same
+`ReportInputs`, so the two pages agree.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ TABLES = (
     "cohort_retention",
     "model_fit",
     "model_backtest",
+    "customer_journey",
+    "journey_summary",
 )
 CUSTOMER_COLUMNS: dict[str, tuple[str, ...]] = {
     "customer_rfm": (
@@ -54,6 +59,20 @@ CUSTOMER_COLUMNS: dict[str, tuple[str, ...]] = {
         "cac",
         "ltv_cac_ratio",
         "ltv_cac_status",
+    ),
+    "customer_journey": (
+        "journey_stage",
+        "activity_state",
+        "days_to_second_purchase",
+        "first_order_value",
+        "recent_order_value",
+        "aov_growth",
+        "acquisition_channel",
+        "cac",
+        "first_order_profit_after_cac",
+        "cac_paid_back",
+        "cac_payback_orders",
+        "cac_payback_days",
     ),
 }
 CUSTOMER_COLUMN_PREFIXES = ("predicted_clv_",)  # one per configured horizon

@@ -4,7 +4,7 @@ Every section is a pure function from `ReportInputs` to a `Section`. Every secti
 sentence how to read it, and when it has nothing to show it says why instead of showing an
 empty frame. A column a mart may or may not have (marts gain columns between releases) is
 used only when present. Grids are cut by quantiles or capped (24 cohorts, 30 bins, 201 curve
-points), so the page has the same size at a thousand customers and at ten million.
+points, 12 channels), so the page has the same size at a thousand customers and at ten million.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 from pipelines.report.abc_classes import abc_section
 from pipelines.report.clv import clv_section, top_customers_section
 from pipelines.report.cohorts import cohort_section
+from pipelines.report.journey import journey_section
 from pipelines.report.kpis import kpi_section
 from pipelines.report.model_section import model_section
 from pipelines.report.quality import quality_section
@@ -23,6 +24,7 @@ SECTIONS = (
     segments_section,
     abc_section,
     tiers_section,
+    journey_section,
     cohort_section,
     clv_section,
     top_customers_section,

@@ -86,14 +86,19 @@ def summary_of(inputs: ReportInputs, name: str, order: Sequence[str] | None = No
         )
     frame = frame.with_columns(pl.col("segment").cast(pl.String))
     if order is not None:
-        rank = {v: i for i, v in enumerate(order)}
-        return (
-            frame.with_columns(
-                pl.col("segment")
-                .replace_strict(rank, default=len(rank), return_dtype=pl.Int64)
-                .alias("_o")
-            )
-            .sort(["_o", "segment"])
-            .drop("_o")
-        )
+        return in_order(frame, order)
     return frame.sort(["revenue", "segment"], descending=[True, False], nulls_last=True)
+
+
+def in_order(frame: pl.DataFrame, order: Sequence[str]) -> pl.DataFrame:
+    """Rows in the given order of `segment`; segments not in it last, by name."""
+    rank = {v: i for i, v in enumerate(order)}
+    return (
+        frame.with_columns(
+            pl.col("segment")
+            .replace_strict(rank, default=len(rank), return_dtype=pl.Int64)
+            .alias("_o")
+        )
+        .sort(["_o", "segment"])
+        .drop("_o")
+    )

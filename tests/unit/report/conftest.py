@@ -72,8 +72,172 @@ def _abc(revenue: np.ndarray) -> list[str]:
     return out
 
 
+CHANNELS = ("web", "app", "store", "marketplace", None)
+CHANNEL_CAC = {"web": 18.0, "app": 25.0, "store": 9.0, "marketplace": 31.0}
+
+
+def journey_tables(
+    rfm: pl.DataFrame, *, seed: int = 1, cac: bool = False
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """customer_journey, journey_summary and segment_summary's journey rows, made up from
+    customer_rfm with a generator of their own (the other tables' numbers stay as they were).
+    With `cac`, every customer with a channel has an acquisition cost; without, none has."""
+    rng = np.random.default_rng(seed + 1000)
+    n = rfm.height
+    orders = rfm["order_count"].to_numpy()
+    age = rfm["tenure_days"].to_numpy()
+    revenue = rfm["monetary_total"].to_numpy()
+    repeat = orders > 1
+    high = repeat & (rfm["abc_class"].to_numpy() == "A")
+    gap = np.where(repeat, rng.integers(1, np.maximum(age, 1) + 1), 0)
+    first = np.round(np.abs(revenue) / orders * rng.uniform(0.6, 1.1, n), 2)
+    growth = rng.uniform(0.8, 1.5, n)
+    channel = [CHANNELS[i] for i in rng.integers(0, len(CHANNELS), n)]
+    cost = [CHANNEL_CAC.get(c) if cac and c is not None else None for c in channel]
+    profit = np.round(first * 0.3 - 2.0, 2)
+    first_dates = rfm["first_order_date"].to_list()
+    repeat_on = [
+        d + timedelta(days=int(g)) if r else None for d, g, r in zip(first_dates, gap, repeat)
+    ]
+    high_on = [
+        d + timedelta(days=int(x) % ((SNAPSHOT - d).days + 1)) if h and d is not None else None
+        for d, x, h in zip(repeat_on, rng.integers(0, 200, n), high)
+    ]
+    paid = [None if c is None else bool(m * 0.3 >= c) for m, c in zip(revenue, cost)]
+    journey = pl.DataFrame(
+        {
+            "customer_id": rfm["customer_id"],
+            "first_order_date": first_dates,
+            "purchase_days": orders,
+            "journey_stage": np.where(high, "high_value", np.where(repeat, "repeat", "one_time")),
+            "activity_state": [
+                s if s in ("at_risk", "lapsed") else "active"
+                for s in rfm["lifecycle_stage"].to_list()
+            ],
+            "became_repeat_on": repeat_on,
+            "days_to_second_purchase": [int(g) if r else None for g, r in zip(gap, repeat)],
+            "became_high_value_on": high_on,
+            "first_order_value": first,
+            "recent_order_value": [f * g if r else None for f, g, r in zip(first, growth, repeat)],
+            "aov_growth": [g if r and f > 0 else None for f, g, r in zip(first, growth, repeat)],
+            "acquisition_channel": channel,
+            "acquisition_month": [d.replace(day=1) for d in first_dates],
+            "cac": cost,
+            "first_order_profit": profit,
+            "first_order_profit_after_cac": [
+                None if c is None else p - c for p, c in zip(profit, cost)
+            ],
+            "cac_paid_back": paid,
+            "cac_payback_orders": [
+                None if not p else int(min(o, 1 + i % 3)) for p, o, i in zip(paid, orders, range(n))
+            ],
+            "cac_payback_days": [None if not p else int(a // 2) for p, a in zip(paid, age)],
+            "email": [pii(i)["email"] for i in range(n)],
+        },
+        schema_overrides={
+            "became_repeat_on": pl.Date,
+            "became_high_value_on": pl.Date,
+            "days_to_second_purchase": pl.Int64,
+            "recent_order_value": pl.Float64,
+            "aov_growth": pl.Float64,
+            "acquisition_channel": pl.String,
+            "cac": pl.Float64,
+            "first_order_profit_after_cac": pl.Float64,
+            "cac_paid_back": pl.Boolean,
+            "cac_payback_orders": pl.Int64,
+            "cac_payback_days": pl.Int64,
+        },
+    )
+    journey = conform("customer_journey", journey)
+    day = pl.lit(SNAPSHOT)
+    c = pl.col
+    summary = journey.select(
+        pl.len().alias("customers"),
+        *(
+            (c("journey_stage") == s).sum().alias(f"{s}_customers")
+            for s in ("one_time", "repeat", "high_value")
+        ),
+        *(
+            (c("activity_state") == s).sum().alias(f"{s}_customers")
+            for s in ("active", "at_risk", "lapsed")
+        ),
+        c("days_to_second_purchase").median().alias("median_days_to_second_purchase"),
+        pl.lit(90).alias("repeat_window_days"),
+        (c("first_order_date") <= SNAPSHOT - timedelta(days=90))
+        .sum()
+        .alias("repeat_eligible_customers"),
+        (
+            (
+                (c("first_order_date") <= SNAPSHOT - timedelta(days=90))
+                & (c("days_to_second_purchase") <= 90)
+            ).sum()
+            / (c("first_order_date") <= SNAPSHOT - timedelta(days=90)).sum()
+        ).alias("repeat_conversion_rate"),
+        pl.lit(365).alias("high_value_window_days"),
+        (c("became_repeat_on") <= SNAPSHOT - timedelta(days=365))
+        .sum()
+        .alias("high_value_eligible_customers"),
+        pl.lit(0.25 if n else None, pl.Float64).alias("high_value_conversion_rate"),
+        pl.lit(SNAPSHOT - timedelta(days=1)).alias("previous_snapshot_date"),
+        ((c("first_order_date") < day) & (c("became_repeat_on") >= day).fill_null(True))
+        .sum()
+        .alias("previous_one_time_customers"),
+        ((c("became_repeat_on") < day) & (c("became_high_value_on") >= day).fill_null(True))
+        .sum()
+        .alias("previous_repeat_customers"),
+        (c("became_high_value_on") < day).sum().alias("previous_high_value_customers"),
+        (c("first_order_date") == day).sum().alias("new_customers_since_previous"),
+        (c("became_repeat_on") == day).sum().alias("became_repeat_since_previous"),
+        (c("became_high_value_on") == day).sum().alias("became_high_value_since_previous"),
+        c("cac").count().alias("customers_with_cac"),
+        ((c("first_order_profit_after_cac") < 0).sum() / c("cac").count()).alias(
+            "first_order_loss_share"
+        ),
+        (c("cac_paid_back").not_().sum() / c("cac").count()).alias("cac_unpaid_share"),
+    )
+    summary = conform("journey_summary", summary.with_columns(pl.col(pl.Float64).fill_nan(None)))
+    both = c("recent_order_value").is_not_null()
+    per = journey.join(rfm.select("customer_id", "monetary_total"), on="customer_id").with_columns(
+        (c("journey_stage") + "/" + c("activity_state")).alias("journey_state"),
+        c("acquisition_channel").fill_null("unknown"),
+    )
+    total = float(rfm["monetary_total"].sum()) or None
+    rows = [
+        per.group_by(c(dim).alias("segment"))
+        .agg(
+            pl.len().alias("customers"),
+            c("monetary_total").sum().alias("revenue"),
+            c("first_order_value").mean().alias("avg_first_order_value"),
+            c("recent_order_value").mean().alias("avg_recent_order_value"),
+            (
+                c("recent_order_value").filter(both).sum()
+                / c("first_order_value").filter(both).sum()
+            ).alias("aov_growth"),
+            c("cac").mean().alias("avg_cac"),
+            c("first_order_profit_after_cac").mean().alias("avg_first_order_profit_after_cac"),
+            (c("cac_paid_back").not_().sum() / c("cac").count()).alias("cac_unpaid_share"),
+            c("cac_payback_orders").mean().alias("avg_cac_payback_orders"),
+            c("cac_payback_days").mean().alias("avg_cac_payback_days"),
+        )
+        .with_columns(
+            pl.lit(dim).alias("dimension"),
+            (c("customers") / max(n, 1)).alias("customer_share"),
+            (c("revenue") / total if total else pl.lit(None, pl.Float64)).alias("revenue_share"),
+        )
+        .with_columns(pl.col(pl.Float64).fill_nan(None))
+        for dim in ("journey_stage", "journey_state", "acquisition_channel")
+    ]
+    return journey, summary, pl.concat(rows, how="diagonal_relaxed")
+
+
 def build_tables(
-    n: int, *, seed: int = 1, repeat: bool = True, model: bool = True, months: int = 30
+    n: int,
+    *,
+    seed: int = 1,
+    repeat: bool = True,
+    model: bool = True,
+    months: int = 30,
+    cac: bool = False,
 ) -> dict[str, pl.DataFrame]:
     rng = np.random.default_rng(seed)
     ids = [f"C{i:08d}" for i in range(1, n + 1)]
@@ -149,6 +313,9 @@ def build_tables(
                 ),
             )
         )
+    journey, journey_summary, journey_segments = journey_tables(rfm, seed=seed, cac=cac)
+    if n:
+        segment.append(journey_segments)
     segments = conform(
         "segment_summary", pl.concat(segment, how="diagonal_relaxed") if n else pl.DataFrame()
     )
@@ -166,6 +333,10 @@ def build_tables(
                     "retention_rate": active / size,
                     "revenue": active * 30.0,
                     "cumulative_revenue_per_customer": 30.0 * (m + 1),
+                    "purchase_orders": round(active * (1.25 - 0.008 * m)),
+                    "average_order_value": active * 30.0 / round(active * (1.25 - 0.008 * m))
+                    if round(active * (1.25 - 0.008 * m))
+                    else None,
                 }
             )
     cohort = conform("cohort_retention", pl.DataFrame(cohorts))
@@ -253,6 +424,8 @@ def build_tables(
         "kpi_summary": kpi,
         "model_fit": fits,
         "model_backtest": backtest,
+        "customer_journey": journey,
+        "journey_summary": journey_summary,
     }
 
 
@@ -299,8 +472,9 @@ def make_inputs() -> Callable[..., ReportInputs]:
         previous: dict[str, Any] | None = None,
         warnings: list[str] | None = None,
         drop: tuple[str, ...] = (),
+        cac: bool = False,
     ) -> ReportInputs:
-        tables = build_tables(n, seed=seed, repeat=repeat, model=model)
+        tables = build_tables(n, seed=seed, repeat=repeat, model=model, cac=cac)
         return ReportInputs(
             snapshot_date=SNAPSHOT,
             tables={k: v for k, v in tables.items() if k not in drop},

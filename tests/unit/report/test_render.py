@@ -22,7 +22,18 @@ from pipelines.report.inputs import ReportInputs, ReportSettings, data_docs_href
 from pipelines.report.model_section import p_alive_grid
 from pipelines.report.render import render
 
-SECTION_IDS = ("kpis", "segments", "abc", "tiers", "journey", "cohorts", "clv", "top", "model", "quality")
+SECTION_IDS = (
+    "kpis",
+    "segments",
+    "abc",
+    "tiers",
+    "journey",
+    "cohorts",
+    "clv",
+    "top",
+    "model",
+    "quality",
+)
 MakeInputs = Callable[..., ReportInputs]
 
 

@@ -35,9 +35,29 @@ err_console = Console(stderr=True, highlight=False)
 _DEBUG = {"on": False}
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from pipelines import __version__
+
+        try:
+            installed = version("custval")
+        except PackageNotFoundError:  # run from a source tree that is not installed
+            installed = __version__
+        console.print(f"custval {installed}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     _DEBUG["on"] = debug
     _log_warnings_to_stderr()

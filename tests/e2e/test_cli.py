@@ -130,6 +130,17 @@ def test_rejected_batch_publishes_nothing(tmp_path: Path) -> None:
     assert len(kept) == 1 and pl.read_parquet(kept[0]).height == 10  # kept for inspection
 
 
+def test_version_is_the_installed_package_version(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    import pipelines
+
+    res = custval("--version", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.strip() == f"custval {version('custval')}"
+    assert version("custval") == pipelines.__version__  # pyproject and the package agree
+
+
 def test_demo_prints_a_summary(tmp_path: Path) -> None:
     res = custval("demo", "--dir", str(tmp_path / "demo"), "--orders", "20000", cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""`custval report`: render a published snapshot's HTML report again, from its tables alone."""
+"""`custval report` and `custval catalog`: what people and BI tools read, rebuilt by hand."""
 
 from __future__ import annotations
 
@@ -35,3 +35,19 @@ def report(
     target = out or Path(f"custval-report-{snapshot.isoformat()}.html")
     path = render_published(check_warehouse(warehouse), snapshot, target, config)
     console.print(f"report:    {path}", soft_wrap=True, markup=False)
+
+
+@app.command()
+def catalog(
+    warehouse: Annotated[
+        Path, typer.Option(envvar="CUSTVAL_WAREHOUSE", help="Warehouse directory.")
+    ],
+) -> None:
+    """Rebuild DIR/custval.duckdb, the DuckDB catalog BI tools open (a view per table over all
+    snapshots and <table>_latest); every publish rebuilds it, so this is for after moving the
+    warehouse or a rebuild that failed."""
+    from pipelines.context import check_warehouse
+    from pipelines.publish.catalog import build_catalog
+
+    path = build_catalog(check_warehouse(warehouse))
+    console.print(f"catalog:   {path}", soft_wrap=True, markup=False)

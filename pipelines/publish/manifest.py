@@ -21,6 +21,7 @@ from typing import Any
 from pipelines.context import RunContext
 from pipelines.errors import ReconciliationError
 from pipelines.extract.extract import nothing_landed
+from pipelines.publish.catalog import refresh_catalog
 from pipelines.report.publish import publish_report
 from pipelines.stage_results import ExtractResult, ValidateResult
 from pipelines.storage import layout, locking, snapshots
@@ -187,4 +188,5 @@ def run(ctx: RunContext) -> dict[str, Any]:
     path = layout.manifest_path(ctx.warehouse, ctx.snapshot_date)
     write_json(path.parent / "history" / f"{ctx.run_id}.json", manifest, durable=True)
     layout.failure_path(ctx.warehouse, ctx.snapshot_date).unlink(missing_ok=True)
-    return {"manifest_path": str(path), **manifest}
+    catalog = refresh_catalog(ctx.warehouse)  # after the commit: BI sees the new snapshot
+    return {"manifest_path": str(path), **manifest, **catalog}

@@ -34,6 +34,7 @@ RUNS = Path("runs")
 REPORTS = PurePosixPath("reports")
 DOCS = Path("docs") / "validation"
 LATEST = Path("latest")
+CATALOG = Path("custval.duckdb")  # the DuckDB catalog BI tools connect to
 LOCKS = Path("_locks")
 WORK = Path("_work")
 MANIFEST_FILE = "manifest.json"

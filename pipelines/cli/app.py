@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import date
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,6 +17,7 @@ from rich.console import Console
 
 from pipelines.cli.failures import custval_error_line, failure_line
 from pipelines.errors import CustvalError
+from pipelines.settings import Settings, SettingsError, required, resolve
 
 app = typer.Typer(
     name="custval",
@@ -78,6 +80,39 @@ def _log_warnings_to_stderr() -> None:
 def fail(message: str, code: int = 1) -> None:
     err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     raise typer.Exit(code)
+
+
+# Options every command that takes them reads the same way: given, else $CUSTVAL_<NAME>
+# (pipelines/settings.py), else an error naming both.
+SourceOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Files (a file, directory or glob of CSV/Parquet/JSON Lines), a landing directory of "
+        "date=YYYY-MM-DD folders, or postgresql://user@host:port/db (default: $CUSTVAL_SOURCE)."
+    ),
+]
+WarehouseOption = Annotated[
+    Path | None,
+    typer.Option(help="Warehouse directory (default: $CUSTVAL_WAREHOUSE)."),
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(help="YAML file overriding the default configuration (default: $CUSTVAL_CONFIG)."),
+]
+
+
+def settings(*needed: str, **given: object) -> Settings:
+    """The command's options over the environment; `needed` ones must end up set."""
+    try:
+        merged = resolve(**given)
+        for name in needed:
+            required(merged, name)
+    except SettingsError as exc:
+        fail(str(exc), 2)
+        raise  # unreachable: fail() exits
+    if merged.config is not None and not merged.config.is_file():
+        fail(f"config file not found: {merged.config}", 2)
+    return merged
 
 
 def parse_date_option(value: str | None, what: str) -> date | None:

@@ -7,21 +7,25 @@ from typing import Annotated
 
 import typer
 
-from pipelines.cli.app import app, console, fail, parse_date_option
+from pipelines.cli.app import (
+    ConfigOption,
+    WarehouseOption,
+    app,
+    console,
+    parse_date_option,
+    settings,
+)
 
 
 @app.command()
 def report(
     as_of: Annotated[str, typer.Option("--as-of", help="The published snapshot (YYYY-MM-DD).")],
-    warehouse: Annotated[Path, typer.Option(help="Warehouse directory.")],
+    warehouse: WarehouseOption = None,
     out: Annotated[
         Path | None,
         typer.Option(help="Where to write the page (default: ./custval-report-<date>.html)."),
     ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(help="Config to explain the page with (default: the one the run used)."),
-    ] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Render a snapshot's report from its published tables and manifest (what each run publishes
     at DIR/reports/snapshot_date=D/index.html)."""
@@ -30,18 +34,15 @@ def report(
 
     snapshot = parse_date_option(as_of, "--as-of")
     assert snapshot is not None
-    if config is not None and not config.is_file():
-        fail(f"config file not found: {config}", 2)
+    given = settings("warehouse", warehouse=warehouse, config=config)  # config: else the run's
     target = out or Path(f"custval-report-{snapshot.isoformat()}.html")
-    path = render_published(check_warehouse(warehouse), snapshot, target, config)
+    path = render_published(check_warehouse(given.warehouse), snapshot, target, given.config)  # type: ignore[arg-type]
     console.print(f"report:    {path}", soft_wrap=True, markup=False)
 
 
 @app.command()
 def catalog(
-    warehouse: Annotated[
-        Path, typer.Option(envvar="CUSTVAL_WAREHOUSE", help="Warehouse directory.")
-    ],
+    warehouse: WarehouseOption = None,
 ) -> None:
     """Rebuild DIR/custval.duckdb, the DuckDB catalog BI tools open (a view per table over all
     snapshots and <table>_latest); every publish rebuilds it, so this is for after moving the
@@ -49,5 +50,5 @@ def catalog(
     from pipelines.context import check_warehouse
     from pipelines.publish.catalog import build_catalog
 
-    path = build_catalog(check_warehouse(warehouse))
+    path = build_catalog(check_warehouse(settings("warehouse", warehouse=warehouse).warehouse))  # type: ignore[arg-type]
     console.print(f"catalog:   {path}", soft_wrap=True, markup=False)

@@ -9,7 +9,18 @@ from typing import Annotated, Any
 
 import typer
 
-from pipelines.cli.app import app, console, err_console, fail, parse_date_option, seconds_option
+from pipelines.cli.app import (
+    ConfigOption,
+    SourceOption,
+    WarehouseOption,
+    app,
+    console,
+    err_console,
+    fail,
+    parse_date_option,
+    seconds_option,
+    settings,
+)
 from pipelines.cli.failures import custval_error_line, failure_line
 from pipelines.errors import CustvalError
 
@@ -138,24 +149,15 @@ AllowPartialOption = Annotated[
 
 @app.command()
 def run(
-    source: Annotated[
-        str,
-        typer.Option(
-            help="Files (a file, directory or glob of CSV/Parquet/JSON Lines), a landing directory of date=YYYY-MM-DD folders, or postgresql://user@host:port/db."
-        ),
-    ],
     as_of: Annotated[
         str,
         typer.Option(
             "--as-of", help="Snapshot date YYYY-MM-DD: orders up to the end of this day (UTC)."
         ),
     ],
-    warehouse: Annotated[
-        Path, typer.Option(help="Warehouse directory the tables are published into.")
-    ],
-    config: Annotated[
-        Path | None, typer.Option(help="YAML file overriding the default configuration.")
-    ] = None,
+    source: SourceOption = None,
+    warehouse: WarehouseOption = None,
+    config: ConfigOption = None,
     source_kind: SourceKindOption = "auto",
     table: TableOption = None,
     wait: Annotated[
@@ -176,10 +178,16 @@ def run(
     snapshot = parse_date_option(as_of, "--as-of")
     assert snapshot is not None
     wait = seconds_option(wait, "--wait")
-    if config is not None and not config.is_file():
-        fail(f"config file not found: {config}", 2)
+    given = settings("source", "warehouse", source=source, warehouse=warehouse, config=config)
     ctx = run_context(
-        source, snapshot, warehouse, config, source_kind, table, reingest, allow_partial_day
+        given.source,  # type: ignore[arg-type]
+        snapshot,
+        given.warehouse,  # type: ignore[arg-type]
+        given.config,
+        source_kind,
+        table,
+        reingest,
+        allow_partial_day,
     )
     manifest = run_snapshot(ctx, wait_seconds=wait)
     if manifest.get("report_path"):
@@ -190,18 +198,9 @@ def run(
 def backfill(
     start: Annotated[str, typer.Option(help="First snapshot date (YYYY-MM-DD).")],
     end: Annotated[str, typer.Option(help="Last snapshot date (YYYY-MM-DD), included.")],
-    source: Annotated[
-        str, typer.Option(envvar="CUSTVAL_SOURCE", help="As for `run` (default: $CUSTVAL_SOURCE).")
-    ],
-    warehouse: Annotated[
-        Path,
-        typer.Option(
-            envvar="CUSTVAL_WAREHOUSE", help="As for `run` (default: $CUSTVAL_WAREHOUSE)."
-        ),
-    ],
-    config: Annotated[
-        Path | None, typer.Option(help="YAML file overriding the default configuration.")
-    ] = None,
+    source: SourceOption = None,
+    warehouse: WarehouseOption = None,
+    config: ConfigOption = None,
     source_kind: SourceKindOption = "auto",
     table: TableOption = None,
     keep_going: Annotated[
@@ -218,6 +217,7 @@ def backfill(
     """Run the snapshots START..END in order -- the same runs as the nightly ones."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from pipelines.run.lifecycle import preflight
     from pipelines.run.pipeline import run_dates
 
     first, last = parse_date_option(start, "--start"), parse_date_option(end, "--end")
@@ -225,8 +225,10 @@ def backfill(
     if last < first:
         fail(f"--end {last} is before --start {first}", 2)
     wait = seconds_option(wait, "--wait")
-    if config is not None and not config.is_file():
-        fail(f"config file not found: {config}", 2)
+    given = settings("source", "warehouse", source=source, warehouse=warehouse, config=config)
+    source, warehouse, config = given.source, given.warehouse, given.config
+    assert source is not None and warehouse is not None
+    preflight(run_context(source, first, warehouse, config, source_kind, table))  # before date 1
     total = (last - first).days + 1
     failures = 0
     with Progress(
@@ -286,7 +288,7 @@ def backfill(
 @app.command()
 def unlock(
     as_of: Annotated[str, typer.Option("--as-of", help="The snapshot date whose lease to remove.")],
-    warehouse: Annotated[Path, typer.Option(help="Warehouse directory.")],
+    warehouse: WarehouseOption = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -301,6 +303,6 @@ def unlock(
 
     snapshot = parse_date_option(as_of, "--as-of")
     assert snapshot is not None
-    root = check_warehouse(warehouse)
+    root = check_warehouse(settings("warehouse", warehouse=warehouse).warehouse)  # type: ignore[arg-type]
     console.print(locking.unlock(root, snapshot, force=force))
     recover_warehouse(root)

@@ -20,6 +20,7 @@ from pipelines.run.ordering import OutOfOrderError, out_of_order
 from pipelines.run.stages import window
 from pipelines.storage import locking, snapshots
 from pipelines.storage.recovery import recover_warehouse
+from pipelines.transform.privacy import hmac_key
 
 
 @dataclass
@@ -47,10 +48,19 @@ class Leases:
         self.held.clear()
 
 
+def preflight(ctx: RunContext) -> None:
+    """What would stop the run later and is known now, reported before any stage runs: the
+    config (loaded and checked) and, when PII columns are hashed, the HMAC key."""
+    config = ctx.config
+    if config.privacy.hashed_columns:
+        hmac_key(config.privacy.hmac_key_env)
+
+
 def begin(ctx: RunContext, wait_seconds: float = 0, holder: locking.Holder = "process") -> Leases:
     """Repair, check the order, take the leases: what every run does before its first stage."""
     if wait_seconds != wait_seconds or wait_seconds < 0 or wait_seconds == float("inf"):
         raise CustvalError(f"--wait must be a number of seconds >= 0, got {wait_seconds}")
+    preflight(ctx)
     recover_warehouse(ctx.warehouse)
     deadline = clock.monotonic() + wait_seconds
     leases = Leases(ctx, holder)

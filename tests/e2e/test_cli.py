@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,13 +12,17 @@ import polars as pl
 import pytest
 
 
-def custval(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def custval(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CUSTVAL_")}
     return subprocess.run(
         [sys.executable, "-m", "pipelines", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
         timeout=600,
+        env={**clean, **(env or {})},
     )
 
 
@@ -128,6 +133,55 @@ def test_rejected_batch_publishes_nothing(tmp_path: Path) -> None:
     assert not list((wh / "runs").rglob("manifest.json"))  # only the failure is noted there
     kept = list((wh / "rejected" / "orders").glob("*/quarantine.parquet"))
     assert len(kept) == 1 and pl.read_parquet(kept[0]).height == 10  # kept for inspection
+
+
+def test_every_command_reads_the_same_environment(tmp_path: Path) -> None:
+    src = tmp_path / "orders.csv"
+    assert (
+        custval("generate", "--orders", "3000", "--out", str(src), "--days", "200").returncode == 0
+    )
+    day = pl.read_csv(src, try_parse_dates=True)["order_ts"].max().date().isoformat()  # type: ignore[union-attr]
+    wh, other = tmp_path / "wh", tmp_path / "other"
+    config = tmp_path / "c.yaml"
+    config.write_text("predictive:\n  enabled: false\n")
+    env = {"CUSTVAL_SOURCE": str(src), "CUSTVAL_WAREHOUSE": str(wh), "CUSTVAL_CONFIG": str(config)}
+    res = custval("run", "--as-of", day, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    manifest = json.loads((wh / "runs" / f"snapshot_date={day}" / "manifest.json").read_text())
+    assert manifest["config"] == str(config)  # CUSTVAL_CONFIG was read
+    # an option wins over the variable
+    res = custval("run", "--as-of", day, "--warehouse", str(other), env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (other / "runs" / f"snapshot_date={day}" / "manifest.json").is_file()
+    # report, catalog and unlock read CUSTVAL_WAREHOUSE too
+    assert (
+        custval("report", "--as-of", day, "--out", str(tmp_path / "r.html"), env=env).returncode
+        == 0
+    )
+    assert (tmp_path / "r.html").is_file()
+    assert custval("catalog", env=env).returncode == 0
+    unlock = custval("unlock", "--as-of", day, env=env)
+    assert unlock.returncode == 0, unlock.stderr
+    # neither given nor set: one line naming both
+    res = custval("run", "--as-of", day, "--source", str(src))
+    assert res.returncode == 2
+    assert res.stderr.strip() == "error: --warehouse is required: give it, or set CUSTVAL_WAREHOUSE"
+
+
+def test_a_missing_hmac_key_stops_the_run_before_any_stage(tmp_path: Path) -> None:
+    src = tmp_path / "orders.csv"
+    assert custval("generate", "--orders", "500", "--out", str(src)).returncode == 0
+    config = tmp_path / "c.yaml"
+    config.write_text("privacy:\n  hashed_columns: [email]\n")
+    wh = tmp_path / "wh"
+    res = custval(
+        "run", "--source", str(src), "--as-of", "2025-01-01", "--warehouse", str(wh),
+        "--config", str(config),
+    )  # fmt: skip
+    assert res.returncode != 0
+    assert "HMAC key is missing" in res.stderr and "Traceback" not in res.stderr
+    assert "extract" not in res.stdout  # no stage ran
+    assert not (wh / "raw").exists()  # nothing was landed
 
 
 def test_version_is_the_installed_package_version(tmp_path: Path) -> None:

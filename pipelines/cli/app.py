@@ -6,7 +6,6 @@ traceback only appears with `--debug`. The pipeline's warnings print as `warning
 
 from __future__ import annotations
 
-import logging
 import sys
 from datetime import date
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from pipelines.cli import logs
 from pipelines.cli.failures import custval_error_line, failure_line
 from pipelines.errors import CustvalError
 from pipelines.settings import Settings, SettingsError, required, resolve
@@ -60,21 +60,19 @@ def _main(
             "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            help="text: warnings as `warning:` lines (default); json: every log record from "
+            "INFO up as one JSON object a line on stderr, for log shippers.",
+        ),
+    ] = "text",
 ) -> None:
     _DEBUG["on"] = debug
-    _log_warnings_to_stderr()
-
-
-def _log_warnings_to_stderr() -> None:
-    """The pipeline's warnings (a dead run's lease taken over, a repair) as `warning:` lines."""
-    logger = logging.getLogger("custval")
-    if not any(getattr(h, "_custval_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("warning: %(message)s"))
-        handler.setLevel(logging.WARNING)
-        handler._custval_cli = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-        logger.propagate = False
+    if log_format not in ("text", "json"):
+        fail(f"unknown --log-format {log_format!r}: use text or json", 2)
+    logs.install("json" if log_format == "json" else "text")
 
 
 def fail(message: str, code: int = 1) -> None:

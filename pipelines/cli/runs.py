@@ -114,8 +114,7 @@ def run_snapshot(ctx: Any, quiet: bool = False, wait_seconds: float = 0) -> dict
         if status is not None:
             status.stop()
     if not quiet:
-        for line in manifest.get("warnings", []):
-            err_console.print(f"[yellow]warning:[/] {line}", soft_wrap=True)
+        # the run's warnings reached stderr as log records (pipelines/cli/logs.py)
         if manifest.get("status") == "degraded":
             err_console.print(
                 "[yellow]warning:[/] run status degraded: every table is published, but a model "

@@ -12,6 +12,7 @@ see. A copy per run is kept under `runs/snapshot_date=D/history/`.
 from __future__ import annotations
 
 import json
+import logging
 import platform
 from datetime import UTC, date, datetime, timedelta
 from importlib import metadata
@@ -41,6 +42,9 @@ PACKAGES = (
     "scipy",
 )
 STAGE_NAMES = ("extract", "validate", "stage", "marts", "publish", "manifest")
+
+
+log = logging.getLogger("custval.manifest")
 
 
 def package_versions() -> dict[str, str | None]:
@@ -188,5 +192,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
     path = layout.manifest_path(ctx.warehouse, ctx.snapshot_date)
     write_json(path.parent / "history" / f"{ctx.run_id}.json", manifest, durable=True)
     layout.failure_path(ctx.warehouse, ctx.snapshot_date).unlink(missing_ok=True)
+    run_fields = {"snapshot_date": ctx.snapshot_date.isoformat(), "run_id": ctx.run_id}
+    for warning in manifest["warnings"]:  # into Airflow's task log and the CLI's stderr
+        log.warning("%s", warning, extra=run_fields)
     catalog = refresh_catalog(ctx.warehouse)  # after the commit: BI sees the new snapshot
     return {"manifest_path": str(path), **manifest, **catalog}

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
@@ -26,6 +28,9 @@ from pipelines.run.stages import STAGES, Hook, run_stage
 from pipelines.storage import locking
 
 __all__ = ["STAGES", "Leases", "OutOfOrderError", "begin", "run_all", "run_dates", "run_stage"]
+
+
+log = logging.getLogger("custval.pipeline")
 
 
 @contextmanager
@@ -52,7 +57,19 @@ def run_all(
                 if on_stage_start:
                     on_stage_start(name, ctx)
                 beat.check()
+                started = time.perf_counter()
                 result = run_stage(name, ctx)
+                log.info(
+                    "%s done in %.1f s",
+                    name,
+                    time.perf_counter() - started,
+                    extra={
+                        "snapshot_date": ctx.snapshot_date.isoformat(),
+                        "run_id": ctx.run_id,
+                        "stage": name,
+                        "seconds": round(time.perf_counter() - started, 3),
+                    },
+                )
                 if on_stage_end:
                     on_stage_end(name, ctx, result)
             rebuilt = finish(ctx, leases, on_stage_end, wait_seconds)

@@ -184,6 +184,36 @@ def test_a_missing_hmac_key_stops_the_run_before_any_stage(tmp_path: Path) -> No
     assert not (wh / "raw").exists()  # nothing was landed
 
 
+def test_run_warnings_are_log_records_text_or_json(tmp_path: Path) -> None:
+    src = tmp_path / "orders.csv"
+    assert (
+        custval("generate", "--orders", "2000", "--out", str(src), "--days", "120").returncode == 0
+    )
+    day = pl.read_csv(src, try_parse_dates=True)["order_ts"].max().date().isoformat()  # type: ignore[union-attr]
+    config = tmp_path / "c.yaml"
+    config.write_text("predictive:\n  min_history_days: 5000\n")  # a warning: models skipped
+    args = ["run", "--source", str(src), "--as-of", day, "--config", str(config)]
+    text = custval(*args, "--warehouse", str(tmp_path / "a"))
+    assert text.returncode == 0, text.stderr[-3000:]
+    manifest = json.loads(
+        (tmp_path / "a" / "runs" / f"snapshot_date={day}" / "manifest.json").read_text()
+    )
+    assert manifest["warnings"]
+    # each of the run's warnings once, as a `warning:` line
+    assert text.stderr.strip().splitlines() == [f"warning: {w}" for w in manifest["warnings"]]
+
+    res = custval("--log-format", "json", *args, "--warehouse", str(tmp_path / "b"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    records = [json.loads(line) for line in res.stderr.strip().splitlines()]  # every line JSON
+    stages = [r["stage"] for r in records if r["logger"] == "custval.pipeline" and "stage" in r]
+    assert stages == ["extract", "validate", "stage", "marts", "publish", "manifest"]
+    assert all(r["snapshot_date"] == day and r["run_id"] for r in records if "stage" in r)
+    warned = [r["message"] for r in records if r["level"] == "WARNING"]
+    assert len(warned) == len(manifest["warnings"]) and all("min_history_days" in w for w in warned)
+    bad = custval("--log-format", "xml", "catalog", "--warehouse", str(tmp_path / "a"))
+    assert bad.returncode == 2 and "unknown --log-format" in bad.stderr
+
+
 def test_version_is_the_installed_package_version(tmp_path: Path) -> None:
     from importlib.metadata import version
 

@@ -4,20 +4,37 @@ GX runs for real: an ephemeral context, a pandas data source over the typed batc
 no Polars engine, and its SQL path does not support DuckDB), a checkpoint with
 `result_format=COMPLETE` keyed by the batch row number so row-level failures come back as
 row keys, and a Data Docs site written under the warehouse for people to read.
+
+The Data Docs site keeps every run. Suites, data sources and checkpoints stay in memory (one
+context per process, nothing shared), but validation results go to a filesystem store inside
+the site (`_results/`, one JSON file per run, keyed by suite, run name, run time and batch):
+GX renders a run's page and lists it in the index from that store, so earlier runs' results
+must survive the process that made them. Building the site is done under an exclusive file
+lock (`.build.lock`), so two runs validating at once in separate processes never interleave
+their writes of `index.html`, and the index never drops another run's page: GX's index
+builder normally deletes pages without a result in the store; ours keeps them (the store on
+disk lists every run anyway). Files are written to a temporary name and renamed into place,
+so a reader never sees half a page.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 ROW_KEY = "_row"
+SITE = "custval"
+RESULTS_DIR = "_results"  # the validation results store, inside the Data Docs site
+LOCK_FILE = ".build.lock"
 
 
 @dataclass
@@ -58,6 +75,64 @@ def _quiet_gx() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+@cache
+def _gx_classes() -> dict[str, type]:
+    """GX subclasses the site configuration names (built on first use: GX imports slowly)."""
+    from great_expectations.data_context.store import TupleFilesystemStoreBackend
+    from great_expectations.render.renderer.site_builder import DefaultSiteIndexBuilder
+
+    class AtomicFilesystemStoreBackend(TupleFilesystemStoreBackend):
+        """Writes each file under a temporary name, then renames it into place."""
+
+        def _set(self, key: Any, value: Any, **kwargs: Any) -> Any:  # the path, as GX returns
+            if not isinstance(key, tuple):
+                key = key.to_tuple()
+            path = Path(self.full_base_directory) / self._convert_key_to_filepath(key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # No .json/.html suffix: GX's key listing ignores a temporary file.
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            try:
+                tmp.write_bytes(value.encode("utf-8") if isinstance(value, str) else value)
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            return str(path)
+
+    class KeepingSiteIndexBuilder(DefaultSiteIndexBuilder):
+        """Lists every page of the site and never deletes one.
+
+        GX's default removes pages whose result is not in the current context's stores; with
+        in-memory suites, or a page another process has just rendered, that loses pages.
+        """
+
+        def build(
+            self, skip_and_clean_missing: bool = False, build_index: bool = True
+        ) -> tuple[Any, Any]:
+            return super().build(skip_and_clean_missing=False, build_index=build_index)
+
+    return {
+        "AtomicFilesystemStoreBackend": AtomicFilesystemStoreBackend,
+        "KeepingSiteIndexBuilder": KeepingSiteIndexBuilder,
+    }
+
+
+def __getattr__(name: str) -> type:
+    """GX loads configured classes by module and name; the classes are made on first use."""
+    if name in ("AtomicFilesystemStoreBackend", "KeepingSiteIndexBuilder"):
+        return _gx_classes()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _backend(base_directory: Path) -> dict[str, Any]:
+    return {
+        "module_name": __name__,
+        "class_name": "AtomicFilesystemStoreBackend",
+        "base_directory": str(base_directory),
+        # the id file would be written by every process that opens the store
+        "suppress_store_backend_id": True,
+    }
+
+
 def _context(docs_dir: Path) -> Any:
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
@@ -66,23 +141,41 @@ def _context(docs_dir: Path) -> Any:
         ProgressBarsConfig,
     )
 
+    defaults = InMemoryStoreBackendDefaults(init_temp_docs_sites=False)
+    stores = dict(defaults.stores)
+    stores[defaults.validation_results_store_name] = {
+        "class_name": "ValidationResultsStore",
+        "store_backend": _backend(docs_dir / RESULTS_DIR),
+    }
     config = DataContextConfig(
-        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        store_backend_defaults=defaults,
+        stores=stores,
         analytics_enabled=False,
         progress_bars=ProgressBarsConfig(globally=False),
         data_docs_sites={
-            "custval": {
+            SITE: {
                 "class_name": "SiteBuilder",
                 "show_how_to_buttons": False,
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(docs_dir),
+                "store_backend": _backend(docs_dir),
+                "site_index_builder": {
+                    "module_name": __name__,
+                    "class_name": "KeepingSiteIndexBuilder",
                 },
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             }
         },
     )
     return gx.get_context(project_config=config, mode="ephemeral")
+
+
+@contextmanager
+def _site_lock(docs_dir: Path) -> Iterator[None]:
+    """One site build at a time across processes (released by the OS if a process dies)."""
+    with (docs_dir / LOCK_FILE).open("ab") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def run_suite(
@@ -91,10 +184,13 @@ def run_suite(
     """Validate `frame` (must hold ROW_KEY) against the suite `make_suite()` builds.
 
     The suite is built after the context exists (GX 1.x binds suites to the active context).
-    Data Docs go to `docs_dir`.
+    Data Docs go to `docs_dir`: this run's page is added, earlier runs' pages are kept.
     """
     _quiet_gx()
     import great_expectations as gx
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+    )
 
     docs_dir.mkdir(parents=True, exist_ok=True)
     context = _context(docs_dir)
@@ -110,7 +206,7 @@ def run_suite(
         gx.Checkpoint(
             name=f"{suite.name}_checkpoint",
             validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["custval"])],
+            actions=[],  # the site is built below, under the lock
             result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_KEY]},
         )
     )
@@ -119,10 +215,23 @@ def run_suite(
         batch_parameters={"dataframe": pdf}, run_id=gx.RunIdentifier(run_name=run_name)
     )
 
+    store = context.validation_results_store
+    for identifier, validation in result.run_results.items():
+        _name_the_asset(validation)
+        store.set(identifier, validation)  # the same key (file) the checkpoint wrote
+    with _site_lock(docs_dir):
+        context.build_data_docs(
+            site_names=[SITE],
+            resource_identifiers=[
+                *result.run_results,
+                ExpectationSuiteIdentifier(name=suite.name),
+            ],
+        )
+
     outcomes: list[RuleOutcome] = []
     page = None
     for identifier, validation in result.run_results.items():
-        urls = context.get_docs_sites_urls(resource_identifier=identifier, site_name="custval")
+        urls = context.get_docs_sites_urls(resource_identifier=identifier, site_name=SITE)
         page = urls[0]["site_url"] if urls else None
         for r in validation.results:
             cfg = r.expectation_config
@@ -144,13 +253,27 @@ def run_suite(
                     observed=res.get("observed_value"),
                 )
             )
-    index = context.get_docs_sites_urls(site_name="custval")
+    index = context.get_docs_sites_urls(site_name=SITE)
     return GxReport(
         success=bool(result.success),
         outcomes=outcomes,
         docs_index=_path(index[0]["site_url"]) if index else None,
         docs_page=_path(page),
     )
+
+
+def _name_the_asset(validation: Any) -> None:
+    """Put the batch's asset name where the validation page's header reads it.
+
+    GX 1.x records the asset only in `meta["active_batch_definition"]`; the page renderer reads
+    `data_asset_name` from `meta["batch_spec"]` (a dataframe batch's spec holds just a
+    placeholder for the frame), hence "Data asset: None".
+    """
+    spec = validation.meta.get("batch_spec")
+    spec = dict(spec) if isinstance(spec, dict) else {}
+    if validation.asset_name and not spec.get("data_asset_name"):
+        spec["data_asset_name"] = validation.asset_name
+        validation.meta["batch_spec"] = spec
 
 
 def _path(url: str | None) -> str | None:

@@ -72,7 +72,8 @@ def _snapshot_rows(warehouse: Path, snapshots: list[date]) -> list[tuple[Any, ..
     return rows
 
 
-def _write(path: Path, warehouse: Path, tables: list[str], latest: date | None) -> None:
+def _write(path: Path, warehouse: Path, tables: list[str], snapshots: list[date]) -> None:
+    latest = snapshots[-1] if snapshots else None
     con = duckdb.connect(str(path))
     try:
         for table in tables:
@@ -90,7 +91,7 @@ def _write(path: Path, warehouse: Path, tables: list[str], latest: date | None) 
             f"create table {SNAPSHOTS_TABLE} (snapshot_date date, status varchar, run_id varchar, "
             "version varchar)"
         )
-        rows = _snapshot_rows(warehouse, published_snapshots(warehouse))
+        rows = _snapshot_rows(warehouse, snapshots)
         if rows:
             con.executemany(f"insert into {SNAPSHOTS_TABLE} values (?, ?, ?, ?)", rows)
         con.execute("checkpoint")
@@ -112,7 +113,7 @@ def build_catalog(warehouse: Path) -> Path:
         tables = published_tables(warehouse)
         staged = warehouse / f".{layout.CATALOG.name}.{secrets.token_hex(4)}.tmp"
         try:
-            _write(staged, warehouse, tables, snapshots[-1] if snapshots else None)
+            _write(staged, warehouse, tables, snapshots)
             fsync_path(staged)
             checkpoint("catalog.replace")
             os.replace(staged, target)

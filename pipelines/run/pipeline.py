@@ -59,15 +59,16 @@ def run_all(
                 beat.check()
                 started = time.perf_counter()
                 result = run_stage(name, ctx)
+                seconds = time.perf_counter() - started
                 log.info(
                     "%s done in %.1f s",
                     name,
-                    time.perf_counter() - started,
+                    seconds,
                     extra={
                         "snapshot_date": ctx.snapshot_date.isoformat(),
                         "run_id": ctx.run_id,
                         "stage": name,
-                        "seconds": round(time.perf_counter() - started, 3),
+                        "seconds": round(seconds, 3),
                     },
                 )
                 if on_stage_end:

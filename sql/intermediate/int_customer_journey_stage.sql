@@ -1,6 +1,6 @@
 -- int_customer_journey_stage
 -- Grain: one row per customer with at least one purchase.
--- Inputs: int_customers, int_purchase_days, int_customer_order_sequence,
+-- Inputs: int_customers, int_customer_order_sequence,
 --         int_customer_abc_class, int_customer_loyalty_tier, int_customer_lifecycle_stage,
 --         int_customer_clv_percentile; $journey_high_value_rule, $journey_high_value_classes,
 --         $journey_high_value_tiers, $journey_min_clv_percentile.
@@ -24,12 +24,6 @@
 with customers as (
 
     select * from int_customers
-
-),
-
-purchase_days as (
-
-    select * from int_purchase_days
 
 ),
 
@@ -63,17 +57,6 @@ clv_percentiles as (
 
 ),
 
-second_purchases as (
-
-    select
-        purchase_days.customer_id,
-        min(purchase_days.purchase_date, 2)[2] as became_repeat_on
-
-    from purchase_days
-    group by purchase_days.customer_id
-
-),
-
 ruled as (
 
     select
@@ -82,7 +65,7 @@ ruled as (
         customers.purchase_days,
         customers.net_revenue,
         lifecycle_stages.lifecycle_stage,
-        second_purchases.became_repeat_on,
+        customers.second_purchase_date as became_repeat_on,
         coalesce(case $journey_high_value_rule
             when 'abc_class' then list_contains($journey_high_value_classes, abc_classes.abc_class)
             when 'loyalty_tier' then list_contains($journey_high_value_tiers, loyalty_tiers.loyalty_tier)
@@ -90,7 +73,6 @@ ruled as (
         end, false) as meets_high_value_rule
 
     from customers
-    inner join second_purchases using (customer_id)
     left join abc_classes using (customer_id)
     left join loyalty_tiers using (customer_id)
     left join lifecycle_stages using (customer_id)

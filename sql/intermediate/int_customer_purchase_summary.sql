@@ -6,7 +6,8 @@
 -- Inputs: int_purchase_days; $snapshot_date, $backtest_calibration_date.
 -- The customer's purchase days up to the cutoff, and the inputs of BG/NBD and Gamma-Gamma
 -- under lifetimes' names and definitions (time unit: days; purchase days, so same-day orders
--- are one purchase):
+-- are one purchase), and its first, second (null for a one-time buyer: when it became a repeat
+-- buyer), previous and last purchase day:
 --   frequency      = repeat purchase days (purchase days - 1)
 --   recency        = days from the first to the last purchase day
 --   T              = days from the first purchase day to the cutoff
@@ -51,6 +52,7 @@ per_customer as (
         min(history.purchase_date) as first_purchase_date,
         max(history.purchase_date) as last_purchase_date,
         max(history.purchase_date, 2)[2] as previous_purchase_date,
+        min(history.purchase_date, 2)[2] as second_purchase_date,
         sum(history.purchase_value) - arg_min(history.purchase_value, history.purchase_date) as repeat_value
 
     from history

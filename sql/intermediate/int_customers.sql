@@ -60,6 +60,7 @@ joined as (
         date_trunc('month', purchase_summary.first_purchase_date)::date as first_purchase_month,
         purchase_summary.last_purchase_date,
         purchase_summary.previous_purchase_date,
+        purchase_summary.second_purchase_date,
         purchase_summary.purchase_days,
         order_totals.order_count,
         order_totals.gross_revenue,

@@ -72,7 +72,7 @@ def _main(
     _DEBUG["on"] = debug
     if log_format not in ("text", "json"):
         fail(f"unknown --log-format {log_format!r}: use text or json", 2)
-    logs.install("json" if log_format == "json" else "text")
+    logs.install("json" if log_format == "json" else "text", err_console)
 
 
 def fail(message: str, code: int = 1) -> None:

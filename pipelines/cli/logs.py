@@ -1,9 +1,11 @@
 """Where the pipeline's log records go on the command line: people's lines, or JSON for shippers.
 
-The pipeline logs with the standard `logging` module under the `custval` logger (Airflow
-captures the same records into its task logs). On the command line one handler writes them to
-stderr: `--log-format text` (the default) prints warnings and errors as `warning: ...` lines
-beside the console's progress; `--log-format json` prints every record from INFO up as one JSON
+The pipeline logs with the standard `logging` module, one logger per module named after it
+(`pipelines.run.pipeline`, `pipelines.storage.locking`, ...), so Airflow captures the records into
+its task logs and a deployment tunes one module with the usual logging config. On the command
+line one handler on the package's logger, `pipelines`, writes them to stderr: `--log-format text`
+(the default) prints warnings and errors as `warning: ...` lines through the rich console, so they
+interleave cleanly with its progress line; `--log-format json` prints every record from INFO up as one JSON
 object a line (time, level, logger, message, and the run's snapshot_date / run_id / stage when
 the record carries them), for Fluent Bit, Vector or a log index.
 """
@@ -16,8 +18,11 @@ import sys
 from datetime import UTC, datetime
 from typing import Literal
 
+from rich.console import Console
+
 LogFormat = Literal["text", "json"]
 FIELDS = ("snapshot_date", "run_id", "stage", "seconds")  # extras the pipeline attaches
+PACKAGE_LOGGER = "pipelines"  # every module's logger is a child: logging.getLogger(__name__)
 
 
 class JsonFormatter(logging.Formatter):
@@ -42,19 +47,35 @@ class TextFormatter(logging.Formatter):
         return f"{record.levelname.lower()}: {record.getMessage()}"
 
 
-def install(fmt: LogFormat = "text") -> None:
-    """One stderr handler on the `custval` logger (replacing an earlier one of ours)."""
-    logger = logging.getLogger("custval")
-    for handler in [h for h in logger.handlers if getattr(h, "_custval_cli", False)]:
-        logger.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+class ConsoleHandler(logging.Handler):
+    """People's handler: each record one plain line on the rich console (stderr)."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.console.print(self.format(record), markup=False, highlight=False, soft_wrap=True)
+        except Exception:  # noqa: BLE001 - logging must never raise into the pipeline
+            self.handleError(record)
+
+
+def install(fmt: LogFormat = "text", console: Console | None = None) -> None:
+    """One stderr handler on the package's logger (replacing an earlier one of ours)."""
+    logger = logging.getLogger(PACKAGE_LOGGER)
+    for old in [h for h in logger.handlers if getattr(h, "_custval_cli", False)]:
+        logger.removeHandler(old)
+    handler: logging.Handler
     if fmt == "json":
+        handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
         handler.setLevel(logging.INFO)
         logger.setLevel(logging.INFO)
     else:
+        handler = ConsoleHandler(console or Console(stderr=True, highlight=False))
         handler.setFormatter(TextFormatter())
         handler.setLevel(logging.WARNING)
-    handler._custval_cli = True  # type: ignore[attr-defined]
+    setattr(handler, "_custval_cli", True)  # noqa: B010 - marks our handler for a later install
     logger.addHandler(handler)
     logger.propagate = False

@@ -16,7 +16,7 @@ import os
 import urllib.request
 from typing import Any
 
-log = logging.getLogger("custval.alerts")
+log = logging.getLogger(__name__)
 WEBHOOK_ENV = "CUSTVAL_ALERT_WEBHOOK"
 WEBHOOK_VARIABLE = "custval_alert_webhook"
 

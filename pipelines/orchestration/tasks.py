@@ -32,7 +32,7 @@ from pipelines.storage import locking
 # Importing this module stays light (DAG files import it at parse time): the pipeline and
 # its heavy libraries are imported inside the task functions.
 
-log = logging.getLogger("custval.airflow")
+log = logging.getLogger(__name__)
 connections.register()  # `conn:<id>` sources and the HMAC key come from Airflow connections
 MARTS = (
     "customer_rfm",

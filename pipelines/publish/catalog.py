@@ -34,7 +34,7 @@ from pipelines.storage.faults import checkpoint
 from pipelines.storage.jsonfile import read_json
 from pipelines.storage.snapshots import published_snapshots
 
-log = logging.getLogger("custval.catalog")
+log = logging.getLogger(__name__)
 
 LATEST_SUFFIX = "_latest"
 SNAPSHOTS_TABLE = "custval_snapshots"

@@ -44,7 +44,7 @@ PACKAGES = (
 STAGE_NAMES = ("extract", "validate", "stage", "marts", "publish", "manifest")
 
 
-log = logging.getLogger("custval.manifest")
+log = logging.getLogger(__name__)
 
 
 def package_versions() -> dict[str, str | None]:

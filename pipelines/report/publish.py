@@ -27,7 +27,7 @@ from pipelines.storage import files, layout, snapshots
 from pipelines.storage.faults import checkpoint
 from pipelines.storage.jsonfile import read_json
 
-log = logging.getLogger("custval")
+log = logging.getLogger(__name__)
 
 REPORT_FILE = PurePosixPath(layout.REPORTS) / "index.html"  # within a snapshot version
 

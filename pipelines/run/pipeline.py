@@ -30,7 +30,7 @@ from pipelines.storage import locking
 __all__ = ["STAGES", "Leases", "OutOfOrderError", "begin", "run_all", "run_dates", "run_stage"]
 
 
-log = logging.getLogger("custval.pipeline")
+log = logging.getLogger(__name__)
 
 
 @contextmanager

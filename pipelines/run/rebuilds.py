@@ -26,7 +26,7 @@ from pipelines.storage import snapshots
 from pipelines.storage.history import BATCH_FILE, batch_record, horizon, ingested_dates
 from pipelines.storage.layout import accepted_partition
 
-log = logging.getLogger("custval.pipeline")
+log = logging.getLogger(__name__)
 
 
 def late_arrivals(ctx: RunContext) -> list[date]:

@@ -20,7 +20,7 @@ from pipelines.errors import RunLockedError
 from pipelines.storage.lease_guard import GUARD_TIMEOUT
 from pipelines.storage.lease_records import DEFAULT_TTL, LeaseError, finite
 
-log = logging.getLogger("custval.locking")
+log = logging.getLogger(__name__)
 
 
 class Heartbeat:

@@ -92,7 +92,7 @@ from pipelines.storage.lease_scans import live_run_ids as live_run_ids
 from pipelines.storage.lease_scans import scan_leases as scan_leases
 from pipelines.storage.liveness import new_record, same_host, stale_reason
 
-log = logging.getLogger("custval.locking")
+log = logging.getLogger(__name__)
 
 MAX_PAUSE = 1.0  # seconds between two attempts while waiting for a busy lease
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pipelines.storage import layout, locking, snapshots
 
-log = logging.getLogger("custval.recovery")
+log = logging.getLogger(__name__)
 
 
 class _Everyone(set[str]):

@@ -42,7 +42,7 @@ _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _COMMENT = re.compile(r"--[^\n]*")
 _MATERIALIZED = re.compile(r"^--\s*Materialized:\s*(table|view)\b", re.MULTILINE | re.IGNORECASE)
 
-log = logging.getLogger("custval.marts")
+log = logging.getLogger(__name__)
 
 # What a day of the segment history needs: its RFM segments and its customers' net revenue
 HISTORY_TARGETS = frozenset({"int_customer_rfm_segment", "int_customers"})

@@ -205,7 +205,9 @@ def test_run_warnings_are_log_records_text_or_json(tmp_path: Path) -> None:
     res = custval("--log-format", "json", *args, "--warehouse", str(tmp_path / "b"))
     assert res.returncode == 0, res.stderr[-3000:]
     records = [json.loads(line) for line in res.stderr.strip().splitlines()]  # every line JSON
-    stages = [r["stage"] for r in records if r["logger"] == "custval.pipeline" and "stage" in r]
+    stages = [
+        r["stage"] for r in records if r["logger"] == "pipelines.run.pipeline" and "stage" in r
+    ]
     assert stages == ["extract", "validate", "stage", "marts", "publish", "manifest"]
     assert all(r["snapshot_date"] == day and r["run_id"] for r in records if "stage" in r)
     warned = [r["message"] for r in records if r["level"] == "WARNING"]

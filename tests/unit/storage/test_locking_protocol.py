@@ -127,7 +127,7 @@ def takeover_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         r.getMessage()
         for r in caplog.records
-        if r.name == "custval.locking" and r.levelno == logging.WARNING
+        if r.name == "pipelines.storage.locking" and r.levelno == logging.WARNING
     ]
 
 
@@ -154,7 +154,7 @@ def in_thread(fn: Callable[[], Any], timeout: float) -> tuple[bool, Any]:
 def test_a_run_killed_with_kill_9_is_taken_over_with_a_warning(
     tmp_path: Path, start_holder: Start, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="custval.locking")
+    caplog.set_level(logging.WARNING, logger="pipelines.storage.locking")
     doomed = start_holder("doomed")
     with pytest.raises(RunLockedError, match="being built by run doomed"):
         locking.acquire(tmp_path, SNAP, "next")  # alive: refused
@@ -183,7 +183,7 @@ def test_a_killed_process_not_yet_reaped_counts_as_dead(
 def test_a_reused_pid_is_not_mistaken_for_the_holder(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="custval.locking")
+    caplog.set_level(logging.WARNING, logger="pipelines.storage.locking")
     real_start = _start_time(os.getpid())
     write_lease(tmp_path, fake("same-pid", pid_start=real_start))
     with pytest.raises(RunLockedError):  # the pid and its start time match: that process holds it
@@ -224,7 +224,7 @@ def test_an_old_format_lease_of_a_dead_process_is_taken_over(
 def test_a_run_lease_is_judged_by_expiry_only(
     tmp_path: Path, start_holder: Start, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="custval.locking")
+    caplog.set_level(logging.WARNING, logger="pipelines.storage.locking")
     task = start_holder("airflow-run", holder="run", then="exit")  # its first task has ended
     assert lease(tmp_path)["pid"] == task.pid and lease(tmp_path)["holder"] == "run"
     with pytest.raises(RunLockedError, match="being built by run airflow-run"):

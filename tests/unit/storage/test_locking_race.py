@@ -50,7 +50,7 @@ def _seed_expired(lock: ModuleType, warehouse: Path, snapshot: date) -> None:
 def _worker(
     lock: ModuleType, k: int, warehouse: Path, trials: int, start: Any, results: Any
 ) -> None:
-    logging.getLogger("custval.locking").setLevel(
+    logging.getLogger("pipelines.storage.locking").setLevel(
         logging.ERROR
     )  # takeover warnings: not from children
     for t in range(trials):

@@ -276,7 +276,7 @@ def test_the_transitions_match_segments_built_day_by_day(tmp_path: Path, lookbac
 def test_a_rebuild_gives_the_same_rows_and_the_history_is_timed(
     config: Config, built: dict[str, pl.DataFrame], caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="custval.marts"):
+    with caplog.at_level(logging.INFO, logger="pipelines.transform.marts"):
         again, seconds = _build(config, _orders())
     for name, frame in built.items():
         assert again[name].equals(frame), name

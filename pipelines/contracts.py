@@ -11,6 +11,7 @@ generated from this view, so a rule is written once.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
@@ -43,6 +44,27 @@ _PHYSICAL: dict[str, tuple[pa.DataType, pl.DataType, tuple[str, ...]]] = {
     "TIMESTAMPTZ": (pa.timestamp("us", tz="UTC"), pl.Datetime("us", "UTC"), ("timestamp",)),
     "BOOLEAN": (pa.bool_(), pl.Boolean(), ("boolean",)),
 }
+# Exact decimals, `DECIMAL(p,s)` (DuckDB's spelling): money. Precision 1-38 (Arrow decimal128).
+_DECIMAL = re.compile(r"DECIMAL\((\d+),(\d+)\)")
+_DECIMAL_FORM = "DECIMAL(p,s)"
+
+
+def physical_types(physical: str) -> tuple[pa.DataType, pl.DataType, tuple[str, ...]] | None:
+    """Arrow type, Polars type and the logical types that fit a physical type (None: unknown)."""
+    if physical in _PHYSICAL:
+        return _PHYSICAL[physical]
+    found = _DECIMAL.fullmatch(physical)
+    if found is None:
+        return None
+    precision, scale = int(found.group(1)), int(found.group(2))
+    if not 1 <= precision <= 38 or scale > precision:
+        return None
+    return pa.decimal128(precision, scale), pl.Decimal(precision, scale), ("number",)
+
+
+def normalise_physical(text: str | None) -> str:
+    """`decimal(18, 2)` -> `DECIMAL(18,2)`; other names upper-cased."""
+    return "".join((text or "").upper().split())
 
 
 @dataclass(frozen=True)
@@ -72,11 +94,26 @@ class Column:
 
     @property
     def arrow_type(self) -> pa.DataType:
-        return _PHYSICAL[self.physical_type][0]
+        return self._types[0]
 
     @property
     def polars_type(self) -> pl.DataType:
-        return _PHYSICAL[self.physical_type][1]
+        return self._types[1]
+
+    @property
+    def _types(self) -> tuple[pa.DataType, pl.DataType, tuple[str, ...]]:
+        types = physical_types(self.physical_type)
+        if types is None:
+            raise ContractError(
+                f"column {self.name!r}: unknown physical type {self.physical_type!r}"
+            )
+        return types
+
+    @property
+    def decimal(self) -> tuple[int, int] | None:
+        """(precision, scale) of a DECIMAL column, else None."""
+        arrow = self.arrow_type
+        return (arrow.precision, arrow.scale) if pa.types.is_decimal(arrow) else None
 
     def rule(self, kind: str) -> Rule | None:
         return next((r for r in self.rules if r.kind == kind), None)
@@ -313,13 +350,14 @@ def _load(path: Path, _mtime_ns: int) -> Contract:
     obj = odcs.schema_[0]
     columns = []
     for prop in obj.properties or []:
-        physical = (prop.physicalType or "").upper()
-        if physical not in _PHYSICAL:
+        physical = normalise_physical(prop.physicalType)
+        types = physical_types(physical)
+        if types is None:
             raise ContractError(
                 f"{path}: column {prop.name!r} has physicalType {prop.physicalType!r}; "
-                f"use one of {sorted(_PHYSICAL)}"
+                f"use one of {[*sorted(_PHYSICAL), _DECIMAL_FORM]} (precision 1-38, scale <= precision)"
             )
-        if prop.logicalType not in _PHYSICAL[physical][2]:
+        if prop.logicalType not in types[2]:
             raise ContractError(
                 f"{path}: column {prop.name!r}: logicalType {prop.logicalType!r} does not fit "
                 f"physicalType {physical}"

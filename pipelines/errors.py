@@ -25,3 +25,7 @@ class PublishError(CustvalError):
 
 class RunLockedError(CustvalError):
     """Another run is building the same snapshot."""
+
+
+class MartRejected(CustvalError):
+    """A built table broke a rule of its contract; nothing was published."""

@@ -28,7 +28,8 @@ class SettingsError(CustvalError, ValueError):
 class Settings(BaseSettings):
     """The inputs every command may take from the environment."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+    # An empty variable (`CUSTVAL_WAREHOUSE=`) is unset, never the current directory.
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_ignore_empty=True)
 
     source: str | None = None
     warehouse: Path | None = None

@@ -71,6 +71,8 @@ class MartsResult(TypedDict):
     warnings: list[str]
     model_seconds: dict[str, float]
     model_failures: NotRequired[list[str]]  # a model could not be fitted: the run is degraded
+    # the built tables checked against their contracts' suites (validate/mart_checks.py)
+    validation: NotRequired[dict[str, Any]]
 
 
 class PublishResult(TypedDict):

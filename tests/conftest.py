@@ -15,7 +15,9 @@ import sys
 import tempfile
 from collections.abc import Callable
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -41,6 +43,28 @@ def require(available: bool, what: str) -> None:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"{what} (CI=true: the test must run here)")
     pytest.skip(what)
+
+
+def assert_money(got: Any, want: Any, where: str = "", rel: float = 1e-9) -> None:
+    """A published number against an independent computation of it.
+
+    Money is published as DECIMAL rounded to its scale (half away from zero), so a DECIMAL may
+    be off the exact value by half a unit of its last place (0.005 for DECIMAL(18,2)) and no
+    more; a DOUBLE must agree within `rel`.
+    """
+    assert got is not None and want is not None, f"{where}: {got} vs {want}"
+    if isinstance(got, Decimal):
+        half = 0.5 * 10.0 ** int(got.as_tuple().exponent)
+        assert abs(float(got) - float(want)) <= half * (1 + 1e-9) + abs(float(want)) * 1e-12, (
+            f"{where}: published {got} is not {want} rounded to {-int(got.as_tuple().exponent)} places"
+        )
+    else:
+        assert float(got) == pytest.approx(float(want), rel=rel, abs=rel), where
+
+
+def money_as_float(frame: pl.DataFrame) -> pl.DataFrame:
+    """A published frame with its DECIMAL (money) columns as Float64, to compute with."""
+    return frame.with_columns(pl.col(pl.Decimal).cast(pl.Float64))
 
 
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="custval-airflow-home-"))

@@ -35,7 +35,9 @@ def refresh_latest(asset_extras: list[dict[str, Any]]) -> dict[str, Any]:
     manifest = read_json(layout.manifest_path(warehouse, published[-1])) or {}
     tables = {name: entry["path"] for name, entry in sorted(manifest.get("tables", {}).items())}
     kpis = (
-        pl.read_parquet(Path(tables["kpi_summary"]) / "part-0.parquet", glob=False).to_dicts()[0]
+        pl.read_parquet(Path(tables["kpi_summary"]) / "part-0.parquet", glob=False)
+        .with_columns(pl.col(pl.Decimal).cast(pl.Float64))  # money (DECIMAL) as JSON numbers
+        .to_dicts()[0]
         if "kpi_summary" in tables
         else {}
     )

@@ -3,7 +3,8 @@
 `DIR/runs/snapshot_date=D/manifest.json` holds the counts (and the reconciliation per source
 file, records and physical lines), what was published where, the files refused and why, per-stage seconds and
 peak memory, the package versions, a fingerprint of the inputs, the batches the snapshot was
-built from, gaps and warnings. The manifest stage writes it into the version the publish
+built from, gaps and warnings, and the published tables' checks against their contracts
+(`mart_validation`: rules checked and passed per table). The manifest stage writes it into the version the publish
 stage assembled and then makes that version visible in one atomic step
 (`pipelines/storage/snapshots.py`): the manifest readers see always describes the files they
 see. A copy per run is kept under `runs/snapshot_date=D/history/`.
@@ -163,6 +164,7 @@ def build(ctx: RunContext) -> dict[str, Any]:
         "warnings": warnings,
         "watermark": extract.get("watermark"),
         "validation": validated["gx"],
+        "mart_validation": marts.get("validation"),
         "tables": {
             name: {"path": published["tables"][name], **marts["tables"][name]}
             for name in published["tables"]

@@ -3,6 +3,12 @@
 Every table a run publishes is first conformed to its contract -- exactly its columns, its
 types, its descriptions in the Parquet field metadata, its grain (primary key) checked -- so
 the files never drift from the documentation.
+
+Money is published as the contract's `DECIMAL(p,s)`. A value with more decimals than `s` is
+rounded half away from zero (`ROUNDING`, as DuckDB casts decimals: 2.675 -> 2.68, -2.675 ->
+-2.68); a DOUBLE is first read to `FLOAT_SCALE` decimal places, nearest, which drops its binary
+noise (2.675 is stored as 2.67499999999999982...), then rounded the same way. Rounding never
+fails; a value with more integer digits than `p - s` allows, a NaN or an infinity does.
 """
 
 from __future__ import annotations
@@ -11,12 +17,41 @@ import os
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.contracts import Contract
 from pipelines.errors import PublishError
 from pipelines.storage import files
 from pipelines.storage.faults import checkpoint
+
+ROUNDING = "half_towards_infinity"  # Arrow's name for half away from zero
+FLOAT_SCALE = 10  # a DOUBLE becomes a decimal of this scale (nearest) before it is rounded
+
+
+def to_decimal(
+    column: pa.ChunkedArray | pa.Array, target: pa.Decimal128Type, where: str
+) -> pa.ChunkedArray | pa.Array:
+    """`column` as `target`, rounded half away from zero to its scale; overflow is an error."""
+    try:
+        if pa.types.is_floating(column.type):
+            values = column.cast(pa.float64())
+            bad = pc.sum(pc.invert(pc.is_finite(values))).as_py() or 0
+            if bad:
+                raise PublishError(
+                    f"{where}: {bad:,} NaN or infinite value(s) cannot be published as "
+                    f"DECIMAL({target.precision},{target.scale})"
+                )
+            column = values.cast(pa.decimal128(38, FLOAT_SCALE))
+        elif pa.types.is_integer(column.type):
+            column = column.cast(pa.decimal128(38, 0))
+        if pa.types.is_decimal(column.type) and column.type.scale > target.scale:
+            column = pc.round(column, ndigits=target.scale, round_mode=ROUNDING)
+        return column.cast(target, safe=True)  # exact now; only too many digits fail
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise PublishError(
+            f"{where}: does not fit DECIMAL({target.precision},{target.scale}): {exc}"
+        ) from None
 
 
 def conform(table: pa.Table, contract: Contract) -> pa.Table:
@@ -31,15 +66,17 @@ def conform(table: pa.Table, contract: Contract) -> pa.Table:
         )
     schema = contract.arrow_schema()
     table = table.select(expected)
-    # Exact DECIMAL money from SQL becomes the contract's DOUBLE (rounding is the point there).
-    table = pa.table(
-        {
-            name: col.cast(pa.float64(), safe=False)
-            if pa.types.is_decimal(col.type) and schema.field(name).type == pa.float64()
-            else col
-            for name, col in zip(table.column_names, table.columns)
-        }
-    )
+    # Exact DECIMAL sums from SQL become the contract's DOUBLE (rounding is the point there);
+    # money becomes the contract's DECIMAL, rounded to its scale (see the module docstring).
+    columns = {}
+    for name, col in zip(table.column_names, table.columns):
+        target = schema.field(name).type
+        if pa.types.is_decimal(target) and col.type != target:
+            col = to_decimal(col, target, f"table {contract.name!r}, column {name!r}")
+        elif pa.types.is_decimal(col.type) and target == pa.float64():
+            col = col.cast(pa.float64(), safe=False)
+        columns[name] = col
+    table = pa.table(columns)
     try:
         cast = table.cast(pa.schema([f.with_nullable(True) for f in schema]), safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:

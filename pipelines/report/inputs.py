@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -115,8 +116,23 @@ class ReportInputs:
     previous_kpis: Mapping[str, Any] | None = None
     data_docs_href: str | None = None  # relative to the page
 
+    def __post_init__(self) -> None:
+        # Money is published as DECIMAL; the page computes, plots and formats with floats.
+        object.__setattr__(self, "tables", {k: as_floats(v) for k, v in self.tables.items()})
+        if self.previous_kpis is not None:
+            kpis = {
+                k: float(v) if isinstance(v, Decimal) else v for k, v in self.previous_kpis.items()
+            }
+            object.__setattr__(self, "previous_kpis", kpis)
+
     def table(self, name: str) -> pl.DataFrame:
         return self.tables.get(name, pl.DataFrame())
+
+
+def as_floats(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame with its DECIMAL (money) columns as Float64."""
+    decimals = [name for name, dtype in frame.schema.items() if isinstance(dtype, pl.Decimal)]
+    return frame.with_columns(pl.col(decimals).cast(pl.Float64)) if decimals else frame
 
 
 def customers(inputs: ReportInputs) -> pl.DataFrame:
@@ -135,7 +151,7 @@ def read_table(path: Path, name: str) -> pl.DataFrame | None:
     if not path.is_file():
         return None
     columns = _wanted(name, pq.read_schema(path).names)
-    return pl.read_parquet(path, columns=columns)
+    return as_floats(pl.read_parquet(path, columns=columns))
 
 
 def read_tables(marts: Path) -> dict[str, pl.DataFrame]:

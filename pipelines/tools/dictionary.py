@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pipelines.contracts import Contract, Rule, all_contracts
 from pipelines.validate.quarantine import REASON_CODES
+from pipelines.validate.rules import CONFIG_DRIVEN
 
 LOCATIONS = {
     "orders": "source files or table → landed unchanged in `DIR/raw/orders/snapshot_date=D/`",
@@ -49,12 +50,24 @@ def _rule_text(rule: Rule, with_severity: bool) -> str:
     return f"{text} ({rule.severity}{code})"
 
 
-def _column_rows(contract: Contract) -> list[str]:
+def _mart_rule_text(rule: Rule) -> str:
+    """A published table's rule: checked before publish; the config key when it decides the value."""
+    text = _rule_text(rule, False)
+    key = CONFIG_DRIVEN.get((rule.column or "", rule.kind))
+    if key is not None:
+        text += f", the default of config `{key}`"
+    return text + (" (warn)" if rule.severity == "warn" else "")
+
+
+def _column_rows(contract: Contract, published: bool = False) -> list[str]:
     rows = ["| column | type | required | description | rules |", "| --- | --- | --- | --- | --- |"]
     for col in contract.columns:
-        # Severities and reason codes only mean something for the validated input.
+        # Severities and reason codes only mean something for the validated input; a published
+        # table's rules stop the run unless they are warnings.
         rules = [
-            _rule_text(r, contract.name == "orders") for r in col.rules if r.kind != "required"
+            _mart_rule_text(r) if published else _rule_text(r, contract.name == "orders")
+            for r in col.rules
+            if r.kind != "required"
         ]
         if col.pii:
             rules.insert(0, "**PII**: never published in clear")
@@ -82,6 +95,12 @@ def render(contracts: dict[str, Contract] | None = None) -> str:
         "Generated from `data_contracts/*.yaml` by `custval docs` — do not edit by hand.",
         "Published tables live in `DIR/marts/<table>/snapshot_date=YYYY-MM-DD/` (hive-partitioned Parquet);",
         "each column's description is also in the Parquet field metadata.",
+        "Types are DuckDB's; money is exact: `DECIMAL(18,2)` for amounts, `DECIMAL(18,4)` for money",
+        "per order or per customer (averages, CAC), rounded half away from zero when published.",
+        "`snapshot_date` is not a column of the files but the partition key: see the README for the",
+        "type each reader gives it.",
+        "Every published table is checked against the rules below (and its key) before a snapshot is",
+        "published: a failed rule stops the run and nothing is published; a `(warn)` rule is a warning.",
         "",
     ]
     for title, group in (
@@ -103,7 +122,7 @@ def render(contracts: dict[str, Contract] | None = None) -> str:
                 f"- Where: {location}",
                 f"- Contract: `data_contracts/{c.name}.yaml` (version {c.version})",
                 "",
-                *_column_rows(c),
+                *_column_rows(c, published=c.name in marts),
                 "",
             ]
             if c.batch_rules:

@@ -10,7 +10,9 @@ model with parameters is a table. Run-time values are named parameters such as
 
 `mart_<table>` models are the published tables: each is conformed to its contract
 `data_contracts/<table>.yaml` (columns, types, descriptions) and written to the run's work
-dir, ready for the publish stage to swap into place.
+dir, then checked against the suite its contract generates (`validate/mart_checks.py`: a
+failed rule stops the run here, before anything is published), ready for the publish stage
+to swap into place.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pipelines.contracts import load_contract
 from pipelines.errors import CustvalError
 from pipelines.publish.tables import conform, write_partition_files
 from pipelines.resources import sql_dir
+from pipelines.validate.mart_checks import check_marts
 from pipelines.validate.reference_data import marketing_spend
 
 LAYERS = ("stg", "int", "mart")
@@ -437,6 +440,9 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
             tables[name] = {"rows": table.num_rows, "columns": table.num_columns}
     finally:
         con.close()
+    # Before anything is published: each written file against its contract's suite.
+    checked = check_marts(config, out, list(tables))
+    warnings += checked.pop("warnings")
     return ctx.save_result(
         "marts",
         {
@@ -445,6 +451,7 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
             "warnings": warnings,
             "model_seconds": model_seconds,
             "model_failures": list(predictive.failures),
+            "validation": checked,
         },
     )
 

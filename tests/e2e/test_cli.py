@@ -82,7 +82,11 @@ def test_generate_then_run(tmp_path: Path) -> None:
     assert rfm["customer_id"].to_list() == expected["customer_id"].to_list()
     assert rfm["order_count"].to_list() == expected["order_count"].to_list()
     assert rfm["last_order_date"].to_list() == expected["last_order_date"].to_list()
-    assert rfm["monetary_total"].to_numpy() == pytest.approx(expected["monetary_total"].to_numpy())
+    # published as DECIMAL(18,2), rounded half away from zero: within half a cent
+    assert rfm.schema["monetary_total"] == pl.Decimal(18, 2)
+    assert rfm["monetary_total"].cast(pl.Float64).to_numpy() == pytest.approx(
+        expected["monetary_total"].to_numpy(), rel=1e-12, abs=0.005
+    )
     assert not (wh / "_work" / manifest["run_id"]).exists()  # work dir cleaned after success
 
 
@@ -164,6 +168,10 @@ def test_every_command_reads_the_same_environment(tmp_path: Path) -> None:
     assert unlock.returncode == 0, unlock.stderr
     # neither given nor set: one line naming both
     res = custval("run", "--as-of", day, "--source", str(src))
+    assert res.returncode == 2
+    assert res.stderr.strip() == "error: --warehouse is required: give it, or set CUSTVAL_WAREHOUSE"
+    # set but empty is not set (never the current directory)
+    res = custval("run", "--as-of", day, "--source", str(src), env={"CUSTVAL_WAREHOUSE": ""})
     assert res.returncode == 2
     assert res.stderr.strip() == "error: --warehouse is required: give it, or set CUSTVAL_WAREHOUSE"
 

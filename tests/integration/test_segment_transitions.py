@@ -90,7 +90,8 @@ def _expected_transitions(rfm: list[pl.DataFrame], days: tuple[date, ...]) -> pl
 
 
 def _expected_summary(current: pl.DataFrame, previous: pl.DataFrame) -> pl.DataFrame:
-    # money in exact ten-thousandths (the published sums are exact DECIMAL(18, 4) ones)
+    # money in exact ten-thousandths: the generated amounts are whole cents, so the published
+    # DECIMAL(18, 2) monetary_total and its sums are exact (nothing was rounded)
     money = (pl.col("monetary_total") * 10_000).round().cast(pl.Int64)
     now = current.select("customer_id", "rfm_segment", money.alias("revenue"))
     before = previous.select(
@@ -101,8 +102,8 @@ def _expected_summary(current: pl.DataFrame, previous: pl.DataFrame) -> pl.DataF
     both = now.join(before, on="customer_id", how="full", coalesce=True)
     cells = both.group_by("previous_segment", "rfm_segment").agg(
         customers=pl.len().cast(pl.Int64),
-        revenue=pl.col("revenue").fill_null(0).sum() / 10_000,
-        previous_revenue=pl.col("previous_revenue").fill_null(0).sum() / 10_000,
+        revenue=pl.col("revenue").fill_null(0).sum(),
+        previous_revenue=pl.col("previous_revenue").fill_null(0).sum(),
     )
     return cells.with_columns(
         customer_share=pl.col("customers") / pl.col("customers").sum().over("previous_segment")
@@ -134,8 +135,12 @@ def test_published_transitions_match_the_published_segments_of_the_three_dates(
     summary = last["segment_transition_summary"]
     assert set(summary["previous_snapshot_date"].to_list()) == {days[1]}
     got = _sorted(summary)
+    assert got.schema["revenue"] == got.schema["previous_revenue"] == pl.Decimal(18, 2)
     want = _expected_summary(rfm[-1], rfm[-2])
-    assert_frame_equal(got, want.select(got.columns), check_exact=True)
+    exact = got.with_columns(  # DECIMAL -> integer ten-thousandths: no float in between
+        (pl.col(c) * 10_000).cast(pl.Int64) for c in ("revenue", "previous_revenue")
+    )
+    assert_frame_equal(exact, want.select(got.columns), check_exact=True)
 
 
 def test_the_runs_see_changes_new_and_unchanged_customers(runs: dict[str, Any]) -> None:

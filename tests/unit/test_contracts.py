@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pytest
 import yaml
@@ -74,6 +76,38 @@ def test_unknown_physical_type_is_an_error(tmp_path: Path) -> None:
 
     with pytest.raises(ContractError, match="physicalType 'MONEY'"):
         load_contract_file(_variant(tmp_path, mutate))
+
+
+def test_decimal_physical_types(tmp_path: Path) -> None:
+    rfm = load_contract("customer_rfm")
+    money = rfm.column("monetary_total")
+    assert money.physical_type == "DECIMAL(18,2)" and money.decimal == (18, 2)
+    assert money.arrow_type == pa.decimal128(18, 2)
+    assert money.polars_type == pl.Decimal(18, 2)
+    assert rfm.column("avg_order_value").arrow_type == pa.decimal128(18, 4)
+    assert rfm.column("recency_days").decimal is None
+
+    def set_type(physical: str, logical: str = "number"):
+        def mutate(doc):
+            prop = next(p for p in doc["schema"][0]["properties"] if p["name"] == "monetary_total")
+            prop["physicalType"], prop["logicalType"] = physical, logical
+
+        return mutate
+
+    cases = {  # DuckDB's spelling, any case or spacing
+        "decimal(38, 10)": pa.decimal128(38, 10),
+        "DECIMAL(1,0)": pa.decimal128(1, 0),
+    }
+    for i, (physical, arrow) in enumerate(cases.items()):
+        (tmp_path / f"ok{i}").mkdir()
+        path = _variant(tmp_path / f"ok{i}", set_type(physical))
+        assert load_contract_file(path).column("monetary_total").arrow_type == arrow
+    for i, bad in enumerate(("DECIMAL(39,2)", "DECIMAL(4,5)", "DECIMAL(18)", "DECIMAL(0,0)")):
+        (tmp_path / f"bad{i}").mkdir()
+        with pytest.raises(ContractError, match=rf"physicalType '{re.escape(bad)}'"):
+            load_contract_file(_variant(tmp_path / f"bad{i}", set_type(bad)))
+    with pytest.raises(ContractError, match="logicalType 'integer' does not fit"):
+        load_contract_file(_variant(tmp_path, set_type("DECIMAL(18,2)", "integer")))
 
 
 def test_missing_description_is_an_error(tmp_path: Path) -> None:

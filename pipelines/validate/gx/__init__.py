@@ -1,1 +1,2 @@
-"""Great Expectations: the suite generated from a contract, and the runner that reports per rule."""
+"""Great Expectations: the suites generated from contracts (the input's, the published tables'),
+and the runner that reports per rule."""

@@ -15,6 +15,9 @@ their writes of `index.html`, and the index never drops another run's page: GX's
 builder normally deletes pages without a result in the store; ours keeps them (the store on
 disk lists every run anyway). Files are written to a temporary name and renamed into place,
 so a reader never sees half a page.
+
+`SuiteSession` is the other way in: several batches, each against its own suite, in one
+in-memory context that writes nothing (the published tables, checked before publish).
 """
 
 from __future__ import annotations
@@ -233,26 +236,7 @@ def run_suite(
     for identifier, validation in result.run_results.items():
         urls = context.get_docs_sites_urls(resource_identifier=identifier, site_name=SITE)
         page = urls[0]["site_url"] if urls else None
-        for r in validation.results:
-            cfg = r.expectation_config
-            meta = cfg.meta or {}
-            res = r.result or {}
-            rows = [int(item[ROW_KEY]) for item in res.get("unexpected_index_list") or []]
-            outcomes.append(
-                RuleOutcome(
-                    rule=meta.get("rule", cfg.type),
-                    expectation=cfg.type,
-                    severity=meta.get("severity", "reject"),
-                    reason_code=meta.get("reason_code", ""),
-                    success=bool(r.success),
-                    column=cfg.kwargs.get("column"),
-                    unexpected_count=int(res.get("unexpected_count") or 0),
-                    element_count=int(res.get("element_count") or len(pdf)),
-                    unexpected_rows=rows,
-                    sample=list(res.get("partial_unexpected_list") or [])[:5],
-                    observed=res.get("observed_value"),
-                )
-            )
+        outcomes += [_outcome(r, len(pdf)) for r in validation.results]
     index = context.get_docs_sites_urls(site_name=SITE)
     return GxReport(
         success=bool(result.success),
@@ -260,6 +244,97 @@ def run_suite(
         docs_index=_path(index[0]["site_url"]) if index else None,
         docs_page=_path(page),
     )
+
+
+def _outcome(r: Any, rows: int) -> RuleOutcome:
+    """One expectation's result as the contract rule it checks."""
+    cfg = r.expectation_config
+    meta = cfg.meta or {}
+    res = r.result or {}
+    keys = [int(item[ROW_KEY]) for item in res.get("unexpected_index_list") or []]
+    return RuleOutcome(
+        rule=meta.get("rule", cfg.type),
+        expectation=cfg.type,
+        severity=meta.get("severity", "reject"),
+        reason_code=meta.get("reason_code", ""),
+        success=bool(r.success),
+        column=cfg.kwargs.get("column") or _columns(cfg.kwargs.get("column_list")),
+        unexpected_count=int(res.get("unexpected_count") or 0),
+        element_count=int(res.get("element_count") or rows),
+        unexpected_rows=keys,
+        sample=list(res.get("partial_unexpected_list") or [])[:5],
+        observed=res.get("observed_value"),
+    )
+
+
+def _columns(column_list: list[str] | None) -> str | None:
+    return "+".join(column_list) if column_list else None
+
+
+@dataclass
+class TableReport:
+    """One batch of a session validated against its suite."""
+
+    suite: str
+    success: bool
+    outcomes: list[RuleOutcome]
+
+
+def _memory_context() -> Any:
+    """An ephemeral context that keeps everything in memory and has no Data Docs site."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
+        data_docs_sites={},
+    )
+    return gx.get_context(project_config=config, mode="ephemeral")
+
+
+class SuiteSession:
+    """One in-memory GX context for several batches, each with its own suite: a run's marts.
+
+    `validate` runs one suite over one pandas frame. Nothing is written: the results are the
+    caller's to report (the published tables' checks go to the manifest, not to Data Docs,
+    whose index re-reads every stored result at each build).
+    """
+
+    def __init__(self) -> None:
+        _quiet_gx()
+        self.context = _memory_context()
+        self._source = self.context.data_sources.add_pandas("custval")
+
+    def validate(self, frame: Any, suite: Any, result_format: str = "BASIC") -> TableReport:
+        """Validate `frame` against `suite` (an unsaved ExpectationSuite with a unique name).
+
+        BOOLEAN_ONLY computes the least (success only); BASIC adds the unexpected counts and a
+        sample of unexpected values (no row keys: a mart row is not a source line).
+        """
+        import great_expectations as gx
+
+        context = self.context
+        suite = context.suites.add(suite)
+        batch = self._source.add_dataframe_asset(
+            name=suite.name
+        ).add_batch_definition_whole_dataframe("batch")
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=suite.name, data=batch, suite=suite)
+        )
+        validation = definition.run(
+            batch_parameters={"dataframe": frame}, result_format={"result_format": result_format}
+        )
+        return TableReport(
+            suite.name,
+            bool(validation.success),
+            [_outcome(r, len(frame)) for r in validation.results],
+        )
 
 
 def _name_the_asset(validation: Any) -> None:

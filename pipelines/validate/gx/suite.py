@@ -37,10 +37,45 @@ def _meta(rule: Rule) -> dict[str, Any]:
     return {"rule": rule.name, "severity": rule.severity, "reason_code": rule.reason_code or ""}
 
 
+def expectation_for(rule: Rule, inputs: SuiteInputs | None = None) -> Any:
+    """The one expectation that checks a column rule (the same for the input and the marts);
+    the clock-dependent kinds need `inputs`."""
+    import great_expectations.expectations as gxe
+    import pandas as pd
+
+    col, meta, p = rule.column, _meta(rule), rule.params
+    if col is None:
+        raise ValueError(f"rule {rule.name!r} is not a column rule")
+    if rule.kind == "required":
+        return gxe.ExpectColumnValuesToNotBeNull(column=col, meta=meta)
+    if rule.kind == "unique":
+        return gxe.ExpectColumnValuesToBeUnique(column=col, meta=meta)
+    if rule.kind == "minimum":
+        return gxe.ExpectColumnValuesToBeBetween(column=col, min_value=p["value"], meta=meta)
+    if rule.kind == "maximum":
+        return gxe.ExpectColumnValuesToBeBetween(column=col, max_value=p["value"], meta=meta)
+    if rule.kind == "pattern":
+        return gxe.ExpectColumnValuesToMatchRegex(column=col, regex=p["value"], meta=meta)
+    if rule.kind == "max_length":
+        return gxe.ExpectColumnValueLengthsToBeBetween(column=col, max_value=p["value"], meta=meta)
+    if rule.kind == "accepted_values":
+        return gxe.ExpectColumnValuesToBeInSet(column=col, value_set=list(p["values"]), meta=meta)
+    if rule.kind == "not_in_future":
+        if inputs is None:
+            raise ValueError(f"rule {rule.name!r} needs the run's clock")
+        limit = inputs.now + timedelta(minutes=float(p.get("skewMinutes", 0)))
+        return gxe.ExpectColumnValuesToBeBetween(
+            column=col, max_value=pd.Timestamp(limit).tz_convert("UTC"), meta=meta
+        )
+    if rule.kind == "not_before":
+        earliest = pd.Timestamp(str(p["earliest"]), tz="UTC")
+        return gxe.ExpectColumnValuesToBeBetween(column=col, min_value=earliest, meta=meta)
+    raise ValueError(f"rule {rule.name!r}: no expectation for kind {rule.kind!r}")
+
+
 def build_suite(contract: Contract, inputs: SuiteInputs) -> gx.ExpectationSuite:
     import great_expectations as gx
     import great_expectations.expectations as gxe
-    import pandas as pd
 
     suite = gx.ExpectationSuite(name=f"{contract.name}_contract_v{contract.version}")
     for column in contract.required_columns:
@@ -51,38 +86,7 @@ def build_suite(contract: Contract, inputs: SuiteInputs) -> gx.ExpectationSuite:
             )
         )
     for rule in gx_rules(contract):
-        col, meta, p = rule.column, _meta(rule), rule.params
-        assert col is not None  # row rules belong to a column
-        exp: Any
-        if rule.kind == "required":
-            exp = gxe.ExpectColumnValuesToNotBeNull(column=col, meta=meta)
-        elif rule.kind == "unique":
-            exp = gxe.ExpectColumnValuesToBeUnique(column=col, meta=meta)
-        elif rule.kind == "minimum":
-            exp = gxe.ExpectColumnValuesToBeBetween(column=col, min_value=p["value"], meta=meta)
-        elif rule.kind == "maximum":
-            exp = gxe.ExpectColumnValuesToBeBetween(column=col, max_value=p["value"], meta=meta)
-        elif rule.kind == "pattern":
-            exp = gxe.ExpectColumnValuesToMatchRegex(column=col, regex=p["value"], meta=meta)
-        elif rule.kind == "max_length":
-            exp = gxe.ExpectColumnValueLengthsToBeBetween(
-                column=col, max_value=p["value"], meta=meta
-            )
-        elif rule.kind == "accepted_values":
-            exp = gxe.ExpectColumnValuesToBeInSet(
-                column=col, value_set=list(p["values"]), meta=meta
-            )
-        elif rule.kind == "not_in_future":
-            limit = inputs.now + timedelta(minutes=float(p.get("skewMinutes", 0)))
-            exp = gxe.ExpectColumnValuesToBeBetween(
-                column=col, max_value=pd.Timestamp(limit).tz_convert("UTC"), meta=meta
-            )
-        elif rule.kind == "not_before":
-            earliest = pd.Timestamp(str(p["earliest"]), tz="UTC")
-            exp = gxe.ExpectColumnValuesToBeBetween(column=col, min_value=earliest, meta=meta)
-        else:
-            raise ValueError(f"rule {rule.name!r}: no expectation for kind {rule.kind!r}")
-        suite.add_expectation(exp)
+        suite.add_expectation(expectation_for(rule, inputs))
 
     # The batch_not_empty rule counts rows read (before quarantine), so validate.py checks it.
     trend = contract.batch_rule("row_count_vs_trailing_average")

@@ -3,8 +3,9 @@
 A generated history (with item quantities and marketing spend per month and channel) is run for
 two snapshot dates three weeks apart. For each date, customer_journey, journey_summary, the
 journey rows of segment_summary and cohort_retention's order values are recomputed here with
-Polars from the orders file itself, money in integer cents (so the comparison is exact), the
-ABC classes and the CAC included. Only the lifecycle stage is read from the published
+Polars from the orders file itself, money in integer cents (so the comparison is exact up to
+the published DECIMAL's rounding: half a unit of its last place), the ABC classes and the CAC
+included. Only the lifecycle stage is read from the published
 customer_rfm (it has its own tests); the activity state maps it. Between the two dates
 customers move one_time -> repeat and repeat -> high_value, and their dates say when.
 """
@@ -12,12 +13,14 @@ customers move one_time -> repeat and repeat -> high_value, and their dates say 
 from __future__ import annotations
 
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 import pytest
+from conftest import assert_money
 
 from pipelines.tools.generate import simulate_orders, write_orders
 
@@ -270,7 +273,9 @@ def _expected_summary(journey: pl.DataFrame, day: date) -> dict[str, Any]:
 
 
 def _assert_same(got: Any, want: Any, where: str) -> None:
-    if isinstance(want, float) or isinstance(got, float):
+    if isinstance(got, Decimal):  # money: the exact value rounded to the published scale
+        assert_money(got, want, where)
+    elif isinstance(want, float) or isinstance(got, float):
         assert got is not None and want is not None, where
         assert float(got) == pytest.approx(float(want), rel=1e-9, abs=1e-9), where
     else:
@@ -339,8 +344,9 @@ def test_cohort_order_values_match(runs: dict[str, Any]) -> None:
     assert got.height > 20
     assert (got["purchase_orders"] == got["orders"]).all()
     expected_aov = got["cents"] / 100 / got["orders"]
+    assert got.schema["average_order_value"] == pl.Decimal(18, 4)
     for g, w in zip(got["average_order_value"], expected_aov, strict=True):
-        assert g == pytest.approx(w, rel=1e-12)
+        assert_money(g, w)
 
 
 def test_customers_move_along_the_journey_between_snapshots(runs: dict[str, Any]) -> None:

@@ -54,3 +54,21 @@ def test_refresh_latest_uses_the_newest_complete_snapshot(tmp_path: Path) -> Non
 def test_refresh_latest_needs_an_asset_event() -> None:
     with pytest.raises(CustvalError, match="no asset event names a warehouse"):
         refresh_latest([{}])
+
+
+def test_latest_kpis_give_decimal_money_as_json_numbers(tmp_path: Path) -> None:
+    snapshot = date(2024, 1, 1)
+    version = snapshots.new_version(tmp_path, snapshot, "run-1")
+    (version / "marts" / "kpi_summary").mkdir(parents=True)
+    pl.DataFrame(
+        {"customers": [3], "net_revenue": pl.Series(["1234.56"]).cast(pl.Decimal(18, 2))}
+    ).write_parquet(version / "marts" / "kpi_summary" / "part-0.parquet")
+    path = str(tmp_path / "marts" / "kpi_summary" / "snapshot_date=2024-01-01")
+    write_json(
+        version / "runs" / "manifest.json",
+        {"snapshot_date": "2024-01-01", "tables": {"kpi_summary": {"path": path}}},
+    )
+    snapshots.commit(tmp_path, snapshot, version)
+    refresh_latest([{"warehouse": str(tmp_path), "snapshot_date": "2024-01-01"}])
+    kpis = json.loads((tmp_path / "latest" / "kpis.json").read_text())
+    assert kpis == {"snapshot_date": "2024-01-01", "customers": 3, "net_revenue": 1234.56}

@@ -86,7 +86,7 @@ def journey_tables(
     n = rfm.height
     orders = rfm["order_count"].to_numpy()
     age = rfm["tenure_days"].to_numpy()
-    revenue = rfm["monetary_total"].to_numpy()
+    revenue = rfm["monetary_total"].cast(pl.Float64).to_numpy()  # published as DECIMAL
     repeat = orders > 1
     high = repeat & (rfm["abc_class"].to_numpy() == "A")
     gap = np.where(repeat, rng.integers(1, np.maximum(age, 1) + 1), 0)
@@ -197,9 +197,14 @@ def journey_tables(
     )
     summary = conform("journey_summary", summary.with_columns(pl.col(pl.Float64).fill_nan(None)))
     both = c("recent_order_value").is_not_null()
-    per = journey.join(rfm.select("customer_id", "monetary_total"), on="customer_id").with_columns(
-        (c("journey_stage") + "/" + c("activity_state")).alias("journey_state"),
-        c("acquisition_channel").fill_null("unknown"),
+    money = pl.col(pl.Decimal).cast(pl.Float64)  # aggregated as floats, published as DECIMAL
+    per = (
+        journey.with_columns(money)
+        .join(rfm.select("customer_id", "monetary_total").with_columns(money), on="customer_id")
+        .with_columns(
+            (c("journey_stage") + "/" + c("activity_state")).alias("journey_state"),
+            c("acquisition_channel").fill_null("unknown"),
+        )
     )
     total = float(rfm["monetary_total"].sum()) or None
     rows = [
@@ -297,7 +302,8 @@ def build_tables(
     for dim in ("rfm_segment", "abc_class", "loyalty_tier", "lifecycle_stage"):
         total = float(rfm["monetary_total"].sum()) or None
         segment.append(
-            rfm.group_by(pl.col(dim).alias("segment"))
+            rfm.with_columns(pl.col(pl.Decimal).cast(pl.Float64))
+            .group_by(pl.col(dim).alias("segment"))
             .agg(
                 pl.len().alias("customers"),
                 pl.col("monetary_total").sum().alias("revenue"),

@@ -1,0 +1,134 @@
+"""Validate the built marts against their contracts, before anything is published.
+
+The marts stage conforms every table to its contract and writes it into the run's work dir;
+each file is then checked with the suite its contract generates (`gx/mart_suite.py`, with the
+run's config values: `rules.mart_contract_for_run`), reading only the columns the suite needs
+from the file itself, every table in one in-memory GX context. A fast pass decides whether a
+table passes; only a failing table is validated again, rule by rule, to say what is wrong.
+
+A failed rule stops the run with one line naming the table, the rule, the column and a count
+and sample of the bad values: publish never starts, so readers keep the snapshot published
+before. A rule declared `warn` becomes a manifest warning instead. The outcome per table
+(rules checked, passed, failed) goes to the marts stage's result and the manifest
+(`mart_validation`), not to Data Docs: its index re-reads every stored result at each build,
+and eleven more a run would make every later build slower.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.config import Config
+from pipelines.contracts import Contract
+from pipelines.errors import MartRejected
+from pipelines.storage import layout
+from pipelines.validate.gx.mart_suite import build_mart_suite, mart_rules, suite_columns
+from pipelines.validate.rules import mart_contract_for_run
+
+log = logging.getLogger(__name__)
+
+MAX_LISTED = 3  # failed rules named in the error line; the rest are counted
+
+
+def load_for_suite(path: Path, contract: Contract) -> Any:
+    """The columns the table's suite reads, from its Parquet file, as a pandas frame.
+
+    DECIMAL columns become doubles: the rules compare numbers with bounds, and pandas would
+    hold them as Python Decimal objects.
+    """
+    table = pq.read_table(path, columns=suite_columns(contract))
+    columns = [
+        col.cast(pa.float64()) if pa.types.is_decimal(col.type) else col for col in table.columns
+    ]
+    return pa.Table.from_arrays(columns, names=table.column_names).to_pandas()
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, dict):  # a compound key
+        return "(" + ", ".join(_value(x) for x in v.values()) + ")"
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "null"
+    if isinstance(v, str):
+        return repr(v)
+    if isinstance(v, date):
+        return v.isoformat()
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def describe(table: str, outcome: Any) -> str:
+    """One failed rule of one table, in one line."""
+    if outcome.column is None:  # a table-level rule: the row count
+        return (
+            f"table {table}: rule {outcome.rule} ({outcome.expectation}) failed: "
+            f"{outcome.observed} rows"
+        )
+    sample = ", ".join(_value(v) for v in outcome.sample[:MAX_LISTED])
+    return (
+        f"table {table}: rule {outcome.rule} ({outcome.expectation} on {outcome.column}) failed "
+        f"for {outcome.unexpected_count:,} of {outcome.element_count:,} rows (e.g. {sample})"
+    )
+
+
+def check_tables(files: dict[str, Path], contracts: dict[str, Contract]) -> dict[str, Any]:
+    """Validate each built table file against its contract's suite; the summary of all.
+
+    Raises MartRejected naming the failed rules that are not `warn` -- after every table is
+    checked, so one error line says everything that is wrong.
+    """
+    from pipelines.validate.gx.runner import SuiteSession
+
+    started = time.perf_counter()
+    session = SuiteSession()
+    tables: dict[str, dict[str, Any]] = {}
+    errors: list[str] = []
+    warnings: list[str] = []
+    for name in sorted(files):
+        contract = contracts[name]
+        rules = len(mart_rules(contract))
+        failed: list[str] = []
+        if rules:
+            frame = load_for_suite(files[name], contract)
+            fast = session.validate(
+                frame, build_mart_suite(contract, detailed=False), "BOOLEAN_ONLY"
+            )
+            if not fast.success:
+                detailed = session.validate(frame, build_mart_suite(contract), "BASIC")
+                for outcome in detailed.outcomes:
+                    if outcome.success:
+                        continue
+                    failed.append(outcome.rule)
+                    line = describe(name, outcome)
+                    (warnings if outcome.severity == "warn" else errors).append(line)
+        tables[name] = {"rules": rules, "passed": rules - len(failed), "failed": failed}
+    seconds = round(time.perf_counter() - started, 3)
+    if errors:
+        more = f"; and {len(errors) - MAX_LISTED} more" if len(errors) > MAX_LISTED else ""
+        raise MartRejected(
+            f"{'; '.join(errors[:MAX_LISTED])}{more} -- nothing published; the snapshot keeps "
+            "what was published before"
+        )
+    log.info("published tables checked against their contracts in %.2f s", seconds)
+    return {
+        "success": True,
+        "seconds": seconds,
+        "rules": sum(t["rules"] for t in tables.values()),
+        "passed": sum(t["passed"] for t in tables.values()),
+        "tables": tables,
+        "warnings": warnings,
+    }
+
+
+def check_marts(config: Config, built: Path, tables: list[str]) -> dict[str, Any]:
+    """The marts stage's check: every table written under `built` against its contract."""
+    return check_tables(
+        {name: built / name / layout.TABLE_FILE for name in tables},
+        {name: mart_contract_for_run(name, config) for name in tables},
+    )

@@ -6,6 +6,7 @@ the shape, so a typo in a user file is an error rather than a silently ignored k
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
@@ -277,6 +278,41 @@ class PredictiveConfig(_Section):
         return self
 
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB|%)\s*$", re.IGNORECASE)
+
+
+class ResourcesConfig(_Section):
+    memory_limit: str
+    threads: int | None
+    validation_slice_rows: int
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory(cls, v: str) -> str:
+        match = _SIZE.match(v)
+        if not match or float(match.group(1)) <= 0:
+            raise ValueError(
+                f"resources.memory_limit: give a size such as 4GB, 512MB or 50%, got {v!r}"
+            )
+        if match.group(2) == "%" and float(match.group(1)) > 100:
+            raise ValueError(f"resources.memory_limit: a share of memory is at most 100%, got {v}")
+        return v.strip()
+
+    @field_validator("threads")
+    @classmethod
+    def _threads(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError("resources.threads must be at least 1 (null = one per core)")
+        return v
+
+    @field_validator("validation_slice_rows")
+    @classmethod
+    def _slice(cls, v: int) -> int:
+        if v < 1000:
+            raise ValueError("resources.validation_slice_rows must be at least 1000")
+        return v
+
+
 class Config(_Section):
     reporting_currency: str
     fx_rates: str | None
@@ -292,6 +328,7 @@ class Config(_Section):
     clv: ClvConfig
     journey: JourneyConfig
     predictive: PredictiveConfig
+    resources: ResourcesConfig
 
     @model_validator(mode="after")
     def _journey_tiers(self) -> Config:

@@ -174,6 +174,7 @@ def build(ctx: RunContext) -> dict[str, Any]:
         "stages": stage_metrics(ctx),
         "model_seconds": marts.get("model_seconds", {}),
         "versions": package_versions(),
+        "resources": ctx.config.resources.model_dump(),  # the budget the stages ran under
         "input_fingerprint": extract["input_fingerprint"],
     }
 

@@ -31,7 +31,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from pipelines.config import Config
+from pipelines.config import Config, ResourcesConfig
 from pipelines.context import RunContext
 from pipelines.contracts import load_contract
 from pipelines.errors import CustvalError
@@ -194,10 +194,26 @@ def config_tables(config: Config) -> dict[str, pl.DataFrame]:
     }
 
 
-def connect() -> duckdb.DuckDBPyConnection:
+def connect(
+    resources: ResourcesConfig | None = None, spill_dir: Path | None = None
+) -> duckdb.DuckDBPyConnection:
+    """An in-process DuckDB held to the run's memory budget (`resources`), spilling to `spill_dir`.
+
+    Without a budget DuckDB takes 80% of the machine's memory; with one, joins, sorts and
+    window functions that outgrow it write their overflow to `spill_dir` instead of failing
+    (or swapping the box), which is what lets a 100M-order run fit a laptop-sized budget.
+    """
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")  # dates of timestamptz values are UTC dates
     con.execute("set preserve_insertion_order = false")
+    con.execute("set enable_progress_bar = false")  # progress is the run's logs, not stdout bars
+    if resources is not None:
+        con.execute(f"set memory_limit = '{resources.memory_limit}'")  # validated: digits+unit
+        if resources.threads is not None:
+            con.execute(f"set threads = {int(resources.threads)}")
+    if spill_dir is not None:
+        spill_dir.mkdir(parents=True, exist_ok=True)
+        con.execute("set temp_directory = ?", [str(spill_dir)])
     return con
 
 
@@ -309,6 +325,7 @@ def segment_history(
     orders: str | Path | pl.DataFrame,
     models: dict[str, SqlModel] | None = None,
     python_models: dict[str, PythonModel] | None = None,
+    spill_dir: Path | None = None,
 ) -> pa.Table:
     """Each customer's RFM segment and net revenue on each of the days D - L ... D - 1.
 
@@ -330,7 +347,7 @@ def segment_history(
     days = [snapshot_date - timedelta(days=n) for n in range(lookback, 0, -1)]
     tables = []
     for day in days:
-        con = connect()
+        con = connect(config.resources, spill_dir)
         try:
             register_sources(con, config, orders, until=day)
             build_models(con, model_params(config, day), models, {}, targets=set(HISTORY_TARGETS))
@@ -360,6 +377,7 @@ def build_snapshot(
     orders: str | Path | pl.DataFrame,
     models: dict[str, SqlModel] | None = None,
     python_models: dict[str, PythonModel] | None = None,
+    spill_dir: Path | None = None,
 ) -> dict[str, float]:
     """Register the staged orders (a Parquet path or a frame) and the config tables, build all.
 
@@ -374,7 +392,7 @@ def build_snapshot(
         python_models = Predictive(config).python_models()
     models = models if models is not None else load_models()
     started = time.perf_counter()
-    history = segment_history(config, snapshot_date, orders, models, python_models)
+    history = segment_history(config, snapshot_date, orders, models, python_models, spill_dir)
     history_seconds = round(time.perf_counter() - started, 3)
     lookback = config.rfm.transition_lookback_days
     log.info(
@@ -405,7 +423,8 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
         ctx.snapshot_date.isoformat(),
         previous_fit=lambda models: last_good_fit(ctx.warehouse, ctx.snapshot_date, models),
     )
-    con = connect()
+    spill = ctx.work_dir / "spill"
+    con = connect(config.resources, spill)
     try:
         model_seconds = build_snapshot(
             con,
@@ -414,6 +433,7 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
             staged["staged_path"],
             models,
             python_models if python_models is not None else predictive.python_models(),
+            spill,
         )
         warnings = list(predictive.warnings)
         overall = con.sql(

@@ -104,6 +104,7 @@ def expectations_step(
         lambda: build_suite(contract, SuiteInputs(now=ctx.started_at, row_count_bounds=bounds)),
         ctx.warehouse / layout.DOCS,
         run_name=ctx.run_id,
+        slice_rows=ctx.config.resources.validation_slice_rows,
     )
     rejected: list[str] = []
     failures: RowFailures = {}
@@ -131,6 +132,7 @@ def expectations_step(
         "docs_index": report.docs_index,
         "docs_page": report.docs_page,
         "row_count_bounds": list(bounds) if bounds else None,
+        "slices": report.slices,  # GX saw the batch in this many row slices, merged here
     }
     return failures, summary
 

@@ -70,6 +70,7 @@ class GxReport:
     outcomes: list[RuleOutcome]
     docs_index: str | None
     docs_page: str | None
+    slices: int = 1
 
 
 def _quiet_gx() -> None:
@@ -182,13 +183,21 @@ def _site_lock(docs_dir: Path) -> Iterator[None]:
 
 
 def run_suite(
-    frame: pl.DataFrame, make_suite: Callable[[], Any], docs_dir: Path, run_name: str
+    frame: pl.DataFrame,
+    make_suite: Callable[[], Any],
+    docs_dir: Path,
+    run_name: str,
+    slice_rows: int | None = None,
 ) -> GxReport:
     """Validate `frame` (must hold ROW_KEY) against the suite `make_suite()` builds.
 
     The suite is built after the context exists (GX 1.x binds suites to the active context).
+    With `slice_rows`, GX sees at most that many rows at once (its pandas copy is bounded) and
+    the slices' results are merged into the whole batch's (`slices.merge`): one result, one page.
     Data Docs go to `docs_dir`: this run's page is added, earlier runs' pages are kept.
     """
+    from pipelines.validate.gx.slices import merge, row_slices
+
     _quiet_gx()
     import great_expectations as gx
     from great_expectations.data_context.types.resource_identifiers import (
@@ -213,15 +222,22 @@ def run_suite(
             result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_KEY]},
         )
     )
-    pdf = frame.to_pandas()
-    result = checkpoint.run(
-        batch_parameters={"dataframe": pdf}, run_id=gx.RunIdentifier(run_name=run_name)
-    )
+    run_id = gx.RunIdentifier(run_name=run_name)  # one run time: every slice has the same key
+    parts = [
+        checkpoint.run(batch_parameters={"dataframe": part.to_pandas()}, run_id=run_id)
+        for part in row_slices(frame, slice_rows or max(frame.height, 1))
+    ]
+    result = parts[-1]  # row_slices yields at least one slice
+    for identifier in result.run_results:
+        result.run_results[identifier] = merge(
+            [p.run_results[identifier] for p in parts], frame, ROW_KEY
+        )
+    success = all(v.success for v in result.run_results.values())
 
     store = context.validation_results_store
     for identifier, validation in result.run_results.items():
         _name_the_asset(validation)
-        store.set(identifier, validation)  # the same key (file) the checkpoint wrote
+        store.set(identifier, validation)  # the same key (file) the checkpoints wrote
     with _site_lock(docs_dir):
         context.build_data_docs(
             site_names=[SITE],
@@ -236,13 +252,14 @@ def run_suite(
     for identifier, validation in result.run_results.items():
         urls = context.get_docs_sites_urls(resource_identifier=identifier, site_name=SITE)
         page = urls[0]["site_url"] if urls else None
-        outcomes += [_outcome(r, len(pdf)) for r in validation.results]
+        outcomes += [_outcome(r, frame.height) for r in validation.results]
     index = context.get_docs_sites_urls(site_name=SITE)
     return GxReport(
-        success=bool(result.success),
+        success=success,
         outcomes=outcomes,
         docs_index=_path(index[0]["site_url"]) if index else None,
         docs_page=_path(page),
+        slices=len(parts),
     )
 
 

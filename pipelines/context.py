@@ -8,6 +8,11 @@ can read what came before.
 Everything a user can get wrong about a run (a date outside the supported range or of a day
 that has not ended, a warehouse URL we cannot write, a warehouse path that is a file) is
 checked here, before any work starts, and reported in one line.
+
+A warehouse is a local directory or `s3://bucket/prefix` (S3 or an S3-compatible store). For
+the latter, `warehouse` is the run's local view of it on the scratch disk
+(`pipelines/storage/local_view.py`) and `remote` its URL: the stages read and write local
+paths either way.
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ from pipelines.stage_results import (
     StageName,
     ValidateResult,
 )
-from pipelines.storage import files, layout
+from pipelines.storage import files, layout, local_view
 from pipelines.storage.jsonfile import write_json
+from pipelines.storage.object_store import SCHEME, is_object_url, normalise_url, parse_url
 
 _URL = re.compile(
     r"^([A-Za-z][A-Za-z0-9+.-]+):/"
@@ -48,14 +54,21 @@ def parse_date(value: str | date, what: str = "date") -> date:
         raise CustvalError(f"invalid {what} {value!r}: expected YYYY-MM-DD") from None
 
 
-def check_warehouse(warehouse: str | Path) -> Path:
-    """The warehouse as an absolute local directory path, or a one-line error."""
+def check_warehouse(warehouse: str | Path, view: str | None = None) -> Path:
+    """The warehouse as an absolute local directory path, or a one-line error.
+
+    An `s3://bucket/prefix` warehouse gives a local view of it named `view` (by default a
+    command's own, `local_view.command_name()`), which the caller closes when done.
+    """
     text = str(warehouse)
+    if is_object_url(text):
+        url = object_warehouse(text)
+        return local_view.open_view(url, view or local_view.command_name())
     scheme = _URL.match(text)
     if scheme:
         raise CustvalError(
-            f"warehouse {text}: {scheme.group(1)}:// warehouses are not supported yet; "
-            "use a local directory (object storage support is planned)"
+            f"warehouse {text}: {scheme.group(1)}:// warehouses are not supported; use a local "
+            f"directory or {SCHEME}://bucket/prefix (S3, MinIO or another S3-compatible store)"
         )
     path = Path(text).expanduser().resolve()
     for parent in (path, *path.parents):
@@ -66,6 +79,13 @@ def check_warehouse(warehouse: str | Path) -> Path:
                 )
             break
     return path
+
+
+def object_warehouse(text: str) -> str:
+    """An `s3://bucket/prefix` warehouse URL, checked and normalised (one-line error if bad)."""
+    url = normalise_url(text)
+    parse_url(url)
+    return url
 
 
 def snapshot_end(snapshot: date) -> datetime:
@@ -108,6 +128,7 @@ class RunContext:
     reingest: bool = False
     parent_run_id: str | None = None  # set when this context rebuilds a past snapshot for a run
     allow_partial_day: bool = False
+    remote: str | None = None  # the s3:// warehouse `warehouse` is a local view of
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -131,10 +152,11 @@ class RunContext:
         if run_id is None:
             run_id = f"{snap.isoformat()}_{started:%Y%m%dT%H%M%S}_{secrets.token_hex(3)}"
         run_id = re.sub(r"[^A-Za-z0-9_.+-]", "_", run_id)
+        remote = object_warehouse(str(warehouse)) if is_object_url(str(warehouse)) else None
         ctx = cls(
             run_id,
             snap,
-            check_warehouse(warehouse),
+            check_warehouse(warehouse, view=parent_run_id or run_id),
             str(source),
             config_path,
             started,
@@ -143,6 +165,7 @@ class RunContext:
             reingest,
             parent_run_id,
             allow_partial_day,
+            remote,
         )
         config = ctx.config  # a bad config file fails before anything else
         check_snapshot_date(snap, started, config.validation.earliest_order_date, allow_partial_day)
@@ -181,6 +204,7 @@ class RunContext:
             table=self.table,
             parent_run_id=self.owner_run_id,
             allow_partial_day=self.allow_partial_day,
+            remote=self.remote,
         )
         sub._cache.update(self._cache)
         return sub
@@ -188,6 +212,11 @@ class RunContext:
     def for_batch(self, ingest_date: date) -> RunContext:
         """A context ingesting the batch of another day (one that arrived late) for this run."""
         return self.for_snapshot(ingest_date, purpose="ingest")
+
+    @property
+    def location(self) -> str:
+        """The warehouse as users name it: its directory, or its s3:// URL."""
+        return self.remote or str(self.warehouse)
 
     @property
     def work_dir(self) -> Path:
@@ -213,14 +242,20 @@ class RunContext:
         d["snapshot_date"] = self.snapshot_date.isoformat()
         d["warehouse"] = str(self.warehouse)
         d["started_at"] = self.started_at.isoformat()
+        if self.remote is None:
+            d.pop("remote")  # a local warehouse's context reads as it always has
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunContext:
+        remote = d.get("remote")
+        warehouse = Path(d["warehouse"])
+        if remote:  # the same view path on whichever worker runs this task
+            local_view.attach(warehouse, remote)
         return cls(
             run_id=d["run_id"],
             snapshot_date=date.fromisoformat(d["snapshot_date"]),
-            warehouse=Path(d["warehouse"]),
+            warehouse=warehouse,
             source=d["source"],
             config_path=d.get("config_path"),
             started_at=datetime.fromisoformat(d["started_at"]),
@@ -229,6 +264,7 @@ class RunContext:
             reingest=bool(d.get("reingest", False)),
             parent_run_id=d.get("parent_run_id"),
             allow_partial_day=bool(d.get("allow_partial_day", False)),
+            remote=remote or None,
         )
 
     # Stage results -------------------------------------------------------------------------
@@ -259,3 +295,5 @@ class RunContext:
 
     def cleanup(self) -> None:
         files.remove_tree(self.work_dir)
+        if self.remote is not None and self.parent_run_id is None:
+            local_view.close(self.warehouse)  # the run's whole local view goes with it

@@ -15,9 +15,13 @@ from pipelines.errors import CustvalError
 
 ConnectionLookup = Callable[[str], str]  # connection id -> URI
 KeyLookup = Callable[[], str | None]  # -> the HMAC key, or None when there is none
+# -> an object store's access_key, secret_key, session_token, region, endpoint (any may be
+# missing: the AWS environment chain fills the rest), or None when there is no such source
+ObjectStoreLookup = Callable[[], dict[str, str | None] | None]
 
 _connections: ConnectionLookup | None = None
 _hmac_key: KeyLookup | None = None
+_object_store: ObjectStoreLookup | None = None
 
 
 class SecretError(CustvalError):
@@ -25,14 +29,26 @@ class SecretError(CustvalError):
 
 
 def register(
-    *, connections: ConnectionLookup | None = None, hmac_key: KeyLookup | None = None
+    *,
+    connections: ConnectionLookup | None = None,
+    hmac_key: KeyLookup | None = None,
+    object_store: ObjectStoreLookup | None = None,
 ) -> None:
-    """Where `conn:<id>` sources and the HMAC key are looked up (the Airflow edge calls this)."""
-    global _connections, _hmac_key
+    """Where `conn:<id>` sources, the HMAC key and an s3:// warehouse's credentials are looked
+    up (the Airflow edge calls this)."""
+    global _connections, _hmac_key, _object_store
     if connections is not None:
         _connections = connections
     if hmac_key is not None:
         _hmac_key = hmac_key
+    if object_store is not None:
+        _object_store = object_store
+
+
+def object_store_settings() -> dict[str, str | None] | None:
+    """An s3:// warehouse's credentials and endpoint from the registered lookup (an Airflow
+    connection); None: the AWS environment chain (variables, config files) decides."""
+    return _object_store() if _object_store is not None else None
 
 
 def connection_uri(conn_id: str) -> str:

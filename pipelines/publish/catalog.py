@@ -28,7 +28,8 @@ from typing import Any
 
 import duckdb
 
-from pipelines.storage import layout
+from pipelines.errors import CustvalError
+from pipelines.storage import layout, local_view
 from pipelines.storage.atomic import fsync_path
 from pipelines.storage.faults import checkpoint
 from pipelines.storage.jsonfile import read_json
@@ -101,6 +102,12 @@ def _write(path: Path, warehouse: Path, tables: list[str], snapshots: list[date]
 
 def build_catalog(warehouse: Path) -> Path:
     """Rebuild `DIR/custval.duckdb` from what is published now; returns its path."""
+    if (store := local_view.remote_of(warehouse)) is not None:
+        raise CustvalError(
+            f"{store.url}: an object-store warehouse has no DuckDB catalog (its views would need "
+            "DuckDB's httpfs extension); read the tables with DuckDB over a pyarrow dataset or "
+            "an fsspec filesystem, as the README shows"
+        )
     warehouse = warehouse.resolve()
     target = warehouse / layout.CATALOG
     lock_path = warehouse / layout.LOCKS / "catalog.lock"
@@ -126,7 +133,14 @@ def build_catalog(warehouse: Path) -> Path:
 
 
 def refresh_catalog(warehouse: Path) -> dict[str, Any]:
-    """After a publish: rebuild the catalog; a failure is a warning, never a failed publish."""
+    """After a publish: rebuild the catalog; a failure is a warning, never a failed publish.
+
+    An object-store warehouse has no catalog file: its views would read `s3://` paths through
+    DuckDB's httpfs extension, which is downloaded at INSTALL time (see the README for how
+    DuckDB reads such a warehouse instead).
+    """
+    if local_view.remote_of(warehouse) is not None:
+        return {"catalog_path": None}
     try:
         return {"catalog_path": str(build_catalog(warehouse))}
     except (OSError, duckdb.Error) as exc:

@@ -8,6 +8,9 @@ built from, gaps and warnings, and the published tables' checks against their co
 stage assembled and then makes that version visible in one atomic step
 (`pipelines/storage/snapshots.py`): the manifest readers see always describes the files they
 see. A copy per run is kept under `runs/snapshot_date=D/history/`.
+
+On an object-store warehouse the manifest names the published files by their `s3://` URLs,
+and the commit is the object store's (`pipelines/storage/object_snapshots.py`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pipelines.extract.extract import nothing_landed
 from pipelines.publish.catalog import refresh_catalog
 from pipelines.report.publish import publish_report
 from pipelines.stage_results import ExtractResult, ValidateResult
-from pipelines.storage import layout, locking, snapshots
+from pipelines.storage import layout, local_view, locking, snapshots
 from pipelines.storage.history import batch_record, ingested_dates
 from pipelines.storage.jsonfile import read_json, write_json
 from pipelines.validate.accepted import nothing_arrived
@@ -184,6 +187,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     version = Path(ctx.load_result("publish")["version"])
     manifest = {**build(ctx), "version": version.name}  # where a reader pins this snapshot
     manifest |= publish_report(ctx, version, manifest)  # the page, in the version it shows
+    manifest = local_view.published_form(ctx.warehouse, manifest)  # s3:// URLs on a store
     write_json(version / snapshots.MANIFEST, manifest, durable=True)
 
     snapshots.commit(
@@ -193,10 +197,16 @@ def run(ctx: RunContext) -> dict[str, Any]:
         fence=lambda: locking.fenced(ctx.warehouse, ctx.snapshot_date, ctx.owner_run_id),
     )
     path = layout.manifest_path(ctx.warehouse, ctx.snapshot_date)
-    write_json(path.parent / "history" / f"{ctx.run_id}.json", manifest, durable=True)
-    layout.failure_path(ctx.warehouse, ctx.snapshot_date).unlink(missing_ok=True)
+    history = path.parent / layout.HISTORY / f"{ctx.run_id}.json"
+    write_json(history, manifest, durable=True)
+    failure = layout.failure_path(ctx.warehouse, ctx.snapshot_date)
+    failure.unlink(missing_ok=True)
+    for written in (history, failure):  # an object-store warehouse: there too
+        local_view.push_file(ctx.warehouse, written.relative_to(ctx.warehouse))
     run_fields = {"snapshot_date": ctx.snapshot_date.isoformat(), "run_id": ctx.run_id}
     for warning in manifest["warnings"]:  # into Airflow's task log and the CLI's stderr
         log.warning("%s", warning, extra=run_fields)
     catalog = refresh_catalog(ctx.warehouse)  # after the commit: BI sees the new snapshot
-    return {"manifest_path": str(path), **manifest, **catalog}
+    return local_view.published_form(
+        ctx.warehouse, {"manifest_path": str(path), **manifest, **catalog}
+    )

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pipelines.context import RunContext
 from pipelines.errors import CustvalError
+from pipelines.run import sync
 from pipelines.run.ordering import OutOfOrderError, out_of_order
 from pipelines.run.stages import window
 from pipelines.storage import locking, snapshots
@@ -65,12 +66,14 @@ def begin(ctx: RunContext, wait_seconds: float = 0, holder: locking.Holder = "pr
     deadline = clock.monotonic() + wait_seconds
     leases = Leases(ctx, holder)
     while True:
+        sync.refresh(ctx)  # an object-store warehouse: the manifests as they are now
         reason = out_of_order(ctx)
         if reason is None:
             leases.take(
                 [ctx.snapshot_date, *window(ctx)],
                 wait_seconds=max(0.0, deadline - clock.monotonic()),
             )
+            sync.refresh(ctx)
             reason = out_of_order(ctx)  # D-1's run may have ended meanwhile, or begun
             if reason is None:
                 return leases

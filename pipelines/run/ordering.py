@@ -63,21 +63,28 @@ def _first_line(error: BaseException) -> str:
 
 def record_failure(ctx: RunContext, error: BaseException) -> None:
     """Note why the run failed beside the snapshot's manifest (read by the next day's run)."""
+    from pipelines.run import sync
+
     with contextlib.suppress(
-        OSError
+        OSError, CustvalError
     ):  # a full or read-only disk: the error itself is what the user sees
+        path = layout.failure_path(ctx.warehouse, ctx.snapshot_date)
         write_json(
-            layout.failure_path(ctx.warehouse, ctx.snapshot_date),
+            path,
             {
                 "run_id": ctx.run_id,
                 "at": datetime.now().astimezone().isoformat(),
                 "error": _first_line(error),
             },
         )
+        sync.push_file(ctx, path)  # an object-store warehouse: beside the manifest there
 
 
 def ready(ctx: RunContext) -> str | None:
     """For a sensor: why the run cannot begin now (None when it can)."""
+    from pipelines.run import sync
+
+    sync.refresh(ctx)
     reason = out_of_order(ctx)
     if reason is not None:
         return reason

@@ -14,8 +14,10 @@ from datetime import date, timedelta
 from typing import Any
 
 from pipelines.context import RunContext
+from pipelines.errors import CustvalError
 from pipelines.extract import extract
 from pipelines.publish import manifest, publish
+from pipelines.run import sync
 from pipelines.run.metrics import measure
 from pipelines.storage import layout
 from pipelines.storage.jsonfile import write_json
@@ -40,10 +42,22 @@ def run_stage(name: str, ctx: RunContext) -> dict[str, Any]:
     if not ctx.work_dir.is_dir():  # created only now: the run holds its leases
         layout.restrict(ctx.warehouse / layout.WORK)
         ctx.work_dir.mkdir(parents=True, exist_ok=True)
-    if name == "manifest":  # written last, recording the other stages' measurements
-        return manifest.run(ctx)
-    with measure() as m:
-        result = STAGES[name](ctx)
+    sync.before_stage(name, ctx)  # an object-store warehouse: what the stage reads, brought up
+    try:
+        if name == "manifest":  # written last, recording the other stages' measurements
+            return manifest.run(ctx)
+        with measure() as m:
+            result = STAGES[name](ctx)
+    except CustvalError as exc:
+        sync.after_stage_failed(name, ctx)
+        named = sync.as_published(ctx, exc)
+        if named is exc:
+            raise
+        raise named from exc
+    except BaseException:
+        sync.after_stage_failed(name, ctx)
+        raise
+    sync.after_stage(name, ctx)  # and what it wrote, copied up
     write_json(ctx.work_dir / "metrics" / f"{name}.json", m.as_dict())
     return result
 

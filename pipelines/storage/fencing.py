@@ -17,6 +17,7 @@ from typing import Any
 from pipelines.errors import RunLockedError
 from pipelines.storage.lease_guard import guarded
 from pipelines.storage.lease_records import LeaseError, describe, lease_path, read_lease, when
+from pipelines.storage.local_view import remote_of
 
 
 def _is_holder(held: dict[str, Any] | None, run_id: str) -> bool:
@@ -31,6 +32,10 @@ def holds(warehouse: Path, snapshot: date, run_id: str) -> bool:
 
     The publish step's last check before its switch; `fenced` also keeps others out during it.
     """
+    if (store := remote_of(warehouse)) is not None:
+        from pipelines.storage import object_leases
+
+        return object_leases.holds(store, snapshot, run_id)
     path = lease_path(warehouse, snapshot)
     if not path.parent.is_dir():
         return False
@@ -50,6 +55,12 @@ def fenced(warehouse: Path, snapshot: date, run_id: str) -> Iterator[None]:
     the lease holder's. Keep it short (others wait at most GUARD_TIMEOUT) and call no other
     lease function on the same snapshot inside it.
     """
+    if (store := remote_of(warehouse)) is not None:  # the lease in the store, renewed first
+        from pipelines.storage import object_leases
+
+        with object_leases.fenced(store, snapshot, run_id):
+            yield
+        return
     path = lease_path(warehouse, snapshot)
     with guarded(path):
         try:

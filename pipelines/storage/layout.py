@@ -14,6 +14,11 @@
       _locks/snapshot_date=D.lease | .lock             snapshot leases and their guards
       _work/<run_id>/                                  a live run's intermediate files (restricted)
 
+An object-store warehouse (`s3://bucket/prefix`) has the same zones under its prefix, except
+that `_snapshots/snapshot_date=D/` holds the versions and one pointer object, `current.json`,
+instead of links, and the visible partitions hold copies (`object_snapshots.py`); a run works
+in a local view of it under the scratch directory (`local_view.py`), `_work/` included.
+
 Modules ask here for a path instead of spelling it out; no user path is ever put into a glob
 pattern (a warehouse under `/data/wh[1]` works).
 """
@@ -22,7 +27,8 @@ from __future__ import annotations
 
 import os
 from datetime import date
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
+from typing import TypeVar
 
 RAW = Path("raw") / "orders"
 ACCEPTED = Path("accepted") / "orders"
@@ -39,6 +45,15 @@ LOCKS = Path("_locks")
 WORK = Path("_work")
 MANIFEST_FILE = "manifest.json"
 TABLE_FILE = "part-0.parquet"
+HISTORY = "history"  # runs/snapshot_date=D/history/<run_id>.json: every run's manifest
+POINTER_FILE = "current.json"  # object store: _snapshots/snapshot_date=D/current.json, the commit
+VIEW_MARKER = (
+    ".custval-remote.json"  # in a local view's root: the object-store warehouse it mirrors
+)
+SCRATCH_ENV = "CUSTVAL_SCRATCH"  # where local views of object-store warehouses live
+
+# A warehouse root: a local directory, or a relative PurePosixPath (the keys of an object store).
+Root = TypeVar("Root", bound=PurePath)
 
 # Zones holding source values as received (PII included): mode 0700.
 RESTRICTED_ZONES = ("raw", "accepted", "quarantine", "rejected", "_work")
@@ -76,28 +91,28 @@ def dated_partitions(directory: Path, key: str) -> dict[date, Path]:
     return dict(sorted(out.items()))
 
 
-def manifest_path(warehouse: Path, snapshot: date) -> Path:
+def manifest_path(warehouse: Root, snapshot: date) -> Root:
     return warehouse / RUNS / snapshot_partition(snapshot) / MANIFEST_FILE
 
 
-def failure_path(warehouse: Path, snapshot: date) -> Path:
+def failure_path(warehouse: Root, snapshot: date) -> Root:
     """Why the last run of a snapshot failed (read by the next day's refusal message)."""
     return warehouse / RUNS / snapshot_partition(snapshot) / "_last_failure.json"
 
 
-def table_partition(warehouse: Path, table: str, snapshot: date) -> Path:
+def table_partition(warehouse: Root, table: str, snapshot: date) -> Root:
     return warehouse / MARTS / table / snapshot_partition(snapshot)
 
 
-def table_file(warehouse: Path, table: str, snapshot: date) -> Path:
+def table_file(warehouse: Root, table: str, snapshot: date) -> Root:
     return table_partition(warehouse, table, snapshot) / TABLE_FILE
 
 
-def accepted_partition(warehouse: Path, ingest_date: date) -> Path:
+def accepted_partition(warehouse: Root, ingest_date: date) -> Root:
     return warehouse / ACCEPTED / ingest_partition(ingest_date)
 
 
-def lease_file(warehouse: Path, snapshot: date, suffix: str) -> Path:
+def lease_file(warehouse: Root, snapshot: date, suffix: str) -> Root:
     return warehouse / LOCKS / f"{snapshot_partition(snapshot)}{suffix}"
 
 
@@ -105,3 +120,13 @@ def restrict(path: Path) -> None:
     """Only the pipeline's own user may enter (restricted zones hold source values, PII)."""
     path.mkdir(parents=True, exist_ok=True)
     os.chmod(path, 0o700)
+
+
+def snapshot_root(warehouse: Root, snapshot: date) -> Root:
+    """`_snapshots/snapshot_date=D/`: the snapshot's versions (and its switch or pointer)."""
+    return warehouse / SNAPSHOTS / snapshot_partition(snapshot)
+
+
+def visible_path(warehouse: Root, snapshot: date, rel: PurePosixPath) -> Root:
+    """Where readers find a version's file: `<zone…>/snapshot_date=D/<file>`."""
+    return warehouse.joinpath(*rel.parent.parts) / snapshot_partition(snapshot) / rel.name

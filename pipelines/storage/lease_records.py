@@ -63,10 +63,12 @@ def unlock_hint(path: Path) -> str:
 # Reading and validating
 
 
-def unreadable(path: Path, reason: str) -> LeaseError:
+def unreadable(path: Path | str, reason: str, hint: str | None = None) -> LeaseError:
+    """The LeaseError for an unreadable lease: what is wrong, and how to remove it."""
+    hint = hint or unlock_hint(Path(path))
     return LeaseError(
         f"lease file {path} is unreadable: {reason}; if no run is building that snapshot, "
-        f"remove it with `{unlock_hint(path)}`"
+        f"remove it with `{hint}`"
     )
 
 
@@ -78,8 +80,16 @@ def when(value: Any) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _parse(path: Path, raw: bytes) -> dict[str, Any]:
-    """Validate a lease's bytes; every defect becomes one LeaseError saying what is wrong."""
+def _parse(path: Path | str, raw: bytes, hint: str | None = None) -> dict[str, Any]:
+    """Validate a lease's bytes; every defect becomes one LeaseError saying what is wrong.
+
+    `path` names the lease in messages, `hint` the command that removes it (by default the
+    one for a local warehouse's lease file).
+    """
+
+    def unreadable(where: Path | str, reason: str) -> LeaseError:
+        return _unreadable(where, reason, hint)
+
     if not raw.strip():
         raise unreadable(path, "it is empty (a full disk or a crash while it was written?)")
     try:
@@ -159,3 +169,7 @@ def check_fields(run_id: str, holder: str, ttl: timedelta) -> None:
         raise ValueError(f"holder must be one of {HOLDERS}, not {holder!r}")
     if not isinstance(ttl, timedelta):
         raise ValueError(f"ttl must be a timedelta, not {ttl!r}")
+
+
+_unreadable = unreadable
+parse = _parse  # the object-store leases (`object_leases`) validate their bodies the same way

@@ -23,6 +23,7 @@ from pipelines.storage.lease_records import (
     unlock_hint,
 )
 from pipelines.storage.liveness import stale_reason
+from pipelines.storage.local_view import remote_of
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class LeaseScan:
     """The warehouse's leases: run ids holding a live one, and files nobody can read."""
 
     live: frozenset[str]
-    unreadable: tuple[Path, ...]
+    unreadable: tuple[Path | str, ...]  # lease files (paths), or objects (URLs)
 
 
 def lease_files(warehouse: Path) -> list[Path]:
@@ -43,6 +44,10 @@ def lease_files(warehouse: Path) -> list[Path]:
 
 def scan_leases(warehouse: Path) -> LeaseScan:
     """Every lease in `DIR/_locks/`, judged now (no guard: leases are replaced whole)."""
+    if (store := remote_of(warehouse)) is not None:
+        from pipelines.storage import object_leases
+
+        return object_leases.scan_leases(store)
     live: set[str] = set()
     unreadable: list[Path] = []
     now = datetime.now(UTC)
@@ -64,12 +69,16 @@ def live_run_ids(warehouse: Path) -> set[str]:
     when there is one: the caller should then delete no work dir (or use `scan_leases`, which
     reports those files in `unreadable`).
     """
+    if (store := remote_of(warehouse)) is not None:
+        from pipelines.storage import object_leases
+
+        return object_leases.live_run_ids(store)
     scan = scan_leases(warehouse)
     if scan.unreadable:
         raise LeaseError(
             f"{len(scan.unreadable)} lease file(s) unreadable, so any run may still be live: "
             f"{', '.join(map(str, scan.unreadable))}; check them and remove them with "
-            f"`{unlock_hint(scan.unreadable[0])}`"
+            f"`{unlock_hint(Path(scan.unreadable[0]))}`"
         )
     return set(scan.live)
 
@@ -79,6 +88,10 @@ def holder_of(warehouse: Path, snapshot: date) -> str | None:
 
     LeaseError when the lease file is unreadable: nobody can say whether it is free.
     """
+    if (store := remote_of(warehouse)) is not None:
+        from pipelines.storage import object_leases
+
+        return object_leases.holder_of(store, snapshot)
     held = read_lease(lease_path(warehouse, snapshot))
     if held is None or stale_reason(held, datetime.now(UTC)) is not None:
         return None
@@ -90,6 +103,10 @@ def leases_of(warehouse: Path, run_id: str) -> list[date]:
 
     Unreadable lease files are skipped: they may be anyone's.
     """
+    if (store := remote_of(warehouse)) is not None:
+        from pipelines.storage import object_leases
+
+        return object_leases.leases_of(store, run_id)
     found = []
     for path in lease_files(warehouse):
         snapshot = lease_snapshot(path)

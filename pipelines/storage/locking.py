@@ -91,6 +91,7 @@ from pipelines.storage.lease_scans import leases_of
 from pipelines.storage.lease_scans import live_run_ids as live_run_ids
 from pipelines.storage.lease_scans import scan_leases as scan_leases
 from pipelines.storage.liveness import new_record, same_host, stale_reason
+from pipelines.storage.local_view import display, remote_of
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,12 @@ def acquire(
     A free, stale or own lease is taken at once; a live one is waited for up to
     `wait_seconds`, then RunLockedError. An unreadable lease file raises LeaseError at once.
     """
+    if (store := remote_of(warehouse)) is not None:  # an object-store warehouse's local view
+        from pipelines.storage import object_leases
+
+        return object_leases.acquire(
+            store, snapshot, run_id, wait_seconds=wait_seconds, ttl=ttl, holder=holder
+        )
     wait = _check_wait(wait_seconds)
     check_fields(run_id, holder, ttl)
     path = lease_path(warehouse, snapshot)
@@ -170,6 +177,10 @@ def renew(
 
     The holder fields stay as they are: a `run` lease is renewed by each of its run's tasks.
     """
+    if (store := remote_of(warehouse)) is not None:
+        from pipelines.storage import object_leases
+
+        return object_leases.renew(store, snapshot, run_id, ttl)
     path = lease_path(warehouse, snapshot)
     with guarded(path):
         held = read_lease(path)
@@ -236,6 +247,10 @@ def release(warehouse: Path, snapshot: date, run_id: str | None = None) -> bool:
 
     An unreadable lease is removed only with run_id None: it may be another run's.
     """
+    if (store := remote_of(warehouse)) is not None:
+        from pipelines.storage import object_leases
+
+        return object_leases.release(store, snapshot, run_id)
     path = lease_path(warehouse, snapshot)
     if not path.parent.is_dir():
         return False
@@ -265,6 +280,10 @@ def unlock(warehouse: Path, snapshot: date, *, force: bool = False) -> str:
     gone) is removed; a live one raises RunLockedError and an unreadable file LeaseError.
     `force` removes anything, for when a person has checked that the run is dead.
     """
+    if (store := remote_of(warehouse)) is not None:
+        from pipelines.storage import object_leases
+
+        return object_leases.unlock(store, snapshot, force=force)
     path = lease_path(warehouse, snapshot)
     if not path.parent.is_dir() or not path.exists():
         return f"snapshot {snapshot} has no lease"
@@ -314,7 +333,7 @@ def renew_run(warehouse: Path, run_id: str, ttl: timedelta = DEFAULT_TTL) -> lis
     snapshots = leases_of(warehouse, run_id)
     if not snapshots:
         raise RunLockedError(
-            f"run {run_id} holds no snapshot lease in {warehouse} any more (taken over, or removed "
+            f"run {run_id} holds no snapshot lease in {display(warehouse)} any more (taken over, or removed "
             f"with `custval unlock`); it stops here"
         )
     for snapshot in snapshots:

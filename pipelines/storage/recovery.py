@@ -9,6 +9,10 @@ Every command that touches a warehouse calls `recover_warehouse` first. It
 
 Only what no live run owns is touched (`pipelines/storage/locking.py` says which runs are live), so it
 is safe while other runs are going on.
+
+For an object-store warehouse (`warehouse` is a run's local view of it) the same repairs are
+made in the store (`object_snapshots.recover`), and the local views of this host's runs of that
+warehouse that are no longer live are deleted: they hold landed rows.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from pipelines.storage import layout, locking, snapshots
+from pipelines.storage import layout, local_view, locking, snapshots
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,11 @@ def recover_warehouse(warehouse: Path) -> list[str]:
         return live
 
     repairs = snapshots.recover(warehouse, live_runs)
+    if (store := local_view.remote_of(warehouse)) is not None:
+        for view in local_view.views_of(store):
+            if view != warehouse and view.name not in live_runs():
+                local_view.close(view)
+                repairs.append(f"removed the local view {view} of run {view.name}, which ended")
     for path in leftovers:
         if path.name not in live_runs():
             shutil.rmtree(path, ignore_errors=True)

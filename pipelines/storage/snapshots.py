@@ -33,6 +33,10 @@ Crashes: a version that never became `current` is garbage, and a commit interrup
 switch leaves a journal file (`.commit`) that `recover` rolls forward (links made). `recover`
 runs at the start of every command; it only touches what no live run owns
 (`pipelines/storage/locking.py` says which runs are live).
+
+An object-store warehouse has no links and no rename: given a run's local view of one
+(`local_view.py`), `commit`, `discard` and `recover` carry out the object store's protocol
+instead (`object_snapshots.py`: immutable versions, one conditional put of a pointer).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from pipelines.storage import layout
 from pipelines.storage.atomic import fsync_path
 from pipelines.storage.faults import checkpoint
 from pipelines.storage.jsonfile import read_json, write_json
+from pipelines.storage.local_view import remote_of
 
 CURRENT = "current"
 PREVIOUS = "previous"  # the version current before: kept until the next commit, for pinned readers
@@ -63,7 +68,7 @@ partition_name = layout.snapshot_partition
 
 
 def snapshot_root(warehouse: Path, snapshot: date) -> Path:
-    return warehouse / layout.SNAPSHOTS / partition_name(snapshot)
+    return layout.snapshot_root(warehouse, snapshot)
 
 
 def owner_of(version_name: str) -> str:
@@ -95,7 +100,7 @@ def published_snapshots(warehouse: Path) -> list[date]:
 
 def visible_path(warehouse: Path, snapshot: date, rel: PurePosixPath) -> Path:
     """Where readers find a version's file: `<zone…>/snapshot_date=D/<file>`."""
-    return warehouse.joinpath(*rel.parent.parts) / partition_name(snapshot) / rel.name
+    return layout.visible_path(warehouse, snapshot, rel)
 
 
 def version_files(version: Path) -> list[PurePosixPath]:
@@ -139,6 +144,10 @@ def commit(
     and keeps anyone from taking it over meanwhile: a run that was taken over can never
     overwrite the run that took over.
     """
+    if (store := remote_of(warehouse)) is not None:
+        from pipelines.storage import object_snapshots
+
+        return object_snapshots.commit(store, warehouse, snapshot, version, fence=fence)
     root = version.parent
     files = version_files(version)
     if MANIFEST not in files:
@@ -243,6 +252,10 @@ def _drop_strays(partition: Path, keep: set[str]) -> None:
 
 def discard(warehouse: Path, snapshot: date, version: Path) -> None:
     """Delete a version that will never be committed (its run failed)."""
+    if (store := remote_of(warehouse)) is not None:  # uploaded, perhaps, before it failed
+        from pipelines.storage import object_snapshots
+
+        object_snapshots.discard(store, snapshot, version.name)
     current = current_version(warehouse, snapshot)
     if version.is_dir() and (current is None or current.name != version.name):
         shutil.rmtree(version, ignore_errors=True)
@@ -259,6 +272,10 @@ def recover(warehouse: Path, live_runs: Callable[[], set[str]]) -> list[str]:
     the scan (and so is not in the set) cannot own anything listed. Returns one line per
     repair, for the log.
     """
+    if (store := remote_of(warehouse)) is not None:
+        from pipelines.storage import object_snapshots
+
+        return object_snapshots.recover(store, live_runs)
     zone = warehouse / layout.SNAPSHOTS
     if not zone.is_dir():
         return []

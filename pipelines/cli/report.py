@@ -15,6 +15,7 @@ from pipelines.cli.app import (
     parse_date_option,
     settings,
 )
+from pipelines.errors import CustvalError
 
 
 @app.command()
@@ -31,12 +32,24 @@ def report(
     at DIR/reports/snapshot_date=D/index.html)."""
     from pipelines.context import check_warehouse
     from pipelines.report.publish import render_published
+    from pipelines.run import sync
+    from pipelines.storage import local_view
 
     snapshot = parse_date_option(as_of, "--as-of")
     assert snapshot is not None
     given = settings("warehouse", warehouse=warehouse, config=config)  # config: else the run's
     target = out or Path(f"custval-report-{snapshot.isoformat()}.html")
-    path = render_published(check_warehouse(given.warehouse), snapshot, target, given.config)  # type: ignore[arg-type]
+    root = check_warehouse(given.warehouse)  # type: ignore[arg-type]
+    try:
+        sync.pull_published(root, snapshot)  # an s3:// warehouse: the pinned snapshot, locally
+        path = render_published(root, snapshot, target, given.config)
+    except CustvalError as exc:
+        if local_view.remote_of(root) is None:
+            raise
+        raise type(exc)(local_view.text_form(root, str(exc))) from None
+    finally:
+        if local_view.remote_of(root) is not None:
+            local_view.close(root)
     console.print(f"report:    {path}", soft_wrap=True, markup=False)
 
 
@@ -49,6 +62,12 @@ def catalog(
     warehouse or a rebuild that failed."""
     from pipelines.context import check_warehouse
     from pipelines.publish.catalog import build_catalog
+    from pipelines.storage import local_view
 
-    path = build_catalog(check_warehouse(settings("warehouse", warehouse=warehouse).warehouse))  # type: ignore[arg-type]
+    root = check_warehouse(settings("warehouse", warehouse=warehouse).warehouse)  # type: ignore[arg-type]
+    try:
+        path = build_catalog(root)
+    finally:
+        if local_view.remote_of(root) is not None:
+            local_view.close(root)
     console.print(f"catalog:   {path}", soft_wrap=True, markup=False)

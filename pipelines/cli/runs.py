@@ -80,7 +80,7 @@ def run_snapshot(ctx: Any, quiet: bool = False, wait_seconds: float = 0) -> dict
 
     if not quiet:
         console.print(
-            f"[bold]custval run[/] snapshot {ctx.snapshot_date} · source {ctx.source_spec.display} → {ctx.warehouse}"
+            f"[bold]custval run[/] snapshot {ctx.snapshot_date} · source {ctx.source_spec.display} → {ctx.location}"
         )
     started: dict[str, float] = {}
     status = None if quiet else console.status("starting ...")
@@ -297,11 +297,15 @@ def unlock(
 ) -> None:
     """Remove a snapshot's lease left by a run that died (a dead run's lease is also taken over by itself)."""
     from pipelines.context import check_warehouse
-    from pipelines.storage import locking
+    from pipelines.storage import local_view, locking
     from pipelines.storage.recovery import recover_warehouse
 
     snapshot = parse_date_option(as_of, "--as-of")
     assert snapshot is not None
     root = check_warehouse(settings("warehouse", warehouse=warehouse).warehouse)  # type: ignore[arg-type]
-    console.print(locking.unlock(root, snapshot, force=force))
-    recover_warehouse(root)
+    try:
+        console.print(locking.unlock(root, snapshot, force=force))
+        recover_warehouse(root)
+    finally:
+        if local_view.remote_of(root) is not None:  # an s3:// warehouse: this command's view
+            local_view.close(root)

@@ -68,8 +68,8 @@ PARAMS_SCHEMA: dict[str, dict[str, Any]] = {
     },
     "warehouse": {
         "type": "string",
-        "pattern": "^/",
-        "description": "Absolute path of the warehouse directory",
+        "pattern": "^(/|s3://)",
+        "description": "Absolute path of the warehouse directory, or s3://bucket/prefix",
     },
     "as_of": {
         "type": ["null", "string"],
@@ -91,7 +91,8 @@ def mart_assets(warehouse: str) -> list[Any]:
     """One Airflow Asset per published table (what downstream DAGs schedule on)."""
     from airflow.sdk import Asset
 
-    return [Asset(name=f"custval_{t}", uri=f"file://{warehouse}/marts/{t}") for t in MARTS]
+    base = warehouse.rstrip("/") if warehouse.startswith("s3://") else f"file://{warehouse}"
+    return [Asset(name=f"custval_{t}", uri=f"{base}/marts/{t}") for t in MARTS]
 
 
 def snapshot_for(
@@ -125,8 +126,10 @@ def check_params(params: dict[str, Any]) -> None:
     if params.get("source_kind", "auto") not in KINDS:
         raise CustvalError(f"param source_kind must be one of {', '.join(KINDS)}")
     warehouse = str(params.get("warehouse") or "")
-    if not warehouse.startswith("/"):
-        raise CustvalError(f"param warehouse must be an absolute path, got {warehouse!r}")
+    if not warehouse.startswith(("/", "s3://")):
+        raise CustvalError(
+            f"param warehouse must be an absolute path or s3://bucket/prefix, got {warehouse!r}"
+        )
     table = params.get("table")
     if table and not re.match(PARAMS_SCHEMA["table"]["pattern"], table):
         raise CustvalError(f"param table {table!r} is not a plain (schema.)table name")
@@ -226,18 +229,21 @@ def start_run(
 def asset_extra(run: dict[str, Any]) -> dict[str, str]:
     """What downstream DAGs learn from an asset event: which warehouse and snapshot."""
     return {
-        "warehouse": run["context"]["warehouse"],
+        "warehouse": run["context"].get("remote") or run["context"]["warehouse"],
         "snapshot_date": run["context"]["snapshot_date"],
     }
 
 
 def run_task(stage: str, run: dict[str, Any]) -> dict[str, Any]:
     """Run one stage for the run described by the XCom dict `run`; returns the next XCom dict."""
+    from pipelines.run import sync
     from pipelines.run.stages import run_stage
 
     ctx = RunContext.from_dict(run["context"])
     locking.renew_run(ctx.warehouse, ctx.owner_run_id)
+    sync.pull_work(ctx)  # an s3:// warehouse: the work of earlier tasks, from whichever worker
     result = run_stage(stage, ctx)
+    sync.push_work(ctx)
     if stage == "manifest" and result.get("status") == "degraded":
         from pipelines.orchestration.alerts import notify_degraded
 
@@ -247,15 +253,18 @@ def run_task(stage: str, run: dict[str, Any]) -> dict[str, Any]:
 
 def finish_run(run: dict[str, Any]) -> dict[str, Any]:
     """The last task: rebuild what the run's batches changed, release the leases, clean up."""
+    from pipelines.run import sync
     from pipelines.run.lifecycle import Leases
     from pipelines.run.rebuilds import finish
 
     ctx = RunContext.from_dict(run["context"])
     leases = Leases(ctx, "run", held=locking.leases_of(ctx.warehouse, ctx.owner_run_id))
     try:
+        sync.pull_work(ctx)
         rebuilt = finish(ctx, leases)
     finally:
         leases.release()
+    sync.drop_work(ctx)
     ctx.cleanup()
     return {"context": run["context"], "rebuilt_snapshots": rebuilt}
 
@@ -296,17 +305,20 @@ def on_task_failure(context: dict[str, Any]) -> None:
 
 def on_run_failure(context: dict[str, Any]) -> None:
     """A failed run: release its leases so the next run is not blocked, clean up, and alert."""
-    from pipelines.context import check_warehouse
+    from pipelines.context import check_warehouse, object_warehouse
     from pipelines.orchestration.alerts import notify_failure
+    from pipelines.run import sync
     from pipelines.run.lifecycle import discard_unpublished
     from pipelines.run.ordering import record_failure
+    from pipelines.storage.object_store import is_object_url
 
     fields = _fields(context)
     params = context.get("params") or {}
     try:
         snapshot = date.fromisoformat(fields["snapshot_date"])
         run_id = run_id_for(snapshot, fields["run_id"])
-        warehouse = check_warehouse(params["warehouse"])
+        remote = params["warehouse"] if is_object_url(params["warehouse"]) else None
+        warehouse = check_warehouse(params["warehouse"], view=run_id)
         ctx = RunContext(
             run_id=run_id,
             snapshot_date=snapshot,
@@ -316,10 +328,13 @@ def on_run_failure(context: dict[str, Any]) -> None:
             started_at=datetime.now(),
             source_kind=params.get("source_kind") or "auto",
             table=params.get("table"),
+            remote=object_warehouse(remote) if remote else None,
         )
+        sync.pull_work(ctx)  # the version publish began, if it did, is named there
         discard_unpublished(ctx)
         record_failure(ctx, RuntimeError(str(fields.get("error") or "the DAG run failed")))
         locking.release_run(warehouse, run_id)
+        sync.drop_work(ctx)
         ctx.cleanup()
     except Exception as exc:  # noqa: BLE001 - the alert matters more than the clean-up
         log.warning("could not release the run's leases: %s", exc)

@@ -22,11 +22,13 @@ changes, so a partition never counts as ingested while its files are being repla
 from __future__ import annotations
 
 import logging
-from pathlib import PurePosixPath
+from datetime import date
+from pathlib import Path, PurePosixPath
 
 from pipelines.context import RunContext
 from pipelines.errors import CustvalError
 from pipelines.storage import layout, local_view
+from pipelines.storage.jsonfile import read_json
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +37,6 @@ MODEL_TABLES = ("model_fit", "model_backtest")
 
 
 def _rel(ctx: RunContext, path: object) -> PurePosixPath:
-    from pathlib import Path
-
     return PurePosixPath(Path(str(path)).relative_to(ctx.warehouse).as_posix())
 
 
@@ -137,3 +137,48 @@ def as_published(ctx: RunContext, exc: CustvalError) -> CustvalError:
         return type(exc)(text)
     except TypeError:  # an error class with another signature: keep it as it is
         return exc
+
+
+def pull_published(root: Path, snapshot: date) -> None:
+    """A published snapshot as `custval report` reads it: the manifests, the version the
+    snapshot's manifest pins, and the KPIs of earlier snapshots (an object-store warehouse)."""
+    if local_view.remote_of(root) is None:
+        return
+    local_view.pull(root, layout.RUNS.as_posix(), skip=_history)
+    manifest = read_json(layout.manifest_path(root, snapshot)) or {}
+    version = manifest.get("version")
+    if isinstance(version, str) and version:
+        local_view.pull(root, layout.snapshot_root(PurePosixPath(), snapshot) / version)
+    local_view.pull(root, layout.MARTS / "kpi_summary")
+
+
+# ------------------------------------------------------------------------------------------
+# The work directory between Airflow tasks
+
+
+def _work(ctx: RunContext) -> PurePosixPath:
+    return PurePosixPath(layout.WORK.as_posix()) / ctx.owner_run_id
+
+
+def pull_work(ctx: RunContext) -> None:
+    """Before an Airflow task: the run's work directory as earlier tasks left it.
+
+    Each task of a DAG run may run on another worker; on an object-store warehouse the work
+    directory travels through the store's restricted `_work/<run_id>/` between tasks (the
+    workers' `CUSTVAL_SCRATCH` must be the same path: stage results name files by path).
+    """
+    if remote(ctx):
+        local_view.pull(ctx.warehouse, _work(ctx))
+
+
+def push_work(ctx: RunContext) -> None:
+    """After an Airflow task: the work directory, for the next task wherever it runs."""
+    if remote(ctx):
+        local_view.push(ctx.warehouse, _work(ctx))
+
+
+def drop_work(ctx: RunContext) -> None:
+    """At the end of an Airflow run: its work directory in the store goes."""
+    store = local_view.remote_of(ctx.warehouse)
+    if store is not None:
+        store.remove_tree(_work(ctx))

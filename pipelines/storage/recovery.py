@@ -56,10 +56,23 @@ def recover_warehouse(warehouse: Path) -> list[str]:
                 live = set(scan.live)
         return live
 
+    store = local_view.remote_of(warehouse)
+    remote_work = list(store.walk_dirs(layout.WORK.as_posix())) if store is not None else []
+    # This host's views of the store that a run has worked in (it held its leases then); a view
+    # with no work directory holds only copies of manifests, and may be a run about to begin.
+    views = (
+        [v for v in local_view.views_of(store) if v != warehouse and (v / layout.WORK).is_dir()]
+        if store is not None
+        else []
+    )
     repairs = snapshots.recover(warehouse, live_runs)
-    if (store := local_view.remote_of(warehouse)) is not None:
-        for view in local_view.views_of(store):
-            if view != warehouse and view.name not in live_runs():
+    if store is not None:
+        for name in remote_work:  # work handed between Airflow tasks
+            if name not in live_runs():
+                store.remove_tree(f"{layout.WORK.as_posix()}/{name}")
+                repairs.append(f"removed the work directory of run {name}, which ended")
+        for view in views:
+            if view.name not in live_runs():
                 local_view.close(view)
                 repairs.append(f"removed the local view {view} of run {view.name}, which ended")
     for path in leftovers:

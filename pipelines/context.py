@@ -295,5 +295,9 @@ class RunContext:
 
     def cleanup(self) -> None:
         files.remove_tree(self.work_dir)
+        self.close_view()
+
+    def close_view(self) -> None:
+        """An s3:// warehouse: delete the run's local view (a local warehouse: nothing)."""
         if self.remote is not None and self.parent_run_id is None:
-            local_view.close(self.warehouse)  # the run's whole local view goes with it
+            local_view.close(self.warehouse)

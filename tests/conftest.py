@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -147,3 +147,109 @@ def run_pipeline(tmp_path: Path) -> Callable[..., dict]:
         return run_all(ctx)
 
     return run
+
+
+# ------------------------------------------------------------------------------------------
+# An S3 server on 127.0.0.1: moto_server as a subprocess (its in-process threaded mode can
+# hang under DuckDB), one per test session (per xdist worker), a fresh bucket per test.
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """The endpoint URL of a moto S3 server started for this session."""
+    import shutil
+    import time
+    import urllib.request
+
+    exe = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
+    require(Path(exe).is_file(), "moto_server is not installed (moto[s3] is in the dev group)")
+    port = _free_port()
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(
+        [exe, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(endpoint + "/", timeout=2):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                log.seek(0)
+                pytest.fail(f"moto_server did not start: {log.read()[-2000:]!r}")
+            time.sleep(0.2)
+    try:
+        yield endpoint
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+S3_ENV_KEYS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "CUSTVAL_SCRATCH",
+)
+
+
+@pytest.fixture
+def s3_env(s3_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The AWS environment of the test server (also for subprocesses: it is in os.environ)."""
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3_server,
+        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+        "CUSTVAL_SCRATCH": str(tmp_path / "scratch"),
+    }
+    for key in S3_ENV_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+def new_bucket(endpoint: str) -> str:
+    import uuid
+
+    import boto3
+
+    name = f"custval-{uuid.uuid4().hex[:12]}"
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def s3_warehouse(s3_env: dict[str, str]) -> str:
+    """`s3://<a fresh bucket>/warehouse` on the test server."""
+    return f"s3://{new_bucket(s3_env['AWS_ENDPOINT_URL'])}/warehouse"

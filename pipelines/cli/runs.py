@@ -227,7 +227,11 @@ def backfill(
     given = settings("source", "warehouse", source=source, warehouse=warehouse, config=config)
     source, warehouse, config = given.source, given.warehouse, given.config
     assert source is not None and warehouse is not None
-    preflight(run_context(source, first, warehouse, config, source_kind, table))  # before date 1
+    first_ctx = run_context(source, first, warehouse, config, source_kind, table)
+    try:
+        preflight(first_ctx)  # before date 1
+    finally:
+        first_ctx.close_view()  # an s3:// warehouse: each date's run opens its own
     total = (last - first).days + 1
     failures = 0
     with Progress(

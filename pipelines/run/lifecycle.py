@@ -66,7 +66,7 @@ def begin(ctx: RunContext, wait_seconds: float = 0, holder: locking.Holder = "pr
     deadline = clock.monotonic() + wait_seconds
     leases = Leases(ctx, holder)
     while True:
-        sync.refresh(ctx)  # an object-store warehouse: the manifests as they are now
+        sync.refresh(ctx, accepted=True)  # an object-store warehouse: as it is now
         reason = out_of_order(ctx)
         if reason is None:
             leases.take(

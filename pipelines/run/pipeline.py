@@ -48,7 +48,11 @@ def run_all(
     wait_seconds: float = 0,
 ) -> dict[str, Any]:
     """Run every stage for one snapshot (and the rebuilds it causes); returns its manifest."""
-    leases = begin(ctx, wait_seconds)
+    try:
+        leases = begin(ctx, wait_seconds)
+    except BaseException:
+        ctx.close_view()  # refused before any work: an s3:// warehouse's view goes
+        raise
     result: dict[str, Any] = {}
     try:
         with _heartbeat(leases) as beat:

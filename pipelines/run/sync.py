@@ -21,6 +21,7 @@ changes, so a partition never counts as ingested while its files are being repla
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import date
 from pathlib import Path, PurePosixPath
@@ -28,7 +29,7 @@ from pathlib import Path, PurePosixPath
 from pipelines.context import RunContext
 from pipelines.errors import CustvalError
 from pipelines.storage import layout, local_view
-from pipelines.storage.jsonfile import read_json
+from pipelines.storage.jsonfile import read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,13 @@ def remote(ctx: RunContext) -> bool:
     return local_view.remote_of(ctx.warehouse) is not None
 
 
-def refresh(ctx: RunContext) -> None:
-    """What a run's beginning reads: the published manifests and last failures."""
+def refresh(ctx: RunContext, *, accepted: bool = False) -> None:
+    """What a run's beginning reads: the published manifests and last failures (and the
+    accepted batches, to tell which arrivals came late)."""
     if remote(ctx):
         _runs(ctx)
+        if accepted:
+            _accepted(ctx)
 
 
 def before_stage(name: str, ctx: RunContext) -> None:
@@ -99,17 +103,34 @@ def after_stage(name: str, ctx: RunContext) -> None:
     """Copy up what the stage wrote (also after it failed: a rejected batch is kept)."""
     if not remote(ctx):
         return
+    if name == "extract":  # a batch landed earlier, reused: its record names the store's paths
+        _work_record(ctx, "extract")
     if name in ("extract", "validate"):
-        local_view.push(ctx.warehouse, _raw_partition(ctx), last=RECORDS)
+        raw = _raw_partition(ctx)
+        local_view.publish_records(ctx.warehouse, ctx.warehouse / raw, RECORDS)
+        local_view.push(ctx.warehouse, raw, last=RECORDS)
     if name == "validate":
         if ctx.source_spec.incremental:
             accepted = layout.accepted_partition(PurePosixPath(), ctx.snapshot_date)
             if (ctx.warehouse / accepted).is_dir():
+                local_view.publish_records(ctx.warehouse, ctx.warehouse / accepted, RECORDS)
                 local_view.push(ctx.warehouse, accepted, last=RECORDS)
         rejected = PurePosixPath(layout.REJECTED.as_posix()) / ctx.run_id
         if (ctx.warehouse / rejected).is_dir():
             local_view.push(ctx.warehouse, rejected)
         local_view.push(ctx.warehouse, layout.DOCS.as_posix(), delete=False)
+
+
+def _work_record(ctx: RunContext, stage: str) -> None:
+    """A stage result read from a stored record: its paths as this run's view's."""
+    path = ctx.work_dir / f"{stage}.json"
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    local = local_view.local_form(ctx.warehouse, result)
+    if local != result:
+        write_json(path, local)
 
 
 def push_file(ctx: RunContext, path: object) -> None:
@@ -148,7 +169,9 @@ def pull_published(root: Path, snapshot: date) -> None:
     manifest = read_json(layout.manifest_path(root, snapshot)) or {}
     version = manifest.get("version")
     if isinstance(version, str) and version:
-        local_view.pull(root, layout.snapshot_root(PurePosixPath(), snapshot) / version)
+        pinned = layout.snapshot_root(PurePosixPath(), snapshot) / version
+        for zone in (layout.MARTS.as_posix(), layout.RUNS.as_posix()):  # not the quarantine
+            local_view.pull(root, pinned / zone)
     local_view.pull(root, layout.MARTS / "kpi_summary")
 
 

@@ -255,6 +255,43 @@ def published_form(root: Path, value: Any) -> Any:
     return convert(value)
 
 
+def local_form(root: Path, value: Any) -> Any:
+    """The reverse of `published_form`: the store's URLs in a record as this view's paths."""
+    store = remote_of(root)
+    if store is None:
+        return value
+    prefix = store.url
+
+    def convert(v: Any) -> Any:
+        if isinstance(v, str) and (v == prefix or v.startswith(prefix + "/")):
+            return str(root) + v[len(prefix) :]
+        if isinstance(v, dict):
+            return {k: convert(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [convert(x) for x in v]
+        return v
+
+    return convert(value)
+
+
+def publish_records(root: Path, directory: Path, names: Iterable[str]) -> None:
+    """Rewrite the JSON records `names` in a directory of the view with the store's URLs in
+    place of the view's paths (before it is pushed: another run's view has other paths)."""
+    if remote_of(root) is None:
+        return
+    for name in names:
+        path = directory / name
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        published = published_form(root, record)
+        if published != record:
+            tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(published, indent=2, default=str) + "\n")
+            os.replace(tmp, path)
+
+
 def text_form(root: Path, text: str) -> str:
     """A message with the view's paths as the store's URLs."""
     store = remote_of(root)

@@ -180,7 +180,8 @@ def test_a_partial_day_only_when_asked(tmp_path: Path, cfg: Path) -> None:
 @pytest.mark.parametrize(
     ("make", "needle"),
     [
-        (lambda tmp: "s3://bucket/x", "s3:// warehouses are not supported yet"),
+        (lambda tmp: "gs://bucket/x", "gs:// warehouses are not supported"),
+        (lambda tmp: "s3://Not_A_Bucket/x", "'Not_A_Bucket' is not a valid bucket name"),
         (lambda tmp: str(_file(tmp / "afile")), "is a file, not a directory"),
         (lambda tmp: str(_file(tmp / "afile")) + "/wh", "is a file, not a directory"),
     ],
@@ -188,7 +189,7 @@ def test_a_partial_day_only_when_asked(tmp_path: Path, cfg: Path) -> None:
 def test_warehouses_we_cannot_write(small_csv: Path, tmp_path: Path, make, needle: str) -> None:
     res = run_cli(str(small_csv), "2024-03-01", make(tmp_path))
     one_error_line(res, needle)
-    assert not Path("s3:").exists()
+    assert not Path("s3:").exists() and not Path("gs:").exists()
 
 
 def _file(path: Path) -> Path:

@@ -1,0 +1,300 @@
+"""The command line against a local warehouse and an S3 one (moto on 127.0.0.1): same assertions.
+
+Each test runs `custval` as a user does -- subprocesses, exit codes, published files -- once
+with `--warehouse DIR` and once with `--warehouse s3://bucket/prefix`, and reads what was
+published the way readers do (pyarrow over the stable paths, a pinned read through the
+manifest's version, Polars, DuckDB over an Arrow dataset), never through custval's storage code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from conftest import REPO, write_csv
+from warehouse_helper import Published, s3_client, views_left
+
+NO_PREDICTIONS = "predictive:\n  enabled: false\n"
+KINDS = ["local", "s3"]
+
+
+def custval(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CUSTVAL_") or k == "CUSTVAL_SCRATCH"
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=clean,
+    )
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """A small generated order history (3,000 orders), its frame, last day and a config."""
+    from pipelines.tools.generate import simulate_orders, write_orders
+
+    base = tmp_path_factory.mktemp("orders")
+    frame = simulate_orders(3_000, seed=17, start=date(2024, 1, 1), days=200)
+    path = write_orders(frame, base / "orders.csv", "csv")
+    config = base / "cfg.yaml"
+    config.write_text(NO_PREDICTIONS)
+    return {"path": path, "frame": frame, "last": frame["order_ts"].max().date(), "config": config}  # type: ignore[union-attr]
+
+
+@pytest.fixture(params=KINDS)
+def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Published:
+    if request.param == "s3":
+        return Published(request.getfixturevalue("s3_warehouse"))
+    request.getfixturevalue("s3_env")  # the same environment (scratch dir) for both kinds
+    return Published(str(tmp_path / "wh"))
+
+
+def run(source: dict[str, object], day: date, wh: Published) -> subprocess.CompletedProcess[str]:
+    return custval(
+        "run",
+        "--source",
+        str(source["path"]),
+        "--as-of",
+        day.isoformat(),
+        "--warehouse",
+        wh.location,
+        "--config",
+        str(source["config"]),
+    )
+
+
+def independent_rfm(orders: pl.DataFrame, snapshot: date) -> pl.DataFrame:
+    """Orders and net revenue per customer, straight from the generated frame."""
+    end = pl.lit(snapshot + timedelta(days=1)).cast(pl.Datetime("us", "UTC"))
+    purchase = pl.col("status") == "completed"
+    return (
+        orders.filter(pl.col("order_ts") < end, pl.col("status") != "cancelled")
+        .group_by("customer_id")
+        .agg(
+            purchase.sum().alias("order_count"),
+            pl.when(purchase).then(pl.col("amount")).otherwise(0).sum().alias("monetary_total"),
+        )
+        .filter(pl.col("order_count") > 0)
+        .sort("customer_id")
+    )
+
+
+def test_run_then_rerun(source: dict[str, object], warehouse: Published) -> None:
+    """Rows, reconciliation and every reader; a rerun gives the same tables, bit for bit."""
+    day: date = source["last"]  # type: ignore[assignment]
+    first = run(source, day, warehouse)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert warehouse.location in first.stdout  # the run names the warehouse as given
+    manifest = warehouse.manifest(day)
+    assert manifest is not None
+    counts = manifest["counts"]
+    assert counts["rows_in"] == 3_000
+    assert counts["rows_in"] == (
+        counts["rows_accepted"] + counts["rows_quarantined"] + counts["rows_duplicate"]
+    )
+    assert manifest["reconciles"] is True
+    where = warehouse.location
+    assert manifest["tables"]["customer_rfm"]["path"] == (
+        f"{where}/marts/customer_rfm/snapshot_date={day}"
+    )
+    assert manifest["report_path"] == f"{where}/reports/snapshot_date={day}/index.html"
+    assert "Customer value report" in warehouse.read_bytes(
+        f"reports/snapshot_date={day}/index.html"
+    ).decode("utf-8")
+
+    # the rows, against an independent computation; the same through every reader
+    rfm = warehouse.table("customer_rfm", day).sort("customer_id")
+    expected = independent_rfm(source["frame"], day)  # type: ignore[arg-type]
+    assert rfm["customer_id"].to_list() == expected["customer_id"].to_list()
+    assert rfm["order_count"].to_list() == expected["order_count"].to_list()
+    assert rfm["monetary_total"].cast(pl.Float64).to_numpy() == pytest.approx(
+        expected["monetary_total"].to_numpy(), abs=0.005
+    )
+    assert rfm.height == manifest["tables"]["customer_rfm"]["rows"]
+    assert warehouse.pinned_table("customer_rfm", day).sort("customer_id").equals(rfm)
+    dataset = warehouse.dataset("customer_rfm")
+    assert dataset.count_rows() == rfm.height
+    got = duckdb.sql(
+        "select count(*), sum(order_count) from dataset where snapshot_date = ?",
+        params=[day.isoformat()],
+    ).fetchall()
+    assert got == [(rfm.height, rfm["order_count"].sum())]
+    assert warehouse.exists(f"quarantine/orders/snapshot_date={day}/part-0.parquet")
+    assert views_left() == []  # the run's local view (landed rows, PII) is gone
+
+    before = warehouse.tables(day)
+    again = run(source, day, warehouse)
+    assert again.returncode == 0, again.stderr[-3000:]
+    rerun = warehouse.manifest(day)
+    assert rerun is not None and rerun["run_id"] != manifest["run_id"]
+    after = warehouse.tables(day)
+    assert after.keys() == before.keys()
+    for name, frame in before.items():
+        assert after[name].equals(frame), name
+    # the replaced version is kept for pinned readers; nothing else is left behind
+    versions = {p.split("/", 1)[0] for p in warehouse.files(f"_snapshots/snapshot_date={day}")}
+    assert {manifest["version"], rerun["version"]} <= versions
+    switches = {"current", "previous"} if warehouse.kind == "local" else {"current.json"}
+    assert versions - {manifest["version"], rerun["version"]} <= switches
+    assert views_left() == []
+
+
+def test_two_runs_of_one_date_at_once(source: dict[str, object], warehouse: Published) -> None:
+    day: date = source["last"]  # type: ignore[assignment]
+    args = ["run", "--source", str(source["path"]), "--as-of", day.isoformat()]
+    args += ["--warehouse", warehouse.location, "--config", str(source["config"])]
+    procs = [start(*args) for _ in range(2)]
+    outcomes = [(p.wait(timeout=600), p.stdout.read(), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
+    done = [o for o in outcomes if o[0] == 0]
+    refused = [o for o in outcomes if o[0] != 0]
+    assert len(done) == 1 and len(refused) == 1, outcomes
+    assert f"snapshot {day} is being built by run" in refused[0][2], refused[0][2]
+    assert "Traceback" not in refused[0][2]
+    manifest = warehouse.manifest(day)
+    assert manifest is not None  # the winner's, as the refused run said
+    assert f"being built by run {manifest['run_id']}" in " ".join(refused[0][2].split())
+    assert warehouse.table("customer_rfm", day).height == manifest["tables"]["customer_rfm"]["rows"]
+    assert not [f for f in warehouse.files("_locks") if f.endswith(".lease")]
+    assert views_left() == []  # the refused run's view too
+
+
+# ------------------------------------------------------------------------------------------
+# An incremental source: the accepted history, ordering and rebuilds through the store
+
+
+COLUMNS = ["order_id", "customer_id", "order_ts", "amount", "currency", "status", "updated_at"]
+
+
+def _order(oid: str, customer: str, day: str, amount: str, updated: str | None = None) -> tuple:
+    stamp = f"{day}T10:00:00Z"
+    return (oid, customer, stamp, amount, "USD", "completed", updated or stamp)
+
+
+@pytest.fixture
+def landing(tmp_path: Path) -> Path:
+    root = tmp_path / "landing" / "orders"
+    day1 = [_order(f"A{i}", f"C{i % 10}", "2024-03-01", "10.00") for i in range(40)]
+    day2 = [_order(f"B{i}", f"C{i % 10}", "2024-03-02", "20.00") for i in range(40)]
+    day2 += [  # a late order for Mar 1 and a correction of A1: snapshot Mar 1 is rebuilt
+        _order("LATE1", "C3", "2024-03-01", "5.00"),
+        _order("A1", "C1", "2024-03-01", "99.00", "2024-03-02T08:00:00Z"),
+    ]
+    day3 = [_order(f"D{i}", f"C{i % 10}", "2024-03-03", "30.00") for i in range(40)]
+    for day, rows in (("2024-03-01", day1), ("2024-03-02", day2), ("2024-03-03", day3)):
+        write_csv(root / f"date={day}" / "orders.csv", rows, COLUMNS)
+    return root
+
+
+def test_backfill_report_and_unlock_on_s3_equal_a_local_warehouse(
+    landing: Path, tmp_path: Path, s3_warehouse: str
+) -> None:
+    config = tmp_path / "cfg.yaml"
+    config.write_text(NO_PREDICTIONS)
+    s3, local = Published(s3_warehouse), Published(str(tmp_path / "local-wh"))
+    days = ["2024-03-01", "2024-03-02", "2024-03-03"]
+    for wh in (s3, local):
+        res = custval(
+            "backfill",
+            "--start",
+            days[0],
+            "--end",
+            days[-1],
+            "--source",
+            str(landing),
+            "--warehouse",
+            wh.location,
+            "--config",
+            str(config),
+        )
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert "rebuilt 2024-03-01" in res.stdout
+    for day in days:
+        got, want = s3.tables(day), local.tables(day)
+        assert got.keys() == want.keys()
+        for name in want:
+            assert got[name].equals(want[name]), (day, name)
+        s3_manifest, local_manifest = s3.manifest(day), local.manifest(day)
+        assert s3_manifest is not None and local_manifest is not None
+        for key in ("counts", "history_batches", "gaps", "quarantine_reasons", "status"):
+            assert s3_manifest[key] == local_manifest[key], (day, key)
+    rfm = s3.table("customer_rfm", "2024-03-01").sort("customer_id")
+    c1 = rfm.filter(pl.col("customer_id") == "C1")["monetary_total"].cast(pl.Float64).item()
+    assert c1 == pytest.approx(3 * 10.0 + 99.0)  # the correction rebuilt Mar 1
+    # the accepted zone and its records are in the store, the raw zone too
+    assert [f for f in s3.files("accepted/orders") if f.endswith("_batch.json")] == [
+        f"ingest_date={d}/_batch.json" for d in days
+    ]
+    assert s3.files("raw/orders") == local.files("raw/orders")
+
+    # a snapshot's report, rendered again from the store's pinned version
+    out = tmp_path / "report.html"
+    res = custval("report", "--as-of", days[-1], "--warehouse", s3.location, "--out", str(out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"Customer value report · {days[-1]}" in out.read_text()
+    missing = custval("report", "--as-of", "2020-01-01", "--warehouse", s3.location)
+    assert missing.returncode == 1
+    assert f"snapshot 2020-01-01 is not published in {s3.location}" in missing.stderr
+
+    # a lease left by a run on another host: refused, named, removed by unlock --force
+    lease = {
+        "run_id": "elsewhere",
+        "holder": "run",
+        "host": "another-host",
+        "pid": 4242,
+        "acquired_at": "2024-03-04T00:00:00+00:00",
+        "renewed_at": "2099-01-01T00:00:00+00:00",
+        "expires_at": "2099-01-01T00:00:00+00:00",
+    }
+    bucket, prefix = s3.location.removeprefix("s3://").split("/", 1)
+    key = f"{prefix}/_locks/snapshot_date=2024-03-04.lease"
+    s3_client().put_object(Bucket=bucket, Key=key, Body=json.dumps(lease).encode())
+    (landing / "date=2024-03-04").mkdir()
+    write_csv(
+        landing / "date=2024-03-04" / "orders.csv",
+        [_order("E1", "C1", "2024-03-04", "1.00")],
+        COLUMNS,
+    )
+    args = ["run", "--source", str(landing), "--as-of", "2024-03-04", "--warehouse", s3.location]
+    refused = custval(*args, "--config", str(config))
+    assert refused.returncode == 1
+    assert "snapshot 2024-03-04 is being built by run elsewhere" in refused.stderr
+    assert f"custval unlock --as-of 2024-03-04 --warehouse {s3.location}" in refused.stderr
+    kept = custval("unlock", "--as-of", "2024-03-04", "--warehouse", s3.location)
+    assert kept.returncode == 1 and "cannot be checked from this host" in kept.stderr
+    gone = custval("unlock", "--as-of", "2024-03-04", "--warehouse", s3.location, "--force")
+    assert gone.returncode == 0, gone.stderr
+    assert "removed the lease of run elsewhere" in gone.stdout
+    ok = custval(*args, "--config", str(config))
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    # an unreadable lease: one line naming the object and the remedy
+    s3_client().put_object(Bucket=bucket, Key=key, Body=b"{not json")
+    bad = custval(*args, "--config", str(config))
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    errors = [line for line in bad.stderr.strip().splitlines() if not line.startswith("warning:")]
+    assert len(errors) == 1 and errors[0].startswith("error: "), bad.stderr
+    assert f"s3://{bucket}/{key} is unreadable" in bad.stderr
+    assert f"custval unlock --as-of 2024-03-04 --warehouse {s3.location} --force" in bad.stderr
+    assert views_left() == []

@@ -351,18 +351,29 @@ class ObjectStore:
             raise self._fail("copying to", dest, exc) from None
 
     def remove(self, rel: str | PurePosixPath) -> None:
-        """Delete one object; nothing there is fine."""
+        """Delete one object; nothing there is fine. (boto3: pyarrow's delete_file leaves a
+        directory marker object behind when a "directory" becomes empty.)"""
         try:
-            self.fs.delete_file(self.path(rel))
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise self._fail("deleting", rel, exc) from None
+            self.client.delete_object(Bucket=self.bucket, Key=self.key(rel))
+        except Exception as exc:  # noqa: BLE001
+            if _error_code(exc) not in ("NoSuchKey", "404"):
+                raise self._fail("deleting", rel, exc) from None
 
     def remove_tree(self, rel: str | PurePosixPath) -> None:
-        """Delete every object under a prefix; nothing there is fine."""
-        for entry in self.listing(rel):
-            self.remove(PurePosixPath(str(rel)) / entry.rel)
+        """Delete every object under a prefix (directory markers too); nothing there is fine."""
+        prefix = self.key(rel) + "/"
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            )
+            for page in pages:
+                keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+                if keys:
+                    self.client.delete_objects(
+                        Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True}
+                    )
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail("deleting", rel, exc) from None
 
     def walk_dirs(self, rel: str | PurePosixPath) -> Iterator[str]:
         """Names of the "directories" directly under a prefix."""

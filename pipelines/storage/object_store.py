@@ -115,7 +115,12 @@ class Settings:
             access_key=frozen.access_key if frozen else None,
             secret_key=frozen.secret_key if frozen else None,
             session_token=frozen.token if frozen else None,
-            region=session.region_name or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+            region=(
+                given.get("region")
+                or os.environ.get("AWS_REGION")  # the SDKs' newer name; boto3 reads the older
+                or session.region_name  # AWS_DEFAULT_REGION, the config file
+                or "us-east-1"
+            ),
             endpoint=endpoint,
         )
 

@@ -14,8 +14,9 @@ from typing import Any
 import polars as pl
 
 from pipelines.errors import CustvalError
-from pipelines.storage import layout
+from pipelines.storage import layout, local_view
 from pipelines.storage.jsonfile import read_json, write_json
+from pipelines.storage.object_store import is_object_url
 from pipelines.storage.snapshots import published_snapshots
 
 
@@ -27,15 +28,33 @@ def refresh_latest(asset_extras: list[dict[str, Any]]) -> dict[str, Any]:
             "no asset event names a warehouse; was this run triggered by custval_nightly?"
         )
     newest = max(events, key=lambda e: e.get("snapshot_date", ""))
-    warehouse = Path(newest["warehouse"])
+    if is_object_url(str(newest["warehouse"])):  # read and written through a local view
+        from pipelines.context import check_warehouse
+
+        view = check_warehouse(str(newest["warehouse"]))
+        try:
+            local_view.pull_manifests(view)
+            return _refresh(view)
+        finally:
+            local_view.close(view)
+    return _refresh(Path(newest["warehouse"]))
+
+
+def _refresh(warehouse: Path) -> dict[str, Any]:
+    store = local_view.remote_of(warehouse)
+    where = store.url if store is not None else str(warehouse)
     published = published_snapshots(warehouse)
     if not published:
-        raise CustvalError(f"{warehouse} has no published snapshot yet")
+        raise CustvalError(f"{where} has no published snapshot yet")
     snapshot = published[-1].isoformat()
     manifest = read_json(layout.manifest_path(warehouse, published[-1])) or {}
     tables = {name: entry["path"] for name, entry in sorted(manifest.get("tables", {}).items())}
+    kpi_file = Path(tables.get("kpi_summary", "")) / "part-0.parquet"
+    if store is not None and "kpi_summary" in tables:  # the manifest names it by its URL
+        kpi_file = layout.table_file(warehouse, "kpi_summary", published[-1])
+        local_view.pull(warehouse, kpi_file.parent.relative_to(warehouse).as_posix())
     kpis = (
-        pl.read_parquet(Path(tables["kpi_summary"]) / "part-0.parquet", glob=False)
+        pl.read_parquet(kpi_file, glob=False)
         .with_columns(pl.col(pl.Decimal).cast(pl.Float64))  # money (DECIMAL) as JSON numbers
         .to_dicts()[0]
         if "kpi_summary" in tables
@@ -44,4 +63,5 @@ def refresh_latest(asset_extras: list[dict[str, Any]]) -> dict[str, Any]:
     latest = warehouse / layout.LATEST
     write_json(latest / "kpis.json", {"snapshot_date": snapshot, **kpis})
     write_json(latest / "tables.json", tables)
-    return {"warehouse": str(warehouse), "snapshot_date": snapshot, "tables": len(tables)}
+    local_view.push(warehouse, layout.LATEST.as_posix())  # an object-store warehouse: there
+    return {"warehouse": where, "snapshot_date": snapshot, "tables": len(tables)}

@@ -41,13 +41,8 @@ def _rel(ctx: RunContext, path: object) -> PurePosixPath:
     return PurePosixPath(Path(str(path)).relative_to(ctx.warehouse).as_posix())
 
 
-def _history(name: str) -> bool:
-    """`snapshot_date=D/history/…`: every run's manifest, never read by a run."""
-    return name.split("/", 2)[1:2] == [layout.HISTORY]
-
-
 def _runs(ctx: RunContext) -> None:
-    local_view.pull(ctx.warehouse, layout.RUNS.as_posix(), skip=_history)
+    local_view.pull_manifests(ctx.warehouse)
 
 
 def _accepted(ctx: RunContext) -> None:
@@ -165,7 +160,7 @@ def pull_published(root: Path, snapshot: date) -> None:
     snapshot's manifest pins, and the KPIs of earlier snapshots (an object-store warehouse)."""
     if local_view.remote_of(root) is None:
         return
-    local_view.pull(root, layout.RUNS.as_posix(), skip=_history)
+    local_view.pull_manifests(root)
     manifest = read_json(layout.manifest_path(root, snapshot)) or {}
     version = manifest.get("version")
     if isinstance(version, str) and version:

@@ -180,6 +180,15 @@ def pull(
             (local / here).unlink(missing_ok=True)
 
 
+def pull_manifests(root: Path) -> None:
+    """`runs/`: the published manifests and last failures (not every run's history)."""
+
+    def history(name: str) -> bool:  # snapshot_date=D/history/<run>.json
+        return name.split("/", 2)[1:2] == [layout.HISTORY]
+
+    pull(root, layout.RUNS.as_posix(), skip=history)
+
+
 def push(
     root: Path,
     rel: str | PurePosixPath,

@@ -102,6 +102,39 @@ def independent_rfm(orders: pl.DataFrame, snapshot: date) -> pl.DataFrame:
     )
 
 
+def s3_readers(warehouse: Published, day: date) -> list[int]:
+    """Rows of customer_rfm's snapshot `day` as DuckDB (pyarrow's S3 filesystem through fsspec,
+    no httpfs) and Polars (its own S3 client, endpoint given) read them, as the README shows."""
+    from fsspec.implementations.arrow import ArrowFSWrapper
+
+    class S3(ArrowFSWrapper):
+        protocol = "s3"
+
+    con = duckdb.connect()
+    con.register_filesystem(S3(warehouse.fs))
+    glob = f"{warehouse.location}/marts/customer_rfm/*/*.parquet"
+    in_duckdb = con.sql(
+        f"select count(*) from read_parquet('{glob}', hive_partitioning = true) "
+        "where snapshot_date = ?",
+        params=[day],
+    ).fetchall()[0][0]
+    in_polars = (
+        pl.scan_parquet(
+            f"{warehouse.location}/marts/customer_rfm/",
+            hive_partitioning=True,
+            storage_options={
+                "aws_endpoint_url": os.environ["AWS_ENDPOINT_URL"],
+                "aws_allow_http": "true",
+            },
+        )
+        .filter(pl.col("snapshot_date") == day)
+        .select(pl.len())
+        .collect()
+        .item()
+    )
+    return [int(in_duckdb), int(in_polars)]
+
+
 def test_run_then_rerun(source: dict[str, object], warehouse: Published) -> None:
     """Rows, reconciliation and every reader; a rerun gives the same tables, bit for bit."""
     day: date = source["last"]  # type: ignore[assignment]
@@ -142,6 +175,8 @@ def test_run_then_rerun(source: dict[str, object], warehouse: Published) -> None
         params=[day.isoformat()],
     ).fetchall()
     assert got == [(rfm.height, rfm["order_count"].sum())]
+    if warehouse.kind == "s3":  # the README's other S3 readers: DuckDB over fsspec, Polars
+        assert s3_readers(warehouse, day) == [rfm.height] * 2
     assert warehouse.exists(f"quarantine/orders/snapshot_date={day}/part-0.parquet")
     assert views_left() == []  # the run's local view (landed rows, PII) is gone
 
@@ -248,6 +283,20 @@ def test_backfill_report_and_unlock_on_s3_equal_a_local_warehouse(
         f"ingest_date={d}/_batch.json" for d in days
     ]
     assert s3.files("raw/orders") == local.files("raw/orders")
+
+    # the BI refresh DAG's `latest/`, from the asset event naming the s3:// warehouse
+    from pipelines.publish.latest import refresh_latest
+
+    out = refresh_latest([{"warehouse": s3.location, "snapshot_date": days[-1]}])
+    assert out == {"warehouse": s3.location, "snapshot_date": days[-1], "tables": 11}
+    kpis = s3.json("latest/kpis.json")
+    assert kpis["snapshot_date"] == days[-1]
+    assert kpis["net_revenue"] == pytest.approx(
+        float(s3.table("kpi_summary", days[-1])["net_revenue"].cast(pl.Float64).item())
+    )
+    assert s3.json("latest/tables.json")["customer_rfm"] == (
+        f"{s3.location}/marts/customer_rfm/snapshot_date={days[-1]}"
+    )
 
     # a snapshot's report, rendered again from the store's pinned version
     out = tmp_path / "report.html"

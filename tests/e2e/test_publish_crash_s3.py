@@ -292,11 +292,43 @@ def test_kill_around_the_commit(prepared: dict[str, Any], tmp_path: Path, scenar
     assert outcomes[-1] == f"B-{scenario}"
 
 
+def _boundaries(operations: list[str]) -> list[int]:
+    """Each kind of file operation's first and last occurrence in a row (1-based): killing at
+    the 2nd of 11 identical table copies tells nothing the 1st and the 11th do not."""
+    out: set[int] = set()
+    for i, name in enumerate(operations):
+        before = operations[i - 1] if i else None
+        after = operations[i + 1] if i + 1 < len(operations) else None
+        if name != before or name != after:
+            out.add(i + 1)
+    return sorted(out)
+
+
 @pytest.mark.slow
-def test_kill_at_every_file_operation_of_publish(prepared: dict[str, Any], tmp_path: Path) -> None:
+def test_kill_at_every_kind_of_file_operation_of_publish(
+    prepared: dict[str, Any], tmp_path: Path
+) -> None:
     operations = _operations(prepared, "rerun", tmp_path)
     switch = _switch(operations)
-    outcomes = [_kill_and_heal(prepared, "rerun", k, switch) for k in range(1, len(operations) + 1)]
+    moments = _boundaries(operations)
+    assert len(moments) < len(operations) and switch in moments
+    outcomes = {k: _kill_and_heal(prepared, "rerun", k, switch) for k in moments}
     first_run = prepared["first"]["run_id"]
-    assert outcomes[:switch] == [first_run] * switch
-    assert outcomes[switch:] == ["B-rerun"] * (len(operations) - switch)
+    assert all(run == (first_run if k <= switch else "B-rerun") for k, run in outcomes.items())
+
+
+def test_a_pinned_reader_never_sees_a_torn_snapshot(prepared: dict[str, Any]) -> None:
+    """While run B publishes, a reader polls: the manifest it finds always pins a whole version."""
+    snapshot: date = prepared["snapshot"]
+    ctx = _trial(prepared, "rerun", "watched")
+    child = _child(ctx, {})
+    seen = set()
+    while child.poll() is None:
+        state = _state(prepared["bucket"], "watched", snapshot)  # asserts the pinned read
+        seen.add(state["manifest"]["run_id"])
+    assert child.wait() == 0
+    local_view.close(ctx.warehouse)
+    final = _state(prepared["bucket"], "watched", snapshot)
+    assert final["manifest"]["run_id"] == "B-rerun"
+    assert _shows_exactly(final["objects"], snapshot, final["manifest"]["version"])
+    assert seen <= {prepared["first"]["run_id"], "B-rerun"}

@@ -31,11 +31,12 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from pipelines.config import Config, ResourcesConfig
+from pipelines.config import Config
 from pipelines.context import RunContext
-from pipelines.contracts import load_contract
+from pipelines.contracts import Contract, load_contract
+from pipelines.engines import connect
 from pipelines.errors import CustvalError
-from pipelines.publish.tables import conform, write_partition_files
+from pipelines.publish.tables import grain_error, write_conformed_batches
 from pipelines.resources import sql_dir
 from pipelines.validate.mart_checks import check_marts
 from pipelines.validate.reference_data import marketing_spend
@@ -192,29 +193,6 @@ def config_tables(config: Config) -> dict[str, pl.DataFrame]:
         ),
         "source_marketing_spend": marketing_spend(config.marketing_spend),
     }
-
-
-def connect(
-    resources: ResourcesConfig | None = None, spill_dir: Path | None = None
-) -> duckdb.DuckDBPyConnection:
-    """An in-process DuckDB held to the run's memory budget (`resources`), spilling to `spill_dir`.
-
-    Without a budget DuckDB takes 80% of the machine's memory; with one, joins, sorts and
-    window functions that outgrow it write their overflow to `spill_dir` instead of failing
-    (or swapping the box), which is what lets a 100M-order run fit a laptop-sized budget.
-    """
-    con = duckdb.connect()
-    con.execute("set TimeZone = 'UTC'")  # dates of timestamptz values are UTC dates
-    con.execute("set preserve_insertion_order = false")
-    con.execute("set enable_progress_bar = false")  # progress is the run's logs, not stdout bars
-    if resources is not None:
-        con.execute(f"set memory_limit = '{resources.memory_limit}'")  # validated: digits+unit
-        if resources.threads is not None:
-            con.execute(f"set threads = {int(resources.threads)}")
-    if spill_dir is not None:
-        spill_dir.mkdir(parents=True, exist_ok=True)
-        con.execute("set temp_directory = ?", [str(spill_dir)])
-    return con
 
 
 def build_models(
@@ -453,11 +431,8 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
                 continue
             name = model.published_name
             contract = load_contract(name)
-            table = conform(con.sql(f"select * from {model.name}").to_arrow_table(), contract)
-            write_partition_files(
-                table, out / name, {"snapshot_date": ctx.snapshot_date.isoformat()}
-            )
-            tables[name] = {"rows": table.num_rows, "columns": table.num_columns}
+            rows = write_table(con, model.name, contract, out / name, ctx.snapshot_date)
+            tables[name] = {"rows": rows, "columns": len(contract.column_names)}
     finally:
         con.close()
     # Before anything is published: each written file against its contract's suite.
@@ -474,6 +449,30 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
             "validation": checked,
         },
     )
+
+
+BATCH_ROWS = 1_000_000  # rows of a built table converted and written at a time
+
+
+def write_table(
+    con: duckdb.DuckDBPyConnection, model: str, contract: Contract, directory: Path, snapshot: date
+) -> int:
+    """Write a built table conformed to its contract, streamed out of DuckDB in batches.
+
+    The grain (one row per primary key) is then checked over the whole table, in DuckDB.
+    """
+    reader = con.sql(f"select * from {model}").fetch_record_batch(BATCH_ROWS)
+    rows = write_conformed_batches(
+        reader, contract, directory, {"snapshot_date": snapshot.isoformat()}
+    )
+    key = contract.primary_key
+    if key:
+        columns = ", ".join(f'"{k}"' for k in key)
+        distinct = con.sql(f"select count(*) from (select distinct {columns} from {model})")
+        duplicates = rows - int(distinct.fetchall()[0][0])
+        if duplicates:
+            raise grain_error(contract, duplicates)
+    return rows
 
 
 def check_contract_horizons(config: Config) -> None:

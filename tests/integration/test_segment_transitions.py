@@ -24,6 +24,9 @@ TABLES = ("customer_rfm", "segment_transitions", "segment_transition_summary")
 LOOKBACK = 2
 
 
+pytestmark = pytest.mark.slow
+
+
 def _run(source: Path, day: date, warehouse: Path, config: Path) -> dict[str, pl.DataFrame]:
     from pipelines.context import RunContext
     from pipelines.run.pipeline import run_all

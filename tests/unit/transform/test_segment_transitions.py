@@ -185,6 +185,7 @@ def test_the_summary_counts_every_transition_from_the_previous_day(
         ),
     ],
 )
+@pytest.mark.slow
 def test_the_lookback_bounds_segment_changed_on(
     tmp_path: Path, built: dict[str, pl.DataFrame], lookback: int, since: dict
 ) -> None:
@@ -260,6 +261,7 @@ def _expected(config: Config, orders: pl.DataFrame) -> dict[str, pl.DataFrame]:
 
 
 @pytest.mark.parametrize("lookback", [1, 3, 4])
+@pytest.mark.slow
 def test_the_transitions_match_segments_built_day_by_day(tmp_path: Path, lookback: int) -> None:
     config = _config(tmp_path, lookback)
     orders = _orders()
@@ -273,6 +275,7 @@ def test_the_transitions_match_segments_built_day_by_day(tmp_path: Path, lookbac
     assert got.drop("previous_snapshot_date").equals(expected.select(got.columns[1:]))
 
 
+@pytest.mark.slow
 def test_a_rebuild_gives_the_same_rows_and_the_history_is_timed(
     config: Config, built: dict[str, pl.DataFrame], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -27,12 +27,28 @@ SHARED = REPO.parent / "shared"
 LAYERS = ("unit", "integration", "e2e")  # tests/<layer>/..., each a marker: `pytest -m unit`
 
 
+FIRST = ("tests/e2e/test_airflow_scheduler.py", "tests/e2e/test_publish_crash.py")  # longest
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test with its layer, from the folder it lives in."""
+    """Mark every test with its layer, from the folder it lives in; end-to-end tests (each
+    runs the CLI or Airflow as a subprocess) are also `slow`. Then order the longest first:
+    pytest-xdist hands files to its workers in this order, so the long ones do not end the
+    run on one worker while the other idles."""
     for item in items:
         parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
         if parts and parts[0] in LAYERS:
             item.add_marker(getattr(pytest.mark, parts[0]))
+        if parts and parts[0] == "e2e":
+            item.add_marker(pytest.mark.slow)
+
+    def rank(item: pytest.Item) -> int:
+        path = Path(str(item.fspath)).relative_to(REPO).as_posix()
+        if path in FIRST:
+            return FIRST.index(path)
+        return len(FIRST) + (0 if item.get_closest_marker("slow") else 1)
+
+    items.sort(key=rank)  # stable: the order within each rank stays
 
 
 def require(available: bool, what: str) -> None:

@@ -5,15 +5,19 @@ from __future__ import annotations
 import os
 import sys
 import time
-from datetime import datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.table import Table
 
 from pipelines.cli.app import app, console, fail, parse_date_option
 from pipelines.cli.runs import run_context, run_snapshot
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 @app.command()
@@ -37,8 +41,16 @@ def generate(
         bool, typer.Option(help="Only the required columns (no status, channel, email).")
     ] = False,
 ) -> None:
-    """Write realistic synthetic raw orders (BG/NBD purchase process, Gamma-Gamma spend)."""
-    from pipelines.tools.generate import FORMATS, format_from_path, simulate_orders, write_orders
+    """Write realistic synthetic raw orders (BG/NBD purchase process, Gamma-Gamma spend).
+
+    Large files are simulated and written in chunks of 5M orders, so memory stays bounded.
+    """
+    from pipelines.tools.generate import (
+        FORMATS,
+        format_from_path,
+        simulate_order_chunks,
+        write_order_chunks,
+    )
 
     start_date = parse_date_option(start, "--start")
     assert start_date is not None
@@ -46,16 +58,22 @@ def generate(
     if chosen not in FORMATS:
         fail(f"unknown --format {chosen!r}; use one of {', '.join(FORMATS)}", 2)
     t0 = time.perf_counter()
-    with console.status(f"simulating {orders:,} orders ..."):
-        frame = simulate_orders(
+    customers, last = 0, datetime.min.replace(tzinfo=UTC)
+
+    def chunks() -> Iterator[pl.DataFrame]:
+        nonlocal customers, last
+        for frame in simulate_order_chunks(
             orders, seed=seed, start=start_date, days=days, extra_columns=not minimal
-        )
-    with console.status(f"writing {out} ..."):
-        write_orders(frame, out, chosen)  # type: ignore[arg-type]
-    customers = frame["customer_id"].n_unique()
+        ):
+            customers += frame["customer_id"].n_unique()  # chunks never share a customer
+            last = max(last, cast(datetime, frame["order_ts"].max()))
+            yield frame
+
+    with console.status(f"simulating and writing {orders:,} orders to {out} ..."):
+        write_order_chunks(chunks(), out, chosen)  # type: ignore[arg-type]
     console.print(
         f"wrote {orders:,} orders of {customers:,} customers to {out} ({chosen}) "
-        f"in {time.perf_counter() - t0:.1f} s; last day {cast(datetime, frame['order_ts'].max()):%Y-%m-%d}"
+        f"in {time.perf_counter() - t0:.1f} s; last day {last:%Y-%m-%d}"
     )
 
 
@@ -148,55 +166,90 @@ def bench(
         int, typer.Option("--orders", "-n", help="Orders to generate.", min=1)
     ] = 1_000_000,
     fmt: Annotated[
-        str, typer.Option("--format", help="Source format: csv, parquet or jsonl.")
-    ] = "csv",
+        str, typer.Option("--format", help="Source format: parquet, csv or jsonl.")
+    ] = "parquet",
     workdir: Annotated[
         Path | None,
-        typer.Option(help="Directory for the data (default: a temp dir, removed after)."),
+        typer.Option(
+            help="Directory for the data; the generated file is kept there and reused "
+            "(default: a temp dir, removed after)."
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    rounds: Annotated[
+        int,
+        typer.Option(help="Alternating rounds of the baseline and custval run; medians.", min=1),
+    ] = 1,
+    config: Annotated[
+        Path | None, typer.Option(help="Config file for the custval run (its resources).")
+    ] = None,
 ) -> None:
-    """Generate N orders, run the pipeline, print seconds and peak memory per stage."""
+    """Generate N orders, run the pipeline and a bare DuckDB summary query on the same file,
+    alternately; print seconds and peak memory per stage and the ratio of their wall times."""
     import json
     import shutil
     import tempfile
 
     from pipelines.run.metrics import measure
-    from pipelines.tools.generate import simulate_orders, write_orders
+    from pipelines.tools.bench import compare
+    from pipelines.tools.generate import FORMATS, simulate_order_chunks, write_order_chunks
 
+    if fmt not in FORMATS:
+        fail(f"unknown --format {fmt!r}; use one of {', '.join(FORMATS)}", 2)
     base = workdir or Path(tempfile.mkdtemp(prefix="custval-bench-"))
     try:
-        source = base / f"orders.{fmt}"
-        with console.status(f"generating {orders:,} orders ..."), measure() as gen:
-            frame = simulate_orders(orders, seed=seed)
-            last_day = frame["order_ts"].max().date()  # type: ignore[union-attr]
-            write_orders(frame, source, fmt)  # type: ignore[arg-type]
-            del frame
-        manifest = run_snapshot(run_context(str(source), last_day, base / "warehouse", None))
-        table = Table(title=f"custval bench: {orders:,} orders ({fmt}), {os.cpu_count()} cores")
+        base.mkdir(parents=True, exist_ok=True)
+        source = base / f"orders-{orders}-{seed}.{fmt}"
+        last_day_file = source.with_name(source.name + ".last_day")
+        with measure() as gen:
+            if not (source.is_file() and last_day_file.is_file()):
+                last = datetime.min.replace(tzinfo=UTC)
+
+                def chunks() -> Iterator[pl.DataFrame]:
+                    nonlocal last
+                    for frame in simulate_order_chunks(orders, seed=seed):
+                        last = max(last, cast(datetime, frame["order_ts"].max()))
+                        yield frame
+
+                with console.status(f"generating {orders:,} orders into {source} ..."):
+                    partial = source.with_name(source.name + ".partial")
+                    write_order_chunks(chunks(), partial, fmt)  # type: ignore[arg-type]
+                    partial.replace(source)
+                    last_day_file.write_text(f"{last:%Y-%m-%d}")
+        snapshot = last_day_file.read_text().strip()
+        warehouse = base / "warehouse"
+        with console.status("benchmarking ...") as status:
+            result = compare(source, snapshot, warehouse, rounds, config, status.update)
+        cores = os.cpu_count()
+        table = Table(title=f"custval bench: {orders:,} orders ({fmt}), {cores} cores")
         for col in ("stage", "seconds", "peak RSS MB"):
             table.add_column(col, justify="right")
         table.add_row("generate", f"{gen.seconds:.2f}", f"{gen.peak_rss_mb:,.0f}")
-        total = 0.0
-        for name, m in manifest["stages"].items():
+        for name, m in result["stages"].items():
             table.add_row(name, f"{m['seconds']:.2f}", f"{m['peak_rss_mb']:,.0f}")
-            total += m["seconds"]
-        table.add_row("pipeline total", f"{total:.2f}", "")
+        mine, bare = result["custval"], result["baseline"]
+        table.add_row(
+            "custval run (process)", f"{mine['wall_seconds']:.2f}", f"{mine['peak_rss_mb']:,.0f}"
+        )
+        table.add_row(
+            "bare DuckDB summary", f"{bare['wall_seconds']:.2f}", f"{bare['peak_rss_mb']:,.0f}"
+        )
         console.print(table)
+        console.print(
+            f"ratio: custval run takes {result['wall_ratio']:.1f}x the wall time of the bare DuckDB "
+            f"summary query on the same file (median of {rounds} alternating round(s), "
+            f"load average {result['load_average'][0]:.2f})"
+        )
         # one machine-readable line last (not wrapped), for scripts that keep benchmark records
         sys.stdout.write(
             json.dumps(
-                {
-                    "orders": orders,
-                    "format": fmt,
-                    "cores": os.cpu_count(),
-                    "generate": gen.as_dict(),
-                    "stages": manifest["stages"],
-                    "counts": manifest["counts"],
-                }
+                {"orders": orders, "format": fmt, "cores": cores, "generate": gen.as_dict()}
+                | result
             )
             + "\n"
         )
+    except RuntimeError as exc:
+        fail(str(exc), 1)
     finally:
         if workdir is None:
             shutil.rmtree(base, ignore_errors=True)

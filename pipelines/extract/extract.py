@@ -20,6 +20,8 @@ from pipelines.context import RunContext
 from pipelines.contracts import Contract, load_contract
 from pipelines.errors import BatchRejected, SourceError
 from pipelines.extract.discovery import Discovered, discover, refused_as_dicts, sha256_file
+from pipelines.extract.formats import file_format
+from pipelines.extract.parquet_landing import IMPLIED, ParquetShape, landable, link_or_copy
 from pipelines.extract.readers import RawFile, ReadOptions, raw_from_arrow, read_raw, with_lineage
 from pipelines.sources import Source, arrival_dirs
 from pipelines.stage_results import ExtractResult
@@ -63,9 +65,15 @@ def discover_files(source: str, config: Config, *, allow_empty: bool = False) ->
 
 
 def _land(
-    ctx: RunContext, raws: Iterable[RawFile], contract: Contract, facts_extra: list[dict[str, Any]]
+    ctx: RunContext,
+    raws: Iterable[RawFile],
+    contract: Contract,
+    facts_extra: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    """Write each raw file to the run's staging area as it is read; returns per-file facts."""
+    """Write each raw file to the run's staging area as it is read; returns per-file facts.
+
+    The staging area is made fresh here, also for Parquet files landed as they are after.
+    """
     staging = ctx.work_dir / "raw"
     fresh_dir(staging)
     facts = []
@@ -103,11 +111,50 @@ def _file_facts(path: Path) -> dict[str, Any]:
 
 
 def land_files(ctx: RunContext, files: list[Path], contract: Contract) -> list[dict[str, Any]]:
+    """Land every file: Parquet files as they are (`parquet_landing`), text files as read."""
     options = read_options(ctx.config)
+    shapes = {p: landable(p, contract.column_names) for p in files if file_format(p) == "parquet"}
+    as_is = {p for p, shape in shapes.items() if shape is not None}
     raws = (
-        read_raw(path, contract.column_names, options) for path in files
+        read_raw(path, contract.column_names, options) for path in files if path not in as_is
     )  # one file in memory at a time
-    return _land(ctx, raws, contract, [_file_facts(p) for p in files])
+    facts = _land(ctx, raws, contract, [_file_facts(p) for p in files if p not in as_is])
+    for i, path in enumerate(p for p in files if p in as_is):
+        shape = shapes[path]
+        assert shape is not None
+        facts.append(_land_as_is(ctx, path, shape, contract, i))
+    by_path = {f["path"]: f for f in facts}
+    return [by_path[str(p)] for p in files]  # in the order the files are read
+
+
+def _land_as_is(
+    ctx: RunContext, path: Path, shape: ParquetShape, contract: Contract, i: int
+) -> dict[str, Any]:
+    missing = [c for c in contract.required_columns if c not in shape.columns]
+    if missing:
+        raise BatchRejected(
+            f"{path}: required column(s) {', '.join(missing)} missing "
+            f"(found: {', '.join(shape.columns) or 'none'}); rule orders.required_columns, nothing published"
+        )
+    landed = ctx.work_dir / "raw" / f"part-as-is-{i:05d}.parquet"
+    how = link_or_copy(path, landed)
+    return {
+        "path": str(path),
+        "format": "parquet",
+        "rows": shape.rows,
+        "lines": shape.rows,
+        "header_lines": 0,
+        "columns": shape.columns,
+        "ignored_columns": shape.ignored,
+        "blank_lines": 0,
+        "unreadable_records": 0,
+        "read_record_by_record": False,
+        "compression": None,
+        "landed": landed.name,
+        "landed_as": how,  # the source file itself: a hard link, or a copy
+        "lineage": IMPLIED,  # row k is line k; not stored in the file
+        **_file_facts(path),
+    }
 
 
 def _postgres_batch(

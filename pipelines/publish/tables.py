@@ -14,6 +14,7 @@ fails; a value with more integer digits than `p - s` allows, a NaN or an infinit
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow as pa
@@ -54,8 +55,12 @@ def to_decimal(
         ) from None
 
 
-def conform(table: pa.Table, contract: Contract) -> pa.Table:
-    """The table with exactly the contract's columns, types and descriptions."""
+def conform(table: pa.Table, contract: Contract, check_key: bool = True) -> pa.Table:
+    """The table with exactly the contract's columns, types and descriptions.
+
+    `check_key=False` for one batch of a larger table, whose grain is checked over all of it
+    (`grain_error`).
+    """
     expected = contract.column_names
     missing = [c for c in expected if c not in table.column_names]
     extra = [c for c in table.column_names if c not in expected]
@@ -89,14 +94,18 @@ def conform(table: pa.Table, contract: Contract) -> pa.Table:
                 f"table {contract.name!r}: column {field.name!r} is required but has nulls"
             )
     key = contract.primary_key
-    if key and cast.num_rows:
+    if check_key and key and cast.num_rows:
         distinct = cast.group_by(key).aggregate([]).num_rows
         if distinct != cast.num_rows:
-            raise PublishError(
-                f"table {contract.name!r}: {cast.num_rows - distinct:,} duplicate rows for the key {key} "
-                "(its grain is broken)"
-            )
+            raise grain_error(contract, cast.num_rows - distinct)
     return pa.Table.from_arrays(cast.columns, schema=schema)
+
+
+def grain_error(contract: Contract, duplicates: int) -> PublishError:
+    return PublishError(
+        f"table {contract.name!r}: {duplicates:,} duplicate rows for the key {contract.primary_key} "
+        "(its grain is broken)"
+    )
 
 
 def write_table_file(table: pa.Table, path: Path, metadata: dict[str, str] | None = None) -> Path:
@@ -118,3 +127,32 @@ def write_partition_files(
     """Write one Parquet file into a fresh staging directory."""
     files.fresh_dir(directory)
     return write_table_file(table, directory / "part-0.parquet", metadata)
+
+
+def write_conformed_batches(
+    batches: Iterable[pa.RecordBatch],
+    contract: Contract,
+    directory: Path,
+    metadata: dict[str, str] | None = None,
+) -> int:
+    """Conform each batch to the contract and write them as one Parquet file (one row group a
+    batch) into a fresh staging directory; one batch in memory at a time. Returns the rows.
+
+    The caller checks the grain over the whole table (`grain_error`): a batch sees only itself.
+    """
+    files.fresh_dir(directory)
+    path = directory / "part-0.parquet"
+    schema = contract.arrow_schema()
+    if metadata:
+        extra = {k.encode(): v.encode() for k, v in metadata.items()}
+        schema = schema.with_metadata({**(schema.metadata or {}), **extra})
+    checkpoint("write_table")
+    rows = 0
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        for batch in batches:
+            table = conform(pa.Table.from_batches([batch]), contract, check_key=False)
+            writer.write_table(table.replace_schema_metadata(schema.metadata))
+            rows += table.num_rows
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+    return rows

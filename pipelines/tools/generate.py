@@ -15,6 +15,7 @@ proportional to the orders kept, not to M.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -161,22 +162,91 @@ def _labels(name: str, codes: np.ndarray, labels: tuple[str, ...]) -> pl.Series:
     return pl.Series(name, codes).replace_strict(dict(enumerate(labels)), return_dtype=pl.String)
 
 
+CHUNK_ORDERS = 5_000_000  # orders simulated at once by `simulate_order_chunks` (~1 GB)
+
+
+def simulate_order_chunks(
+    n_orders: int,
+    *,
+    seed: int = 42,
+    start: date = date(2024, 1, 1),
+    days: int = 730,
+    chunk_orders: int = CHUNK_ORDERS,
+    extra_columns: bool = True,
+) -> Iterator[pl.DataFrame]:
+    """`n_orders` orders in frames of at most `chunk_orders`, in bounded memory.
+
+    Up to `chunk_orders` this is `simulate_orders` itself (one frame, the same rows). Beyond,
+    each chunk is an independent population of customers (seed `seed`, `seed + 1`, ...) whose
+    order and customer numbers continue the previous chunk's, so ids stay unique; each chunk
+    is sorted by time, the file as a whole is not (an export in blocks, as large dumps are).
+    """
+    if n_orders <= chunk_orders:
+        yield simulate_orders(
+            n_orders, seed=seed, start=start, days=days, extra_columns=extra_columns
+        )
+        return
+    orders_before, customers_before = 0, 0
+    for i, size in enumerate(_chunk_sizes(n_orders, chunk_orders)):
+        frame = simulate_orders(
+            size, seed=seed + i, start=start, days=days, extra_columns=extra_columns
+        )
+        order_no = pl.col("order_id").str.slice(1).cast(pl.Int64) + orders_before
+        customer_no = pl.col("customer_id").str.slice(1).cast(pl.Int64) + customers_before
+        customers = frame.select(pl.col("customer_id").str.slice(1).cast(pl.Int64).max()).item()
+        frame = frame.with_columns(
+            ("O" + order_no.cast(pl.String).str.zfill(10)).alias("order_id"),
+            ("C" + customer_no.cast(pl.String).str.zfill(8)).alias("customer_id"),
+        )
+        if extra_columns:
+            frame = frame.with_columns(
+                (pl.col("customer_id").str.to_lowercase() + "@example.com").alias("email")
+            )
+        orders_before += size
+        customers_before += customers
+        yield frame
+
+
+def _chunk_sizes(total: int, chunk: int) -> list[int]:
+    return [min(chunk, total - offset) for offset in range(0, total, chunk)]
+
+
 def write_orders(frame: pl.DataFrame, out: Path, fmt: Format) -> Path:
     """Write raw orders as a source system would: text timestamps in CSV and JSON Lines."""
+    return write_order_chunks([frame], out, fmt)
+
+
+def write_order_chunks(
+    frames: Iterator[pl.DataFrame] | list[pl.DataFrame], out: Path, fmt: Format
+) -> Path:
+    """Write frames of raw orders one after another into one file (one frame in memory at a time)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; use one of {FORMATS}")
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":
-        frame.write_parquet(out)
+        import pyarrow.parquet as pq
+
+        writer: pq.ParquetWriter | None = None
+        try:
+            for frame in frames:
+                table = frame.to_arrow()
+                if writer is None:
+                    writer = pq.ParquetWriter(out, table.schema, compression="zstd")
+                writer.write_table(table, row_group_size=1_000_000)
+        finally:
+            if writer is not None:
+                writer.close()
         return out
-    text = frame.with_columns(
-        pl.col("order_ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        _money_text(pl.col("amount")).alias("amount"),
-    )
-    if fmt == "csv":
-        text.write_csv(out)
-    elif fmt == "jsonl":
-        text.write_ndjson(out)
-    else:
-        raise ValueError(f"unknown format {fmt!r}; use one of {FORMATS}")
+    with open(out, "wb") as fh:
+        for i, frame in enumerate(frames):
+            text = frame.with_columns(
+                pl.col("order_ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                _money_text(pl.col("amount")).alias("amount"),
+            )
+            if fmt == "csv":
+                text.write_csv(fh, include_header=i == 0)
+            else:
+                text.write_ndjson(fh)
     return out
 
 

@@ -31,11 +31,12 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from pipelines.config import Config, ResourcesConfig
+from pipelines.config import Config
 from pipelines.context import RunContext
-from pipelines.contracts import load_contract
+from pipelines.contracts import Contract, load_contract
+from pipelines.engines import connect
 from pipelines.errors import CustvalError
-from pipelines.publish.tables import conform, write_partition_files
+from pipelines.publish.tables import grain_error, write_conformed_batches
 from pipelines.resources import sql_dir
 from pipelines.validate.mart_checks import check_marts
 from pipelines.validate.reference_data import marketing_spend
@@ -46,9 +47,6 @@ _COMMENT = re.compile(r"--[^\n]*")
 _MATERIALIZED = re.compile(r"^--\s*Materialized:\s*(table|view)\b", re.MULTILINE | re.IGNORECASE)
 
 log = logging.getLogger(__name__)
-
-# What a day of the segment history needs: its RFM segments and its customers' net revenue
-HISTORY_TARGETS = frozenset({"int_customer_rfm_segment", "int_customers"})
 
 
 class ModelError(CustvalError):
@@ -194,29 +192,6 @@ def config_tables(config: Config) -> dict[str, pl.DataFrame]:
     }
 
 
-def connect(
-    resources: ResourcesConfig | None = None, spill_dir: Path | None = None
-) -> duckdb.DuckDBPyConnection:
-    """An in-process DuckDB held to the run's memory budget (`resources`), spilling to `spill_dir`.
-
-    Without a budget DuckDB takes 80% of the machine's memory; with one, joins, sorts and
-    window functions that outgrow it write their overflow to `spill_dir` instead of failing
-    (or swapping the box), which is what lets a 100M-order run fit a laptop-sized budget.
-    """
-    con = duckdb.connect()
-    con.execute("set TimeZone = 'UTC'")  # dates of timestamptz values are UTC dates
-    con.execute("set preserve_insertion_order = false")
-    con.execute("set enable_progress_bar = false")  # progress is the run's logs, not stdout bars
-    if resources is not None:
-        con.execute(f"set memory_limit = '{resources.memory_limit}'")  # validated: digits+unit
-        if resources.threads is not None:
-            con.execute(f"set threads = {int(resources.threads)}")
-    if spill_dir is not None:
-        spill_dir.mkdir(parents=True, exist_ok=True)
-        con.execute("set temp_directory = ?", [str(spill_dir)])
-    return con
-
-
 def build_models(
     con: duckdb.DuckDBPyConnection,
     params: dict[str, Any],
@@ -319,57 +294,6 @@ def register_sources(
         con.register(table, frame)
 
 
-def segment_history(
-    config: Config,
-    snapshot_date: date,
-    orders: str | Path | pl.DataFrame,
-    models: dict[str, SqlModel] | None = None,
-    python_models: dict[str, PythonModel] | None = None,
-    spill_dir: Path | None = None,
-) -> pa.Table:
-    """Each customer's RFM segment and net revenue on each of the days D - L ... D - 1.
-
-    The `source_segment_history` of the build of D (L = `rfm.transition_lookback_days`): every
-    day is built again from the same staged orders, cut at the end of that day, in its own
-    connection -- the SQL models up to `int_customer_rfm_segment` and `int_customers` with that
-    day's parameters, no Python model (`python_models` are only checked not to be needed). So the
-    transitions of D are a function of D's own input, whatever was published before.
-    """
-    models = models if models is not None else load_models()
-    needed = _closure(set(HISTORY_TARGETS), models, python_models or {})
-    python = sorted(needed & (python_models or {}).keys())
-    if python:
-        raise ModelError(
-            f"the segment history builds {sorted(HISTORY_TARGETS)} without Python models, "
-            f"but they need {python}"
-        )
-    lookback = config.rfm.transition_lookback_days
-    days = [snapshot_date - timedelta(days=n) for n in range(lookback, 0, -1)]
-    tables = []
-    for day in days:
-        con = connect(config.resources, spill_dir)
-        try:
-            register_sources(con, config, orders, until=day)
-            build_models(con, model_params(config, day), models, {}, targets=set(HISTORY_TARGETS))
-            tables.append(
-                con.sql(
-                    """
-                    select
-                        $as_of::date as as_of,
-                        customers.customer_id,
-                        rfm_segments.rfm_segment,
-                        cast(customers.net_revenue as decimal(18, 4)) as net_revenue
-                    from int_customers as customers
-                    left join int_customer_rfm_segment as rfm_segments using (customer_id)
-                    """,
-                    params={"as_of": day.isoformat()},
-                ).to_arrow_table()
-            )
-        finally:
-            con.close()
-    return pa.concat_tables(tables)
-
-
 def build_snapshot(
     con: duckdb.DuckDBPyConnection,
     config: Config,
@@ -377,36 +301,20 @@ def build_snapshot(
     orders: str | Path | pl.DataFrame,
     models: dict[str, SqlModel] | None = None,
     python_models: dict[str, PythonModel] | None = None,
-    spill_dir: Path | None = None,
 ) -> dict[str, float]:
     """Register the staged orders (a Parquet path or a frame) and the config tables, build all.
 
-    Without `python_models`, the predictive models of `pipelines/predictive/predictive.py` are used.
-    The segment history of the lookback days (`segment_history`) is built first, from the same
-    orders, and registered as `source_segment_history`. Returns the seconds each model took,
-    and the history's under `source_segment_history`.
+    Without `python_models`, the predictive models of `pipelines/predictive/predictive.py` are
+    used. Returns the seconds each model took. (The segment history of the lookback days is
+    a model like the others, `int_customer_lookback_states`: one pass over the orders.)
     """
     if python_models is None:
         from pipelines.predictive.predictive import Predictive
 
         python_models = Predictive(config).python_models()
     models = models if models is not None else load_models()
-    started = time.perf_counter()
-    history = segment_history(config, snapshot_date, orders, models, python_models, spill_dir)
-    history_seconds = round(time.perf_counter() - started, 3)
-    lookback = config.rfm.transition_lookback_days
-    log.info(
-        "segment history of %s: %d day(s) of the RFM chain (%s ... %s) in %.1f s",
-        snapshot_date,
-        lookback,
-        snapshot_date - timedelta(days=lookback),
-        snapshot_date - timedelta(days=1),
-        history_seconds,
-    )
     register_sources(con, config, orders)
-    con.register("source_segment_history", history)
-    seconds = build_models(con, model_params(config, snapshot_date), models, python_models)
-    return {"source_segment_history": history_seconds, **seconds}
+    return build_models(con, model_params(config, snapshot_date), models, python_models)
 
 
 def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) -> dict[str, Any]:
@@ -433,7 +341,6 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
             staged["staged_path"],
             models,
             python_models if python_models is not None else predictive.python_models(),
-            spill,
         )
         warnings = list(predictive.warnings)
         overall = con.sql(
@@ -453,11 +360,8 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
                 continue
             name = model.published_name
             contract = load_contract(name)
-            table = conform(con.sql(f"select * from {model.name}").to_arrow_table(), contract)
-            write_partition_files(
-                table, out / name, {"snapshot_date": ctx.snapshot_date.isoformat()}
-            )
-            tables[name] = {"rows": table.num_rows, "columns": table.num_columns}
+            rows = write_table(con, model.name, contract, out / name, ctx.snapshot_date)
+            tables[name] = {"rows": rows, "columns": len(contract.column_names)}
     finally:
         con.close()
     # Before anything is published: each written file against its contract's suite.
@@ -474,6 +378,30 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
             "validation": checked,
         },
     )
+
+
+BATCH_ROWS = 1_000_000  # rows of a built table converted and written at a time
+
+
+def write_table(
+    con: duckdb.DuckDBPyConnection, model: str, contract: Contract, directory: Path, snapshot: date
+) -> int:
+    """Write a built table conformed to its contract, streamed out of DuckDB in batches.
+
+    The grain (one row per primary key) is then checked over the whole table, in DuckDB.
+    """
+    reader = con.sql(f"select * from {model}").fetch_record_batch(BATCH_ROWS)
+    rows = write_conformed_batches(
+        reader, contract, directory, {"snapshot_date": snapshot.isoformat()}
+    )
+    key = contract.primary_key
+    if key:
+        columns = ", ".join(f'"{k}"' for k in key)
+        distinct = con.sql(f"select count(*) from (select distinct {columns} from {model})")
+        duplicates = rows - int(distinct.fetchall()[0][0])
+        if duplicates:
+            raise grain_error(contract, duplicates)
+    return rows
 
 
 def check_contract_horizons(config: Config) -> None:

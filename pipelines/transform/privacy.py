@@ -76,10 +76,11 @@ def hmac_sha256_hex(values: pl.Series, key: bytes) -> pl.Series:
     return out["h"].alias(values.name)
 
 
-def hash_pii(frame: pl.DataFrame, config: Config, contract: Contract) -> pl.DataFrame:
+def hash_pii(frame: pl.LazyFrame, config: Config, contract: Contract) -> pl.LazyFrame:
     """Drop every PII column; `<column>_hmac` holds the keyed hash for configured ones (else null).
 
     The `_hmac` columns always exist so the SQL models see one schema whatever the config.
+    Lazy and element-wise (the hash is computed batch by batch), so it streams.
     """
     pii = contract.pii_columns
     wanted = config.privacy.hashed_columns
@@ -88,14 +89,27 @@ def hash_pii(frame: pl.DataFrame, config: Config, contract: Contract) -> pl.Data
         raise PrivacyError(
             f"privacy.hashed_columns lists {unknown}, which the contract does not flag as PII"
         )
-    present = [c for c in wanted if c in frame.columns and frame[c].null_count() < frame.height]
+    names = frame.collect_schema().names()
+    candidates = [c for c in wanted if c in names]
+    filled = (
+        frame.select(pl.col(c).is_not_null().any() for c in candidates).collect().row(0)
+        if candidates
+        else ()
+    )
+    present = [c for c, any_value in zip(candidates, filled, strict=True) if any_value]
     if present:
         key = hmac_key(config.privacy.hmac_key_env)
-        normalised = frame.select([normalise(c).alias(c) for c in present])
         frame = frame.with_columns(
-            [hmac_sha256_hex(normalised[c], key).alias(f"{c}_hmac") for c in present]
+            normalise(c)
+            .map_batches(
+                lambda values: hmac_sha256_hex(values, key),
+                return_dtype=pl.String,
+                is_elementwise=True,
+            )
+            .alias(f"{c}_hmac")
+            for c in present
         )
     frame = frame.with_columns(
         [pl.lit(None, pl.String).alias(f"{c}_hmac") for c in pii if c not in present]
     )
-    return frame.drop([c for c in pii if c in frame.columns])
+    return frame.drop([c for c in pii if c in names])

@@ -28,13 +28,19 @@ from pipelines.transform.privacy import hash_pii
 from pipelines.validate.reference_data import fx_rates
 
 
-def stage_orders(accepted: pl.LazyFrame, end: datetime, rates: pl.DataFrame) -> pl.DataFrame:
-    """Orders of the snapshot with money in the reporting currency (`fx_rate` kept)."""
+def stage_orders(accepted: pl.LazyFrame, end: datetime, rates: pl.DataFrame) -> pl.LazyFrame:
+    """Orders of the snapshot with money in the reporting currency (`fx_rate` kept).
+
+    Element-wise only (a filter, a lookup in the small FX table), so Polars' streaming
+    engine runs it batch by batch, in source order.
+    """
+    fx_rate = pl.col("currency").replace_strict(
+        rates["currency"], rates["rate"], default=None, return_dtype=pl.Float64
+    )
     return (
         accepted.filter(pl.col("order_ts") < end)
-        .join(rates.lazy().rename({"rate": "fx_rate"}), on="currency", how="left")
+        .with_columns(fx_rate.alias("fx_rate"))
         .with_columns(pl.col("amount") * pl.col("fx_rate"), pl.col("cost") * pl.col("fx_rate"))
-        .collect()
     )
 
 
@@ -59,26 +65,25 @@ def run(ctx: RunContext) -> dict[str, Any]:
             "_row"
         )
     total = accepted.select(pl.len()).collect().item()
-    staged = stage_orders(accepted, end, rates)
-    if staged.height == 0:
+    path = ctx.work_dir / "staged_orders.parquet"
+    hash_pii(stage_orders(accepted, end, rates), config, contract).sink_parquet(path)
+    staged = pl.scan_parquet(path, glob=False)
+    rows, unconverted = staged.select(pl.len(), pl.col("fx_rate").null_count()).collect().row(0)
+    if rows == 0:
         raise CustvalError(
             f"snapshot {ctx.snapshot_date} has no accepted orders placed before {end:%Y-%m-%d %H:%M} UTC "
             f"({total:,} accepted in all): there is nothing to build it from"
         )
-    unconverted = staged["fx_rate"].null_count()
     if unconverted:  # validate quarantines these; reaching here means the FX file changed mid-run
         raise CustvalError(
             f"{unconverted} staged orders have no FX rate into {config.reporting_currency}"
         )
-    staged = hash_pii(staged, config, contract)
-    path = ctx.work_dir / "staged_orders.parquet"
-    staged.write_parquet(path)
     return ctx.save_result(
         "stage",
         {
             "staged_path": str(path),
-            "rows_in_snapshot": staged.height,
-            "rows_after_snapshot": total - staged.height,
+            "rows_in_snapshot": rows,
+            "rows_after_snapshot": total - rows,
             "history_until": history_until.isoformat() if history_until else None,
             "history_batches": batches,
             "snapshot_end_exclusive": end.isoformat(),

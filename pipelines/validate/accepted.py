@@ -10,36 +10,57 @@ ingested, so a retried run reads it from the source again.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import numpy as np
 import polars as pl
 
 from pipelines.context import RunContext
 from pipelines.contracts import load_contract
+from pipelines.extract.discovery import sha256_file
 from pipelines.publish.tables import conform, write_table_file
 from pipelines.stage_results import ExtractResult, ValidateResult
 from pipelines.storage import files, layout
 from pipelines.storage.atomic import swap_in
 from pipelines.storage.history import BATCH_FILE, BATCH_QUARANTINE, BATCH_RECORD
 from pipelines.storage.jsonfile import write_json
+from pipelines.validate.typed_parts import TypedParts
+
+
+def rows_per_file(con: duckdb.DuckDBPyConnection, accepted: TypedParts, files: int) -> np.ndarray:
+    """Accepted rows per landed file (for reconciliation), counted by DuckDB over the parts."""
+    accepted.relation(con, "accepted")
+    out = np.zeros(files, dtype=np.int64)
+    for file, n in con.sql("select _file, count(*) from accepted group by _file").fetchall():
+        out[int(file)] = int(n)
+    return out
 
 
 def write_batch(
     ctx: RunContext,
-    accepted: pl.DataFrame,
+    accepted: TypedParts,
     q: pl.DataFrame,
     extract: ExtractResult,
     result: dict[str, Any],
 ) -> dict[str, Any]:
-    """The accepted rows and the quarantine, staged; an incremental batch swapped into the accepted zone."""
+    """The accepted rows and the quarantine, staged; an incremental batch swapped into the accepted zone.
+
+    The accepted rows are streamed from the typed parts into one file, in source order, with
+    bounded memory (Polars' streaming engine).
+    """
     staging = ctx.work_dir / "accepted"
     files.remove_tree(staging)
     layout.restrict(staging)
-    accepted.sort("_row").select(*load_contract("orders").column_names, "_row").write_parquet(
-        staging / BATCH_FILE
+    columns = [*load_contract("orders").column_names, "_row"]
+    scan = pl.concat(
+        [pl.scan_parquet(p, glob=False).select(columns) for p in accepted.paths]
+        or [pl.LazyFrame(schema=accepted_schema())]
     )
+    if accepted.dropped.len():
+        scan = scan.filter(~pl.col("_row").cast(pl.UInt64).is_in(accepted.dropped.implode()))
+    scan.sink_parquet(staging / BATCH_FILE, maintain_order=True)
     write_quarantine(q, staging / BATCH_QUARANTINE, ctx.run_id)
     result = {
         "accepted_path": str(staging / BATCH_FILE),
@@ -53,12 +74,13 @@ def write_batch(
         "accepted_path": str(target / BATCH_FILE),
         "quarantine_path": str(target / BATCH_QUARANTINE),
     }
-    first = accepted["order_ts"].min() if accepted.height else None
+    first = pl.scan_parquet(staging / BATCH_FILE, glob=False).select(pl.min("order_ts")).collect()
+    first_ts = first.item() if first.height else None
     record = {
         "ingest_date": ctx.snapshot_date.isoformat(),
         "run_id": ctx.run_id,
-        "fingerprint": hashlib.sha256((staging / BATCH_FILE).read_bytes()).hexdigest(),
-        "min_order_ts": first.isoformat() if first is not None else None,  # type: ignore[union-attr]
+        "fingerprint": sha256_file(staging / BATCH_FILE),
+        "min_order_ts": first_ts.isoformat() if first_ts is not None else None,
         "extract": extract,
         "validate": result,
     }
@@ -66,6 +88,11 @@ def write_batch(
     layout.restrict(ctx.warehouse / layout.ACCEPTED.parts[0])
     swap_in(staging, target)  # the batch counts as ingested only now
     return result
+
+
+def accepted_schema() -> dict[str, pl.DataType]:
+    """The accepted file's columns when no row was accepted: the contract's, and `_row`."""
+    return {**load_contract("orders").polars_schema(), "_row": pl.UInt32()}
 
 
 def nothing_arrived() -> ValidateResult:

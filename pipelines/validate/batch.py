@@ -3,17 +3,25 @@
 Every row of a batch has a number (`_row`), counted across its files in order; a file's rows
 start at its offset. Quarantined rows are looked up again in the landed raw files by number,
 so the quarantine keeps their values exactly as received.
+
+A landed file is read in row batches (`chunks`), never whole, so validating a batch of any
+size holds only a bounded slice of it. A Parquet source landed as it is
+(`extract/parquet_landing.py`) has implied lineage, added here as it is read.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
+from pipelines.extract.parquet_landing import IMPLIED
+from pipelines.extract.raw import LINEAGE, _clean_lineage
 from pipelines.stage_results import ExtractResult
 
 
@@ -41,11 +49,48 @@ class LandedBatch:
         return sum(f["rows"] for f in self.files)
 
     def raw(self, i: int) -> pl.DataFrame:
-        """File i's landed rows, numbered."""
-        path = self.raw_dir / self.files[i]["landed"]
-        return pl.read_parquet(path, glob=False).with_row_index("_row", int(self.offsets[i]))
+        """File i's landed rows, numbered (the whole file: for small batches and tests)."""
+        return pl.concat(list(self.file_chunks(i, None)), how="vertical")
 
-    def rows(self, rows: pl.Series) -> pl.DataFrame:
+    def file_chunks(self, i: int, rows: int | None) -> Iterator[pl.DataFrame]:
+        """File i's landed rows in numbered frames of at most `rows` rows (None: one frame)."""
+        f = self.files[i]
+        path = self.raw_dir / f["landed"]
+        implied = f.get("lineage") == IMPLIED
+        parquet = pq.ParquetFile(path)
+        columns = f["columns"] if implied else None
+        total = parquet.metadata.num_rows
+        size = max(rows or total, 1)
+        start = int(self.offsets[i])
+        done = 0
+        batches = parquet.iter_batches(batch_size=size, columns=columns) if total else iter(())
+        for batch in batches:
+            frame = pl.from_arrow(batch)
+            assert isinstance(frame, pl.DataFrame)
+            if implied:
+                frame = frame.with_columns(
+                    pl.lit(f["path"]).alias("_source_file"), *_clean_lineage(done + 1, frame.height)
+                ).select(*f["columns"], *LINEAGE)
+            yield frame.with_row_index("_row", start + done)
+            done += frame.height
+        if done == 0:  # an empty file: its columns, no rows
+            schema = parquet.schema_arrow
+            empty = pl.from_arrow(schema.empty_table())
+            assert isinstance(empty, pl.DataFrame)
+            if implied:
+                empty = (
+                    empty.select(columns or [])
+                    .with_columns(pl.lit(f["path"]).alias("_source_file"), *_clean_lineage(1, 0))
+                    .select(*f["columns"], *LINEAGE)
+                )
+            yield empty.with_row_index("_row", start)
+
+    def chunks(self, rows: int | None) -> Iterator[pl.DataFrame]:
+        """Every file's rows in order, in frames of at most `rows` rows (a frame per file at least)."""
+        for i in range(len(self.files)):
+            yield from self.file_chunks(i, rows)
+
+    def rows(self, rows: pl.Series, chunk_rows: int | None = None) -> pl.DataFrame:
         """The landed raw rows with these batch row numbers, values as text."""
         wanted = np.sort(rows.to_numpy())
         parts = []
@@ -54,10 +99,13 @@ class LandedBatch:
             mine = wanted[(wanted >= lo) & (wanted < hi)]
             if not len(mine):
                 continue
-            raw = self.raw(i).filter(pl.col("_row").is_in(pl.Series(mine.astype(np.uint32))))
-            parts.append(
-                raw.with_columns(
-                    pl.exclude("_row", "_source_line", "_source_lines").cast(pl.String)
-                )
-            )
+            keys = pl.Series(mine.astype(np.uint32))
+            for chunk in self.file_chunks(i, chunk_rows):
+                raw = chunk.filter(pl.col("_row").is_in(keys))
+                if raw.height:
+                    parts.append(
+                        raw.with_columns(
+                            pl.exclude("_row", "_source_line", "_source_lines").cast(pl.String)
+                        )
+                    )
         return pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()

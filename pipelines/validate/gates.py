@@ -97,22 +97,21 @@ def lines_of(files: list[dict[str, Any]], quarantined_lines: int) -> dict[str, i
     return {"lines_in": lines_in, "lines_quarantined": quarantined_lines}
 
 
+def rows_per_file(rows: pl.Series, offsets: np.ndarray) -> np.ndarray:
+    """How many of these batch row numbers fall in each file."""
+    if rows.len() == 0:
+        return np.zeros(len(offsets), dtype=np.int64)
+    return np.bincount(file_of(rows, offsets), minlength=len(offsets))
+
+
 def reconcile(
     files: list[dict[str, Any]],
-    offsets: np.ndarray,
-    accepted_rows: pl.Series,
-    quarantined_rows: pl.Series,
-    duplicate_rows: pl.Series,
+    acc: np.ndarray,
+    qua: np.ndarray,
+    dup: np.ndarray,
 ) -> dict[str, Any]:
-    """Counts per source file and in total; raises unless every file adds up."""
-    n = len(files)
-
-    def per_file(rows: pl.Series) -> np.ndarray:
-        if rows.len() == 0:
-            return np.zeros(n, dtype=np.int64)
-        return np.bincount(file_of(rows, offsets), minlength=n)
-
-    acc, qua, dup = per_file(accepted_rows), per_file(quarantined_rows), per_file(duplicate_rows)
+    """Counts per source file and in total (accepted, quarantined, duplicate rows per file);
+    raises unless every file adds up."""
     rows_in = np.array([f["rows"] for f in files], dtype=np.int64)
     per = []
     for i, f in enumerate(files):

@@ -6,24 +6,33 @@
 3. expectations: the contract's Great Expectations suite (`gx/`): `quarantine` rules
    quarantine the failing rows, `reject` rules stop the run, `warn` rules are recorded;
 4. reference data: money must convert into the reporting currency (`reference_data.py`).
+
+No step holds the whole batch: parse reads the landed files in chunks of
+`resources.validation_slice_rows` rows and writes the typed rows to disk (`typed_parts.py`);
+the later steps read them back part by part, and ask DuckDB (within the run's memory budget)
+the questions that need every row at once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 
 from pipelines.context import RunContext
 from pipelines.contracts import Contract
 from pipelines.errors import BatchRejected
 from pipelines.storage import layout
+from pipelines.storage.files import fresh_dir
 from pipelines.validate import quarantine
-from pipelines.validate.batch import LandedBatch, file_of
-from pipelines.validate.dedupe import deduplicate
+from pipelines.validate.batch import LandedBatch
+from pipelines.validate.dedupe import KEY, deduplicate
 from pipelines.validate.gates import trailing_row_bounds
 from pipelines.validate.parse import CODES, RULES, parse_batch
+from pipelines.validate.typed_parts import TypedParts
 
 RowFailures = dict[int, tuple[list[str], list[str]]]  # row -> (reason codes, rules)
 
@@ -45,37 +54,54 @@ class Outcome:
         return pl.concat([s.cast(pl.UInt64) for s in self.duplicate_rows])
 
 
-def parse_step(batch: LandedBatch, contract: Contract, outcome: Outcome) -> pl.DataFrame:
-    """1. Typed valid rows; identical unreadable or unparseable records count as duplicates."""
-    typed_parts: list[pl.DataFrame] = []
+def parse_step(
+    batch: LandedBatch, contract: Contract, outcome: Outcome, typed_dir: Path, chunk_rows: int
+) -> TypedParts:
+    """1. Typed valid rows, written chunk by chunk to `typed_dir`; identical unreadable or
+    unparseable records count as duplicates."""
+    fresh_dir(typed_dir)
+    paths: list[Path] = []
     bad_parts: list[pl.DataFrame] = []
     for i, f in enumerate(batch.files):
-        raw = batch.raw(i)
-        parsed = parse_batch(raw, contract, check_columns=contract.pii_columns)
-        if parsed.failures.height:
-            bad = raw.filter(parsed.failed).join(parsed.failures, on="_row")
-            bad_parts.append(quarantine.records(bad, f["columns"], pl.col(CODES), pl.col(RULES)))
-        typed_parts.append(parsed.typed.filter(~parsed.failed))
+        for raw in batch.file_chunks(i, chunk_rows):
+            parsed = parse_batch(raw, contract, check_columns=contract.pii_columns)
+            if parsed.failures.height:
+                bad = raw.filter(parsed.failed).join(parsed.failures, on="_row")
+                bad_parts.append(
+                    quarantine.records(bad, f["columns"], pl.col(CODES), pl.col(RULES))
+                )
+            path = typed_dir / f"part-{len(paths):05d}.parquet"
+            parsed.typed.filter(~parsed.failed).with_columns(
+                pl.lit(i, pl.Int32).alias("_file")
+            ).write_parquet(path, compression="lz4", statistics=False)
+            paths.append(path)
     if bad_parts:
         bad = pl.concat(bad_parts)
         first = bad.select(pl.struct("raw_values", "raw_line").is_first_distinct()).to_series()
         outcome.duplicate_rows.append(bad.filter(~first)["_row"])
         outcome.quarantine_parts.append(bad.filter(first))
-    typed = (
-        pl.concat(typed_parts)
-        if typed_parts
-        else pl.DataFrame(schema={**contract.polars_schema(), "_row": pl.UInt32})
-    )
-    return typed.with_columns(
-        pl.Series("_file", file_of(typed["_row"], batch.offsets), dtype=pl.Int32)
-    )
+    return TypedParts(paths)
 
 
 def dedupe_step(
-    typed: pl.DataFrame, batch: LandedBatch, contract: Contract, outcome: Outcome
-) -> pl.DataFrame:
-    """2. One row per order: exact copies counted, conflicting copies quarantined."""
-    dd = deduplicate(typed, contract.column_names)
+    parts: TypedParts,
+    batch: LandedBatch,
+    contract: Contract,
+    outcome: Outcome,
+    con: duckdb.DuckDBPyConnection,
+) -> TypedParts:
+    """2. One row per order: exact copies counted, conflicting copies quarantined.
+
+    Which order ids repeat is asked of DuckDB over every part (within the memory budget);
+    only the rows of those ids -- usually a handful -- are read and compared in full.
+    """
+    parts.relation(con, "typed")
+    repeated = con.sql(f"select {KEY} from typed group by {KEY} having count(*) > 1").pl()[KEY]
+    if repeated.len() == 0:
+        return parts
+    wanted = repeated.implode()
+    contested = pl.concat([f.filter(pl.col(KEY).is_in(wanted)) for f in parts.frames()])
+    dd = deduplicate(contested, contract.column_names)
     outcome.duplicate_rows.append(dd.duplicates["_row"].cast(pl.UInt64))
     if dd.conflicts.height:
         raw = batch.rows(dd.conflicts["_row"])
@@ -85,26 +111,56 @@ def dedupe_step(
                 raw, columns, pl.lit(["DUPLICATE_CONFLICT"]), pl.lit(["order_id.unique"])
             )
         )
-    return dd.kept
+    return parts.without(pl.concat([dd.duplicates["_row"], dd.conflicts["_row"]]))
 
 
 def expectations_step(
-    ctx: RunContext, contract: Contract, candidates: pl.DataFrame, outcome: Outcome
+    ctx: RunContext,
+    contract: Contract,
+    candidates: TypedParts,
+    outcome: Outcome,
+    con: duckdb.DuckDBPyConnection,
 ) -> tuple[RowFailures, dict[str, Any]]:
-    """3. The generated suite: rows failing `quarantine` rules, and a summary for the manifest."""
-    if not candidates.height:
+    """3. The generated suite: rows failing `quarantine` rules, and a summary for the manifest.
+
+    Great Expectations sees the candidates one slice at a time (at most
+    `resources.validation_slice_rows` rows); the rules over the whole batch (row count,
+    uniqueness) are answered by DuckDB over every part and merged into one result.
+    """
+    candidates.relation(con, "candidates")
+    rows = int(con.sql("select count(*) from candidates").fetchall()[0][0])
+    if not rows:
         return {}, {"success": True, "expectations": 0, "skipped": "no rows to validate"}
-    from pipelines.validate.gx.runner import ROW_KEY, run_suite
+    from pipelines.validate.gx.runner import ROW_KEY, run_suite_slices
+    from pipelines.validate.gx.slices import WholeBatch, rebatch
     from pipelines.validate.gx.suite import SuiteInputs, build_suite, gx_rules
 
     gx_columns = [c for c in contract.column_names if c not in contract.pii_columns]
+
+    def duplicates(column: str) -> pl.DataFrame:
+        return con.sql(
+            f"""
+            select _row::bigint as {ROW_KEY}, "{column}" from candidates
+            where "{column}" in (
+                select "{column}" from candidates where "{column}" is not null
+                group by "{column}" having count(*) > 1
+            )
+            order by _row
+            """
+        ).pl()
+
     bounds = trailing_row_bounds(ctx, contract)
-    report = run_suite(
-        candidates.select(*gx_columns, pl.col("_row").cast(pl.Int64).alias(ROW_KEY)),
+    slice_rows = ctx.config.resources.validation_slice_rows
+    slices = (
+        f.select(*gx_columns, pl.col("_row").cast(pl.Int64).alias(ROW_KEY))
+        for f in rebatch(candidates.frames(gx_columns), slice_rows)
+    )
+    report = run_suite_slices(
+        slices,
         lambda: build_suite(contract, SuiteInputs(now=ctx.started_at, row_count_bounds=bounds)),
         ctx.warehouse / layout.DOCS,
-        run_name=ctx.run_id,
-        slice_rows=ctx.config.resources.validation_slice_rows,
+        ctx.run_id,
+        WholeBatch(rows, duplicates),
     )
     rejected: list[str] = []
     failures: RowFailures = {}
@@ -137,24 +193,27 @@ def expectations_step(
     return failures, summary
 
 
-def reference_step(candidates: pl.DataFrame, rates: pl.DataFrame, failures: RowFailures) -> None:
+def reference_step(candidates: TypedParts, rates: pl.DataFrame, failures: RowFailures) -> None:
     """4. Orders in a currency without an FX rate (an invalid code is already quarantined as such)."""
-    for row in candidates.filter(~pl.col("currency").is_in(rates["currency"]))["_row"].to_list():
-        failures.setdefault(int(row), (["NO_FX_RATE"], ["currency.fx_rate"]))
+    for frame in candidates.frames(["currency"]):
+        unknown = frame.filter(~pl.col("currency").is_in(rates["currency"].implode()))
+        for row in unknown["_row"].to_list():
+            failures.setdefault(int(row), (["NO_FX_RATE"], ["currency.fx_rate"]))
 
 
 def quarantine_failures(
-    candidates: pl.DataFrame,
+    candidates: TypedParts,
     failures: RowFailures,
     batch: LandedBatch,
     contract: Contract,
     outcome: Outcome,
-) -> pl.DataFrame:
+    chunk_rows: int,
+) -> TypedParts:
     """The candidates that failed a row rule go to the quarantine; the rest are accepted."""
     if not failures:
         return candidates
     failed = pl.Series("_row", sorted(failures), dtype=pl.UInt64)
-    raw = batch.rows(failed).with_columns(pl.col("_row").cast(pl.UInt64))
+    raw = batch.rows(failed, chunk_rows).with_columns(pl.col("_row").cast(pl.UInt64))
     codes = pl.DataFrame(
         {
             "_row": failed,
@@ -166,4 +225,4 @@ def quarantine_failures(
     outcome.quarantine_parts.append(
         quarantine.records(raw.join(codes, on="_row"), columns, pl.col(CODES), pl.col(RULES))
     )
-    return candidates.filter(~pl.col("_row").cast(pl.UInt64).is_in(failed))
+    return candidates.without(failed)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipelines.context import RunContext
+from pipelines.engines import connect
 from pipelines.errors import BatchRejected
 from pipelines.validate import accepted as batches
 from pipelines.validate import gates, steps
@@ -32,15 +33,26 @@ def run(ctx: RunContext) -> dict[str, Any]:
     note = gates.empty_batch_gate(contract, batch.rows_in, batch.files, incremental, ctx.config)
 
     outcome = steps.Outcome()
-    typed = steps.parse_step(batch, contract, outcome)
-    candidates = steps.dedupe_step(typed, batch, contract, outcome)
-    failures, gx_summary = steps.expectations_step(ctx, contract, candidates, outcome)
-    steps.reference_step(candidates, rates, failures)
-    accepted = steps.quarantine_failures(candidates, failures, batch, contract, outcome)
+    chunk_rows = ctx.config.resources.validation_slice_rows
+    con = connect(ctx.config.resources, ctx.work_dir / "spill")
+    try:
+        typed = steps.parse_step(batch, contract, outcome, ctx.work_dir / "typed", chunk_rows)
+        candidates = steps.dedupe_step(typed, batch, contract, outcome, con)
+        failures, gx_summary = steps.expectations_step(ctx, contract, candidates, outcome, con)
+        steps.reference_step(candidates, rates, failures)
+        accepted = steps.quarantine_failures(
+            candidates, failures, batch, contract, outcome, chunk_rows
+        )
+        accepted_per_file = batches.rows_per_file(con, accepted, len(batch.files))
+    finally:
+        con.close()
     q = outcome.quarantine(ctx)
 
     counts = gates.reconcile(
-        batch.files, batch.offsets, accepted["_row"], q["_row"], outcome.duplicates()
+        batch.files,
+        accepted_per_file,
+        gates.rows_per_file(q["_row"], batch.offsets),
+        gates.rows_per_file(outcome.duplicates(), batch.offsets),
     )
     lines = gates.lines_of(batch.files, int(q["_lines"].sum() or 0))
     too_many = gates.quarantined_share_gate(

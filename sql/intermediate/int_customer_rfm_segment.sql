@@ -1,29 +1,22 @@
 -- int_customer_rfm_segment
 -- Grain: one row per customer whose (r_score, f_score) cell has a segment.
--- Inputs: int_customer_rfm_scores, cfg_rfm_cells (config rfm.segments resolved for every
---         score cell: the segment of the first rule that holds the cell).
+-- Inputs: int_customer_rfm_segment_daily (its snapshot day); $snapshot_date.
+-- The customer's RFM segment on the snapshot date.
 
-with scores as (
+with daily_segments as (
 
-    select * from int_customer_rfm_scores
-
-),
-
-cells as (
-
-    select * from cfg_rfm_cells
+    select * from int_customer_rfm_segment_daily
+    where int_customer_rfm_segment_daily.as_of = $snapshot_date::date
 
 ),
 
-segmented as (
+final as (
 
     select
-        scores.customer_id,
-        cells.segment as rfm_segment
-
-    from scores
-    inner join cells using (r_score, f_score)
+        daily_segments.customer_id,
+        daily_segments.rfm_segment
+    from daily_segments
 
 )
 
-select * from segmented
+select * from final

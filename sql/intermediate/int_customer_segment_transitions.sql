@@ -1,10 +1,13 @@
 -- int_customer_segment_transitions
 -- Grain: one row per customer of this snapshot (day D) or of the previous day D - 1.
--- Inputs: int_customers, int_customer_rfm_segment, stg_segment_history;
+-- Inputs: int_customers, int_customer_rfm_segment, int_customer_rfm_segment_daily,
+--         int_customer_lookback_states;
 --         $snapshot_date, $transition_lookback_days.
--- The segment history holds each customer's segment on the days D - L ... D - 1
--- (L = $transition_lookback_days), recomputed from this snapshot's own orders; day D is this
--- build. The previous snapshot is always D - 1, whatever was published.
+-- The segment history is each customer's segment on the days D - L ... D - 1
+-- (L = $transition_lookback_days), computed from this snapshot's own orders as each day's
+-- snapshot would have them (int_customer_lookback_states, scored with day D by
+-- int_customer_rfm_scores_daily); day D is this build. The previous snapshot is always D - 1,
+-- whatever was published.
 -- A customer is new when not a customer on D - 1, disappeared when a customer on D - 1 but
 -- not on D (kept for completeness: both days come from the same orders, so it does not happen
 -- while a customer is defined by purchases up to the day), changed when on both with a
@@ -27,11 +30,28 @@ rfm_segments as (
 
 ),
 
+segments_by_day as (
+
+    select * from int_customer_rfm_segment_daily
+
+),
+
+lookback_states as (
+
+    select * from int_customer_lookback_states
+
+),
+
 segment_history as (
 
-    select * from stg_segment_history
-    where stg_segment_history.as_of >= $snapshot_date::date - $transition_lookback_days::integer
-        and stg_segment_history.as_of < $snapshot_date::date
+    -- each lookback day's customers, with their segment that day (null: their cell has none)
+    select
+        lookback_states.as_of,
+        lookback_states.customer_id,
+        segments_by_day.rfm_segment,
+        cast(lookback_states.net_revenue as decimal(18, 4)) as net_revenue
+    from lookback_states
+    left join segments_by_day using (as_of, customer_id)
 
 ),
 

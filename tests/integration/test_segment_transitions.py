@@ -24,6 +24,9 @@ TABLES = ("customer_rfm", "segment_transitions", "segment_transition_summary")
 LOOKBACK = 2
 
 
+pytestmark = pytest.mark.slow
+
+
 def _run(source: Path, day: date, warehouse: Path, config: Path) -> dict[str, pl.DataFrame]:
     from pipelines.context import RunContext
     from pipelines.run.pipeline import run_all
@@ -33,7 +36,7 @@ def _run(source: Path, day: date, warehouse: Path, config: Path) -> dict[str, pl
     )
     manifest = run_all(ctx)
     assert manifest["status"] == "success", manifest.get("error")
-    assert manifest["model_seconds"]["source_segment_history"] >= 0
+    assert manifest["model_seconds"]["int_customer_lookback_states"] >= 0
     return {name: pl.read_parquet(Path(manifest["tables"][name]["path"])) for name in TABLES}
 
 

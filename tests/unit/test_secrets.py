@@ -47,6 +47,7 @@ def test_the_hmac_key_from_the_environment_then_the_lookup(monkeypatch: pytest.M
     assert hmac_key("CUSTVAL_HMAC_KEY") == b"from-the-environment-01"
 
 
+@pytest.mark.slow
 def test_the_airflow_edge_reads_the_hmac_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     from pipelines.orchestration import connections
 

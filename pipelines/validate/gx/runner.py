@@ -25,14 +25,17 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
+
+if TYPE_CHECKING:
+    from pipelines.validate.gx.slices import WholeBatch
 
 ROW_KEY = "_row"
 SITE = "custval"
@@ -191,12 +194,35 @@ def run_suite(
 ) -> GxReport:
     """Validate `frame` (must hold ROW_KEY) against the suite `make_suite()` builds.
 
+    With `slice_rows`, GX sees at most that many rows at once (its pandas copy is bounded);
+    see `run_suite_slices`.
+    """
+    from pipelines.validate.gx.slices import WholeBatch, row_slices
+
+    return run_suite_slices(
+        row_slices(frame, slice_rows or max(frame.height, 1)),
+        make_suite,
+        docs_dir,
+        run_name,
+        WholeBatch.of(frame, ROW_KEY),
+    )
+
+
+def run_suite_slices(
+    slices: Iterable[pl.DataFrame],
+    make_suite: Callable[[], Any],
+    docs_dir: Path,
+    run_name: str,
+    whole: WholeBatch,
+) -> GxReport:
+    """Validate a batch given as row slices (each holding ROW_KEY; at least one, maybe empty).
+
     The suite is built after the context exists (GX 1.x binds suites to the active context).
-    With `slice_rows`, GX sees at most that many rows at once (its pandas copy is bounded) and
-    the slices' results are merged into the whole batch's (`slices.merge`): one result, one page.
+    GX sees one slice at a time and the slices' results are merged into the whole batch's
+    (`slices.merge`; rules over the whole batch come from `whole`): one result, one page.
     Data Docs go to `docs_dir`: this run's page is added, earlier runs' pages are kept.
     """
-    from pipelines.validate.gx.slices import merge, row_slices
+    from pipelines.validate.gx.slices import merge
 
     _quiet_gx()
     import great_expectations as gx
@@ -225,13 +251,13 @@ def run_suite(
     run_id = gx.RunIdentifier(run_name=run_name)  # one run time: every slice has the same key
     parts = [
         checkpoint.run(batch_parameters={"dataframe": part.to_pandas()}, run_id=run_id)
-        for part in row_slices(frame, slice_rows or max(frame.height, 1))
+        for part in slices
     ]
-    result = parts[-1]  # row_slices yields at least one slice
+    if not parts:
+        raise ValueError("run_suite_slices needs at least one (possibly empty) slice")
+    result = parts[-1]
     for identifier in result.run_results:
-        result.run_results[identifier] = merge(
-            [p.run_results[identifier] for p in parts], frame, ROW_KEY
-        )
+        result.run_results[identifier] = merge([p.run_results[identifier] for p in parts], whole)
     success = all(v.success for v in result.run_results.values())
 
     store = context.validation_results_store
@@ -252,7 +278,7 @@ def run_suite(
     for identifier, validation in result.run_results.items():
         urls = context.get_docs_sites_urls(resource_identifier=identifier, site_name=SITE)
         page = urls[0]["site_url"] if urls else None
-        outcomes += [_outcome(r, frame.height) for r in validation.results]
+        outcomes += [_outcome(r, whole.rows) for r in validation.results]
     index = context.get_docs_sites_urls(site_name=SITE)
     return GxReport(
         success=success,

@@ -16,13 +16,30 @@ report, the quarantine and the Data Docs page do not depend on the slice size:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
 PARTIAL = 20  # GX's partial_unexpected_count: values shown in summaries and Data Docs
 WHOLE_BATCH = {"expect_column_values_to_be_unique", "expect_table_row_count_to_be_between"}
+
+
+@dataclass(frozen=True)
+class WholeBatch:
+    """What the rules over the whole batch need, computed once over every row.
+
+    `duplicates(column)`: the rows (row key, value) whose non-null value occurs more than once
+    in the batch, in row order -- from a frame in memory, or from DuckDB over files on disk.
+    """
+
+    rows: int
+    duplicates: Callable[[str], pl.DataFrame]
+
+    @classmethod
+    def of(cls, frame: pl.DataFrame, row_key: str) -> WholeBatch:
+        return cls(frame.height, lambda column: _duplicates(frame, column, row_key))
 
 
 def row_slices(frame: pl.DataFrame, rows: int) -> Iterator[pl.DataFrame]:
@@ -34,7 +51,33 @@ def row_slices(frame: pl.DataFrame, rows: int) -> Iterator[pl.DataFrame]:
         yield frame.slice(offset, rows)
 
 
-def merge(slices: list[Any], whole: pl.DataFrame, row_key: str) -> Any:
+def rebatch(frames: Iterable[pl.DataFrame], rows: int) -> Iterator[pl.DataFrame]:
+    """The rows of `frames`, in order, in slices of at most `rows` rows (one, maybe empty, at least).
+
+    Small parts (many small files) are joined so GX runs once per slice, not once per part;
+    large ones are cut.
+    """
+    pending: list[pl.DataFrame] = []
+    held = 0
+    yielded = False
+    empty: pl.DataFrame | None = None
+    for frame in frames:
+        empty = frame.clear() if empty is None else empty
+        for part in row_slices(frame, rows):
+            if held + part.height > rows and pending:
+                yield pl.concat(pending)
+                yielded = True
+                pending, held = [], 0
+            if part.height:
+                pending.append(part)
+                held += part.height
+    if pending:
+        yield pl.concat(pending)
+    elif not yielded and empty is not None:
+        yield empty
+
+
+def merge(slices: list[Any], whole: WholeBatch) -> Any:
     """The slices' `ExpectationSuiteValidationResult`s as one, for the batch `whole`.
 
     The first slice's result object is reused (its identity, meta and suite stay); each
@@ -52,11 +95,11 @@ def merge(slices: list[Any], whole: pl.DataFrame, row_key: str) -> Any:
             first.success, first.result, first.exception_info = False, {}, raised[0].exception_info
             continue
         if kind == "expect_table_row_count_to_be_between":
-            first.result = {"observed_value": whole.height}
-            first.success = _between(whole.height, kwargs)
+            first.result = {"observed_value": whole.rows}
+            first.success = _between(whole.rows, kwargs)
         elif kind == "expect_column_values_to_be_unique":
             first.result = _merged_map([p.result for p in parts])
-            _replace_unexpected(first.result, _duplicates(whole, kwargs["column"], row_key))
+            _replace_unexpected(first.result, whole.duplicates(kwargs["column"]))
             first.success = _map_success(first.result, kwargs)
         elif "unexpected_count" in (first.result or {}):
             first.result = _merged_map([p.result for p in parts])

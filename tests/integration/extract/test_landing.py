@@ -18,6 +18,9 @@ COLUMNS = ["order_id", "customer_id", "order_ts", "amount", "currency", "status"
 NO_PREDICTIONS = "predictive:\n  enabled: false\n"
 
 
+pytestmark = pytest.mark.slow
+
+
 def _order(oid: str, customer: str, day: str, amount: str, updated: str | None = None) -> tuple:
     return (
         oid,
@@ -70,6 +73,7 @@ def _revenue(wh: Path, day: str) -> dict[str, float]:
     return dict(zip(rfm["customer_id"].to_list(), rfm["monetary_total"].to_list()))
 
 
+@pytest.mark.slow
 def test_nightly_runs_ingest_arrivals_and_rebuild_for_late_orders(
     landing: Path, tmp_path: Path
 ) -> None:
@@ -106,6 +110,7 @@ def test_nightly_runs_ingest_arrivals_and_rebuild_for_late_orders(
             assert frame.equals(published[day][name]), (day, name)
 
 
+@pytest.mark.slow
 def test_a_backfill_equals_the_nightly_runs(landing: Path, tmp_path: Path) -> None:
     nightly, backfilled = tmp_path / "nightly", tmp_path / "backfill"
     for day in ("2024-03-01", "2024-03-02", "2024-03-03"):
@@ -183,6 +188,7 @@ def _orders_in(wh: Path, day: str) -> int:
     )
 
 
+@pytest.mark.slow
 def test_a_snapshot_waits_for_the_day_before(landing: Path, tmp_path: Path) -> None:
     from pipelines.run.pipeline import OutOfOrderError
 
@@ -196,6 +202,7 @@ def test_a_snapshot_waits_for_the_day_before(landing: Path, tmp_path: Path) -> N
     assert not (wh / "runs" / "snapshot_date=2024-03-03").exists()
 
 
+@pytest.mark.slow
 def test_runs_of_different_days_at_once_give_the_in_order_result(
     landing: Path, tmp_path: Path
 ) -> None:
@@ -229,6 +236,7 @@ def test_runs_of_different_days_at_once_give_the_in_order_result(
             assert a[name].equals(b[name]), (day, name)
 
 
+@pytest.mark.slow
 def test_a_missing_day_is_a_gap_filled_when_its_batch_lands(landing: Path, tmp_path: Path) -> None:
     """D-1's folder is missing when D-1 and D are built; it arrives later: both are rebuilt."""
     wh = tmp_path / "wh"
@@ -257,6 +265,7 @@ def test_a_missing_day_is_a_gap_filled_when_its_batch_lands(landing: Path, tmp_p
     assert _orders_in(wh, "2024-03-03") == 40 + 42 - 1 + 40  # A1's correction replaces A1
 
 
+@pytest.mark.slow
 def test_a_quiet_day_publishes_from_the_history(landing: Path, tmp_path: Path) -> None:
     wh = tmp_path / "wh"
     quiet = landing / "date=2024-03-04"
@@ -295,6 +304,7 @@ def test_a_full_file_drop_with_no_rows_is_still_rejected(tmp_path: Path) -> None
         run_all(ctx)  # past the gate, but a snapshot needs orders
 
 
+@pytest.mark.slow
 def test_a_rejected_batch_never_counts_as_ingested(landing: Path, tmp_path: Path) -> None:
     from pipelines.errors import BatchRejected
     from pipelines.run.pipeline import OutOfOrderError
@@ -335,6 +345,7 @@ def test_a_rejected_batch_never_counts_as_ingested(landing: Path, tmp_path: Path
     assert _orders_in(wh, "2024-03-03") == 40 + 42 - 1 + 40
 
 
+@pytest.mark.slow
 def test_every_file_of_an_arrival_folder_is_read_or_listed(landing: Path, tmp_path: Path) -> None:
     import gzip
 
@@ -364,6 +375,7 @@ def test_every_file_of_an_arrival_folder_is_read_or_listed(landing: Path, tmp_pa
     assert any("notes.txt" in w for w in manifest["warnings"])
 
 
+@pytest.mark.slow
 def test_two_custval_backfills_at_once_give_the_in_order_result(
     landing: Path, tmp_path: Path
 ) -> None:

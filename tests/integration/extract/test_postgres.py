@@ -97,6 +97,7 @@ def ingest_record(wh: Path, day: str) -> dict:
     return json.loads((wh / "raw" / "orders" / f"ingest_date={day}" / "_ingest.json").read_text())
 
 
+@pytest.mark.slow
 def test_full_then_incremental_load_with_an_update_to_an_old_order(
     schema: str, tmp_path: Path
 ) -> None:
@@ -126,6 +127,7 @@ def test_full_then_incremental_load_with_an_update_to_an_old_order(
     assert again["watermark"] == mark and not [w for w in again["warnings"] if "updated_at" in w]
 
 
+@pytest.mark.slow
 def test_rows_without_updated_at_are_loaded_once_and_reported(schema: str, tmp_path: Path) -> None:
     sql(f"alter table {schema}.orders alter column updated_at drop not null")
     insert(schema, [(f"O{i}", f"C{i % 5}", "2024-03-01T10:00:00Z", "10.00") for i in range(40)])
@@ -221,6 +223,7 @@ def test_a_dropped_connection_fails_cleanly(schema: str, slow_table: str, tmp_pa
     assert not (wh / "marts").exists() and not list((wh / "runs").rglob("manifest.json"))
 
 
+@pytest.mark.slow
 def test_a_dropped_connection_is_retried(schema: str, slow_table: str, tmp_path: Path) -> None:
     wh = tmp_path / "wh"
     killer = _kill_extract_once(0.3)
@@ -230,6 +233,7 @@ def test_a_dropped_connection_is_retried(schema: str, slow_table: str, tmp_path:
     assert revenue(wh, "2024-03-01")["C0"] == pytest.approx(60.0)
 
 
+@pytest.mark.slow
 def test_a_rejected_batch_leaves_the_watermark_and_is_read_again(
     schema: str, tmp_path: Path
 ) -> None:

@@ -24,6 +24,9 @@ HEAVY = (
 )
 
 
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def dagbag(airflow_home: Path):
     from airflow.dag_processing.dagbag import DagBag
@@ -31,12 +34,14 @@ def dagbag(airflow_home: Path):
     return DagBag(dag_folder=str(REPO / "dags"))
 
 
+@pytest.mark.slow
 def test_no_import_errors(dagbag) -> None:
     assert dagbag.import_errors == {}
     assert {"custval_nightly", "custval_bi_refresh"} <= set(dagbag.dag_ids)
 
 
 @pytest.mark.parametrize("dag_file", ["custval_nightly.py", "custval_bi_refresh.py"])
+@pytest.mark.slow
 def test_dag_file_has_no_heavy_top_level_imports(dag_file: str) -> None:
     """Parsing must stay fast: the DAG file imports only Airflow; the work is imported in tasks."""
     code = (
@@ -120,6 +125,7 @@ def test_structure(dagbag) -> None:
 
 
 @pytest.mark.airflow
+@pytest.mark.slow
 def test_dag_runs_for_real(dagbag, generated_orders, tmp_path: Path) -> None:
     source, frame, last_day = generated_orders
     wh = tmp_path / "wh"
@@ -192,6 +198,7 @@ def test_a_manual_run_builds_a_day_that_has_ended() -> None:
 
 
 @pytest.mark.airflow
+@pytest.mark.slow
 def test_a_failed_task_is_retried_and_the_run_recovers(
     dagbag, generated_orders, tmp_path: Path, monkeypatch
 ) -> None:
@@ -252,6 +259,7 @@ def webhook():
 
 
 @pytest.mark.airflow
+@pytest.mark.slow
 def test_a_failed_run_alerts_and_releases_its_leases(
     dagbag, generated_orders, tmp_path: Path, monkeypatch, webhook
 ) -> None:
@@ -285,6 +293,7 @@ def test_a_failed_run_alerts_and_releases_its_leases(
 
 
 @pytest.mark.airflow
+@pytest.mark.slow
 def test_a_degraded_run_publishes_and_alerts(
     dagbag, generated_orders, tmp_path: Path, monkeypatch, webhook
 ) -> None:
@@ -311,6 +320,7 @@ def test_a_degraded_run_publishes_and_alerts(
 
 
 @pytest.mark.airflow
+@pytest.mark.slow
 def test_dag_reads_postgres_through_an_airflow_connection(
     dagbag, tmp_path: Path, monkeypatch
 ) -> None:
@@ -363,6 +373,7 @@ def test_dag_reads_postgres_through_an_airflow_connection(
 
 
 @pytest.mark.airflow
+@pytest.mark.slow
 def test_a_run_of_a_day_that_has_not_ended_fails_at_once(
     dagbag, generated_orders, tmp_path: Path
 ) -> None:

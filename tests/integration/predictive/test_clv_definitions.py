@@ -21,6 +21,9 @@ from pipelines.tools.generate import simulate_orders
 SERVICING, ANNUAL_DISCOUNT, ACTIVE_DAYS = 1.5, 0.10, 90
 
 
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from pipelines.context import RunContext

@@ -47,6 +47,7 @@ def _predicted(frame: pl.DataFrame) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_a_failed_fit_publishes_every_descriptive_table_degraded(
     generated_orders: tuple, run_pipeline: Callable[..., dict], tmp_path: Path
 ) -> None:
@@ -92,6 +93,7 @@ def test_a_failed_fit_publishes_every_descriptive_table_degraded(
     assert set(ok["model_fit"]["status"]) <= {"ok", "boundary"}
 
 
+@pytest.mark.slow
 def test_on_failure_fail_stops_the_run_and_publishes_nothing(
     generated_orders: tuple, run_pipeline: Callable[..., dict], tmp_path: Path
 ) -> None:
@@ -104,6 +106,7 @@ def test_on_failure_fail_stops_the_run_and_publishes_nothing(
     assert not list((wh / "runs").rglob("manifest.json")) if (wh / "runs").exists() else True
 
 
+@pytest.mark.slow
 def test_carry_forward_scores_with_the_last_good_fit(
     generated_orders: tuple, run_pipeline: Callable[..., dict], tmp_path: Path
 ) -> None:
@@ -139,6 +142,7 @@ def test_carry_forward_scores_with_the_last_good_fit(
     assert any("scored with the fit of" in w for w in second["warnings"])
 
 
+@pytest.mark.slow
 def test_carry_forward_without_an_earlier_fit_publishes_null(
     generated_orders: tuple, run_pipeline: Callable[..., dict], tmp_path: Path
 ) -> None:

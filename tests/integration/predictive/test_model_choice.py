@@ -16,6 +16,9 @@ from pipelines.predictive.purchase_models import PURCHASE_MODELS, from_params
 PURCHASE = set(PURCHASE_MODELS)
 
 
+pytestmark = pytest.mark.slow
+
+
 def _config(tmp_path: Path, text: str) -> Path:
     path = tmp_path / f"config-{abs(hash(text))}.yaml"
     path.write_text(text)

@@ -32,6 +32,9 @@ PNBD_WEEKS = {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669}
 PNBD_LL_WEEKS = -9595.0
 
 
+pytestmark = pytest.mark.slow
+
+
 def three_sig(value: float) -> str:
     return f"{value:.3g}"
 

@@ -22,6 +22,8 @@ import pytest
 
 from pipelines.publish.catalog import build_catalog
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def published(

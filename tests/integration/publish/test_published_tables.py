@@ -8,8 +8,10 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pyarrow.parquet as pq
+import pytest
 
 
+@pytest.mark.slow
 def test_published_tables_read_without_options(
     generated_orders: tuple[Path, pl.DataFrame, object],
     run_pipeline: Callable[..., dict],
@@ -45,6 +47,7 @@ def test_published_tables_read_without_options(
     assert field.metadata[b"description"].startswith(b"Net revenue")
 
 
+@pytest.mark.slow
 def test_rerun_gives_the_same_rows(
     generated_orders: tuple[Path, pl.DataFrame, object],
     run_pipeline: Callable[..., dict],

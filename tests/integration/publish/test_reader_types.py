@@ -39,6 +39,9 @@ MARTS = sorted(m.published_name for m in load_models().values() if m.published_n
 DATE_PARTITIONING = ds.partitioning(pa.schema([("snapshot_date", pa.date32())]), flavor="hive")
 
 
+pytestmark = pytest.mark.slow
+
+
 def _money(table: str) -> dict[str, tuple[int, int]]:
     """The table's DECIMAL columns from its contract: name -> (precision, scale)."""
     return {c.name: c.decimal for c in load_contract(table).columns if c.decimal is not None}
@@ -94,6 +97,7 @@ def test_every_contract_money_column_is_money() -> None:
         assert load_contract(table).column(column).physical_type == "DOUBLE", (table, column)
 
 
+@pytest.mark.slow
 def test_the_files_hold_the_contract_types(published: dict[str, Any]) -> None:
     for table in MARTS:
         parts = sorted(_dir(published, table).iterdir())
@@ -234,6 +238,7 @@ print("SPARK-RESULT " + json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_spark_reads_decimals_and_a_date(published: dict[str, Any]) -> None:
     uv = shutil.which("uv")
     java = os.environ.get("JAVA_HOME") or shutil.which("java")

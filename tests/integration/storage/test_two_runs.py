@@ -6,12 +6,14 @@ import threading
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from pipelines.context import RunContext
 from pipelines.errors import RunLockedError
 from pipelines.run.pipeline import run_all
 
 
+@pytest.mark.slow
 def test_two_runs_of_the_same_snapshot_at_once(generated_orders, tmp_path: Path) -> None:
     source, _, last_day = generated_orders
     wh = tmp_path / "wh"

@@ -36,6 +36,9 @@ TABLES = (
 )
 
 
+pytestmark = pytest.mark.slow
+
+
 def _run(source: Path, day: date, warehouse: Path, config: Path) -> dict[str, pl.DataFrame]:
     from pipelines.context import RunContext
     from pipelines.run.pipeline import run_all

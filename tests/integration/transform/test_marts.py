@@ -67,6 +67,7 @@ def rfm(
     return pl.read_parquet(Path(manifest["tables"]["customer_rfm"]["path"]))
 
 
+@pytest.mark.slow
 def test_kpis_of_the_same_orders_by_hand(
     orders_csv: Callable[..., Path], run_pipeline: Callable[..., dict], no_predictions: Path
 ) -> None:
@@ -92,6 +93,7 @@ def test_kpis_of_the_same_orders_by_hand(
     assert kpi["revenue_share_c"] == pytest.approx(5 / 385)
 
 
+@pytest.mark.slow
 def test_customer_rfm_by_hand(rfm: pl.DataFrame) -> None:
     got = {
         r["customer_id"]: (

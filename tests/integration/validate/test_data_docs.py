@@ -26,6 +26,9 @@ from pipelines.validate.gx import runner
 ASSET = "dd_contract_v1"  # run_suite names the dataframe asset after the suite
 
 
+pytestmark = pytest.mark.slow
+
+
 def _make_suite() -> object:
     import great_expectations as gx
     import great_expectations.expectations as gxe
@@ -54,6 +57,7 @@ def _assert_page_names_asset(page: str, asset: str) -> None:
     assert f"Data asset: {asset}" in html
 
 
+@pytest.mark.slow
 def test_second_run_keeps_the_first_runs_page(tmp_path: Path) -> None:
     docs = tmp_path / "docs" / "validation"
     first = runner.run_suite(FRAME, _make_suite, docs, run_name="2024-03-01_run")
@@ -102,6 +106,7 @@ def _worker_files(docs: Path, pattern: str) -> list[Path]:
     return list(docs.glob(pattern)) if docs.exists() else []
 
 
+@pytest.mark.slow
 def test_concurrent_runs_in_two_processes_keep_all_pages(tmp_path: Path) -> None:
     """This process and a worker process validate different snapshots at the same time.
 
@@ -170,6 +175,7 @@ def no_predictions(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_pipeline_runs_of_two_snapshots_both_keep_their_docs_page(
     generated_orders: tuple[Path, pl.DataFrame, object],
     run_pipeline: Callable[..., dict],

@@ -29,6 +29,9 @@ from pipelines.validate.rules import mart_contract_for_run
 TAMPERED = ("cohort_retention", "customer_rfm", "kpi_summary", "segment_transitions")
 
 
+pytestmark = pytest.mark.slow
+
+
 def _run(source: Path, as_of: date, warehouse: Path, config: Path | None = None) -> dict[str, Any]:
     ctx = RunContext.create(
         source=str(source),
@@ -53,6 +56,7 @@ def _published_file(manifest: dict[str, Any], table: str) -> Path:
     return Path(manifest["tables"][table]["path"]) / layout.TABLE_FILE
 
 
+@pytest.mark.slow
 def test_a_good_run_records_every_tables_checks(published: tuple[Path, date, dict]) -> None:
     _, _, manifest = published
     checked = manifest["mart_validation"]
@@ -98,6 +102,7 @@ def _tampered_copies(manifest: dict[str, Any], out: Path) -> dict[str, Path]:
     return files
 
 
+@pytest.mark.slow
 def test_tampered_tables_fail_naming_table_rule_column_and_values(
     published: tuple[Path, date, dict], tmp_path: Path
 ) -> None:
@@ -164,6 +169,7 @@ def _tree(root: Path) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.slow
 def test_a_broken_model_stops_the_run_and_nothing_is_published(
     published: tuple[Path, date, dict],
     generated_orders: tuple[Path, pl.DataFrame, date],
@@ -214,6 +220,7 @@ def test_a_broken_model_stops_the_run_and_nothing_is_published(
     assert not (warehouse / "marts" / "customer_journey" / f"snapshot_date={earlier}").exists()
 
 
+@pytest.mark.slow
 def test_the_run_is_checked_against_its_own_rfm_config(
     generated_orders: tuple[Path, pl.DataFrame, date],
     run_pipeline: Callable[..., dict],

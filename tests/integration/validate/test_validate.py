@@ -15,6 +15,8 @@ from pipelines.errors import BatchRejected
 from pipelines.extract import extract
 from pipelines.validate import validate
 
+pytestmark = pytest.mark.slow
+
 
 def _good(i: int, customer: str | None = None, day: int = 1) -> tuple:
     return (
@@ -200,6 +202,7 @@ def test_future_check_uses_the_run_clock(orders_csv: Callable[..., Path], tmp_pa
     assert q["reason_code"].to_list() == ["FUTURE_TIMESTAMP"]
 
 
+@pytest.mark.slow
 def test_row_count_far_from_the_trailing_average_is_a_warning(
     orders_csv: Callable[..., Path], run_pipeline: Callable[..., dict], tmp_path: Path
 ) -> None:
@@ -223,6 +226,7 @@ def test_row_count_far_from_the_trailing_average_is_a_warning(
     assert not [w for w in normal["warnings"] if "row_count_vs_trailing_average" in w]
 
 
+@pytest.mark.slow
 def test_currencies_are_converted_or_quarantined(
     orders_csv: Callable[..., Path], run_pipeline: Callable[..., dict], tmp_path: Path
 ) -> None:

@@ -8,6 +8,7 @@ line is derived from the kinds alone (not from the pipeline's code).
 from __future__ import annotations
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -104,6 +105,7 @@ def build(kinds: list[str]) -> tuple[bytes, dict]:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(st.lists(st.sampled_from(KINDS), min_size=1, max_size=60).map(lambda ks: ["good", *ks]))
+@pytest.mark.slow
 def test_every_row_is_accounted_for(tmp_path_factory, kinds: list[str]) -> None:
     data, expect = build(kinds)
     base = tmp_path_factory.mktemp("prop")

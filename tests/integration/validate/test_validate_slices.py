@@ -21,7 +21,7 @@ import pytest
 
 from pipelines.validate.gx import runner
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROWS = 3_000
 SLICE = 700
@@ -114,6 +114,7 @@ def _comparable(result: dict[str, Any]) -> dict[str, Any]:
     return _no_nan({k: result.get(k) for k in keep})
 
 
+@pytest.mark.slow
 def test_sliced_validation_equals_the_whole_batch(tmp_path: Path) -> None:
     frame = _frame()
     docs = tmp_path / "docs"
@@ -147,6 +148,7 @@ def test_sliced_validation_equals_the_whole_batch(tmp_path: Path) -> None:
     assert sliced.docs_page and Path(sliced.docs_page).is_file()
 
 
+@pytest.mark.slow
 def test_a_batch_smaller_than_a_slice_is_one_slice(tmp_path: Path) -> None:
     frame = _frame().head(500)
     report = runner.run_suite(frame, _make_suite, tmp_path / "docs", "small", slice_rows=SLICE)

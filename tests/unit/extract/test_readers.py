@@ -153,6 +153,7 @@ def _stray(fields: list[str], at: int) -> str:
     return ",".join('"' + f if i == at else f for i, f in enumerate(fields))
 
 
+@pytest.mark.slow
 def test_twenty_stray_quotes_in_100k_rows_lose_exactly_the_twenty_lines(tmp_path: Path) -> None:
     rng = random.Random(20240601)
     good = [

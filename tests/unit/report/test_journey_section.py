@@ -130,6 +130,7 @@ def test_the_section_follows_the_tiers() -> None:
     assert names.index("journey_section") == names.index("tiers_section") + 1
 
 
+@pytest.mark.slow
 def test_funnel_counts_rates_windows_and_movement() -> None:
     section = journey_section(inputs(journey_summary=summary()))
     assert section.id == "journey" and section.empty is None
@@ -407,6 +408,7 @@ def test_no_customers_and_no_journey_tables_say_why() -> None:
     assert old.empty == NO_JOURNEY and not old.blocks
 
 
+@pytest.mark.slow
 def test_on_the_page_without_pii_and_at_a_fixed_size(make_inputs: MakeInputs) -> None:
     def journey_html(inputs: ReportInputs) -> str:
         html = render(inputs)

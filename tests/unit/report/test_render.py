@@ -58,6 +58,7 @@ def assert_offline(html: str) -> None:
         assert inline or not re.match(r"[a-z][a-z0-9+.-]*:", href), href
 
 
+@pytest.mark.slow
 def test_full_report_has_every_section_with_inline_figures(make_inputs: MakeInputs) -> None:
     html = render(make_inputs())
     found = sections(html)
@@ -77,6 +78,7 @@ def test_full_report_has_every_section_with_inline_figures(make_inputs: MakeInpu
     assert "default-src 'none'" in html  # the browser itself refuses any request
 
 
+@pytest.mark.slow
 def test_kpi_cards_show_the_figures_and_their_change(make_inputs: MakeInputs) -> None:
     inputs = make_inputs()
     kpis = inputs.tables["kpi_summary"].row(0, named=True)
@@ -94,6 +96,7 @@ def test_kpi_cards_show_the_figures_and_their_change(make_inputs: MakeInputs) ->
     assert "first published snapshot" in first
 
 
+@pytest.mark.slow
 def test_rendering_is_byte_identical_across_processes(
     make_inputs: MakeInputs, tmp_path: Path
 ) -> None:
@@ -122,6 +125,7 @@ sys.stdout.write(render(inputs))
     assert other.stdout == html
 
 
+@pytest.mark.slow
 def test_no_pii_reaches_the_page(make_inputs: MakeInputs) -> None:
     inputs = make_inputs(n=300)
     html = render(inputs)
@@ -137,6 +141,7 @@ def test_no_pii_reaches_the_page(make_inputs: MakeInputs) -> None:
     assert top["customer_id"][0] in sections(html)["top"]  # the pseudonymous id is shown
 
 
+@pytest.mark.slow
 def test_tiny_snapshot(make_inputs: MakeInputs) -> None:
     html = render(make_inputs(n=3))
     assert tuple(sections(html)) == SECTION_IDS
@@ -154,6 +159,7 @@ def test_a_snapshot_without_customers_says_why_each_section_is_empty(
     assert "rows in 1,000 = accepted 993 + quarantined 5 + duplicate 2" in text(found["quality"])
 
 
+@pytest.mark.slow
 def test_no_repeat_buyers_and_no_fit(make_inputs: MakeInputs) -> None:
     warning = "predictions skipped: 120 days of purchase history, fewer than predictive.min_history_days (180)"
     inputs = make_inputs(n=400, repeat=False, model=False, warnings=[warning])
@@ -165,6 +171,7 @@ def test_no_repeat_buyers_and_no_fit(make_inputs: MakeInputs) -> None:
     assert 'class="empty"' not in found["segments"]
 
 
+@pytest.mark.slow
 def test_models_turned_off(make_inputs: MakeInputs) -> None:
     inputs = make_inputs(n=400, model=False, settings=ReportSettings(predictive_enabled=False))
     found = sections(render(inputs))
@@ -173,6 +180,7 @@ def test_models_turned_off(make_inputs: MakeInputs) -> None:
     assert "not predicted for this snapshot" in text(found["kpis"])
 
 
+@pytest.mark.slow
 def test_missing_tables_and_columns_do_not_break_the_page(make_inputs: MakeInputs) -> None:
     inputs = make_inputs(n=300, drop=("kpi_summary", "segment_summary", "model_backtest"))
     tables = dict(inputs.tables)
@@ -187,6 +195,7 @@ def test_missing_tables_and_columns_do_not_break_the_page(make_inputs: MakeInput
     assert "No backtest for this snapshot" in text(found["model"])
 
 
+@pytest.mark.slow
 def test_size_does_not_grow_with_the_customer_base(make_inputs: MakeInputs) -> None:
     small = render(make_inputs(n=2_000, seed=3))
     big_inputs = make_inputs(n=200_000, seed=3)
@@ -260,6 +269,7 @@ def test_p_alive_matrix_is_the_fitters_on_a_quantile_grid() -> None:
     assert p_alive_grid(params, clv.with_columns(pl.lit(0).alias("frequency"))) is None
 
 
+@pytest.mark.slow
 def test_model_section_compares_the_candidates_and_shows_the_deciles(
     make_inputs: MakeInputs,
 ) -> None:

@@ -418,6 +418,7 @@ def test_unlock_of_an_unreadable_lease_needs_force(tmp_path: Path) -> None:
 # Renewal and fencing
 
 
+@pytest.mark.slow
 def test_a_heartbeat_renews_the_lease(tmp_path: Path) -> None:
     ttl = timedelta(seconds=2)
     locking.acquire(tmp_path, SNAP, "long", ttl=ttl, holder="run")

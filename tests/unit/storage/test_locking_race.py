@@ -112,6 +112,7 @@ def race(
 @pytest.mark.parametrize(
     ("workers", "expired"), [(4, True), (2, False)], ids=["takeover-of-expired", "fresh"]
 )
+@pytest.mark.slow
 def test_exactly_one_of_several_racing_runs_gets_the_lease(
     tmp_path: Path, workers: int, expired: bool
 ) -> None:

@@ -65,6 +65,7 @@ def _by_customer(frame: pl.DataFrame) -> dict[str, dict[str, Any]]:
     return {row["customer_id"]: row for row in frame.to_dicts()}
 
 
+@pytest.mark.slow
 def test_stages_dates_upsell_and_economics(spend_config: str) -> None:
     tables = build_tables(_rows(), SNAPSHOT, config=spend_config)
     journey = _by_customer(tables["customer_journey"])
@@ -144,6 +145,7 @@ def test_stages_dates_upsell_and_economics(spend_config: str) -> None:
     assert web["aov_growth"] == pytest.approx(35 / 20)  # one has no recent orders
 
 
+@pytest.mark.slow
 def test_movement_since_the_previous_day() -> None:
     """On 1 Jun big reaches the bar (950, before the return): it moved repeat -> high_value."""
     day = date(2024, 6, 1)
@@ -157,6 +159,7 @@ def test_movement_since_the_previous_day() -> None:
     assert summary["new_customers_since_previous"] == 0
 
 
+@pytest.mark.slow
 def test_loyalty_tier_rule_never_makes_a_one_time_buyer_high_value() -> None:
     config = (
         "journey:\n  high_value:\n    rule: loyalty_tier\n    loyalty_tiers: [Silver, Bronze]\n"
@@ -170,6 +173,7 @@ def test_loyalty_tier_rule_never_makes_a_one_time_buyer_high_value() -> None:
     assert journey["big"]["became_high_value_on"] == date(2024, 4, 1)
 
 
+@pytest.mark.slow
 def test_clv_percentile_rule_without_predictions_has_no_high_value() -> None:
     config = "journey:\n  high_value:\n    rule: clv_percentile\n"
     tables = build_tables(_rows(), SNAPSHOT, config=config)

@@ -30,6 +30,7 @@ def test_defaults_are_a_laptop_budget() -> None:
     assert resources.validation_slice_rows == 1_000_000
 
 
+@pytest.mark.slow
 def test_connection_takes_the_budget_and_spills_into_the_run_dir(tmp_path: Path) -> None:
     config = load_config(_budget(tmp_path, "resources:\n  memory_limit: 64MB\n  threads: 1\n"))
     spill = tmp_path / "work" / "spill"

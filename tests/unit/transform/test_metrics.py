@@ -22,6 +22,7 @@ def by_customer(frame: pl.DataFrame, column: str) -> dict:
 # ABC classes
 
 
+@pytest.mark.slow
 def test_abc_boundaries_and_ties() -> None:
     # Revenue 40, 30, 15, 15 (total 100). Ranked by revenue, then id: P, Q, R, S.
     # Revenue before each: P 0 (<80: A), Q 40 (A), R 70 (A), S 85 (<95: B). Z bought for free: C.
@@ -50,6 +51,7 @@ def test_abc_boundaries_and_ties() -> None:
     assert dict(zip(seg["segment"], seg["customers"])) == {"A": 3, "B": 1, "C": 1}
 
 
+@pytest.mark.slow
 def test_abc_exact_boundary() -> None:
     # 50 + 30 = exactly 80%: the next customer starts at 80%, which is not under 80% -> B.
     rows = [
@@ -112,6 +114,7 @@ def _ten_customers() -> list[dict]:
     return rows
 
 
+@pytest.mark.slow
 def test_rfm_scoring_methods() -> None:
     rows = _ten_customers()
     snapshot = date(2024, 1, 31)
@@ -180,6 +183,7 @@ def test_segment_rules_must_cover_every_cell(tmp_path: Path) -> None:
 # Loyalty tiers
 
 
+@pytest.mark.slow
 def test_loyalty_tiers_use_the_trailing_year() -> None:
     snapshot = date(2024, 12, 31)
     rows = []
@@ -219,6 +223,7 @@ def test_loyalty_tiers_use_the_trailing_year() -> None:
 # Lifecycle stages
 
 
+@pytest.mark.slow
 def test_lifecycle_stages(tmp_path: Path) -> None:
     snapshot = date(2024, 6, 30)
     d = date
@@ -260,6 +265,7 @@ def test_lifecycle_stages(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.slow
 def test_one_time_buyers_default_to_the_median_rhythm() -> None:
     # Repeat customers with rhythms 10, 20 and 40 days -> median 20 for the one-time buyer T,
     # who last bought 50 days ago: > 2 x 20, not > 4 x 20 -> at_risk.
@@ -287,6 +293,7 @@ def test_one_time_buyers_default_to_the_median_rhythm() -> None:
 # Cohorts
 
 
+@pytest.mark.slow
 def test_cohort_retention_with_an_empty_month() -> None:
     rows = [
         {"customer_id": "X", "order_ts": date(2024, 1, 5), "amount": 10.0},
@@ -319,6 +326,7 @@ clv:
 """
 
 
+@pytest.mark.slow
 def test_customer_clv_by_hand(tmp_path: Path) -> None:
     spend = tmp_path / "spend.csv"
     spend.write_text("month,channel,spend\n2024-01-01,web,300\n2024-12-01,Web,100\n")
@@ -394,6 +402,7 @@ def test_customer_clv_by_hand(tmp_path: Path) -> None:
     assert clv["C"]["cac"] == pytest.approx(100)  # December web: C only (B came through the app)
 
 
+@pytest.mark.slow
 def test_measured_retention() -> None:
     # Year before last (2023-01-01 .. 2023-12-31): a, b, c bought; last year: a and b again, d new.
     # r = 2 / 3; expected lifetime 1 / (1 - 2/3) = 3 years.
@@ -406,6 +415,7 @@ def test_measured_retention() -> None:
     assert t["kpi_summary"]["annual_retention_rate"].item() == pytest.approx(2 / 3)
 
 
+@pytest.mark.slow
 def test_all_refunded_customer_is_not_a_customer() -> None:
     rows = [
         {"customer_id": "buyer", "order_ts": date(2024, 1, 5), "amount": 20.0},

@@ -11,8 +11,6 @@ those segments in Polars.
 
 from __future__ import annotations
 
-import logging
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -24,14 +22,12 @@ from pipelines.config import Config, ConfigError, load_config
 from pipelines.contracts import load_contract
 from pipelines.publish.tables import conform
 from pipelines.transform.marts import (
-    ModelError,
     build_models,
     build_snapshot,
     connect,
     load_models,
     model_params,
     register_sources,
-    segment_history,
 )
 
 SNAPSHOT = date(2024, 3, 10)
@@ -185,6 +181,7 @@ def test_the_summary_counts_every_transition_from_the_previous_day(
         ),
     ],
 )
+@pytest.mark.slow
 def test_the_lookback_bounds_segment_changed_on(
     tmp_path: Path, built: dict[str, pl.DataFrame], lookback: int, since: dict
 ) -> None:
@@ -260,6 +257,7 @@ def _expected(config: Config, orders: pl.DataFrame) -> dict[str, pl.DataFrame]:
 
 
 @pytest.mark.parametrize("lookback", [1, 3, 4])
+@pytest.mark.slow
 def test_the_transitions_match_segments_built_day_by_day(tmp_path: Path, lookback: int) -> None:
     config = _config(tmp_path, lookback)
     orders = _orders()
@@ -273,40 +271,90 @@ def test_the_transitions_match_segments_built_day_by_day(tmp_path: Path, lookbac
     assert got.drop("previous_snapshot_date").equals(expected.select(got.columns[1:]))
 
 
+@pytest.mark.slow
 def test_a_rebuild_gives_the_same_rows_and_the_history_is_timed(
-    config: Config, built: dict[str, pl.DataFrame], caplog: pytest.LogCaptureFixture
+    config: Config, built: dict[str, pl.DataFrame]
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="pipelines.transform.marts"):
-        again, seconds = _build(config, _orders())
+    again, seconds = _build(config, _orders())
     for name, frame in built.items():
         assert again[name].equals(frame), name
-    assert seconds["source_segment_history"] >= 0
+    assert seconds["int_customer_lookback_states"] >= 0
     assert "mart_segment_transitions" in seconds
-    assert any("segment history" in r.message and "3 day(s)" in r.message for r in caplog.records)
 
 
-def test_the_history_holds_each_lookback_day_and_needs_no_python_model(config: Config) -> None:
-    history = pl.from_arrow(segment_history(config, SNAPSHOT, _orders()))
-    assert isinstance(history, pl.DataFrame)
-    assert history.columns == ["as_of", "customer_id", "rfm_segment", "net_revenue"]
-    for offset, day in enumerate((_day(3, 7), _day(3, 8), _day(3, 9)), start=1):
+def test_the_history_holds_each_lookback_day(config: Config) -> None:
+    """Each lookback day's segments, from the one build of D, are the hand-worked ones."""
+    con = connect()
+    try:
+        register_sources(con, config, _orders())
+        build_models(
+            con,
+            model_params(config, SNAPSHOT),
+            load_models(),
+            {},
+            {"int_customer_rfm_segment_daily"},
+        )
+        history = con.sql(
+            "select as_of, customer_id, rfm_segment from int_customer_rfm_segment_daily"
+        ).pl()
+    finally:
+        con.close()
+    assert sorted(set(history["as_of"].to_list())) == [
+        _day(3, 7),
+        _day(3, 8),
+        _day(3, 9),
+        SNAPSHOT,
+    ]
+    for offset, day in enumerate((_day(3, 7), _day(3, 8), _day(3, 9), SNAPSHOT), start=1):
         got = dict(
             history.filter(pl.col("as_of") == day).select("customer_id", "rfm_segment").iter_rows()
         )
         want = {c: s[offset] for c, s in SEGMENTS.items() if s[offset] is not None}
         assert got == want, day
-    # a model of the RFM chain that read a Python model's table could not be rebuilt alone
-    models = load_models()
-    customers = models["int_customers"]
-    models["int_customers"] = replace(
-        customers,
-        sql=customers.sql.replace(
-            "select * from int_orders", "select * from int_orders, int_model_fits", 1
-        ),
+
+
+@pytest.mark.slow
+def test_quantile_scored_lookback_days_equal_each_days_own_build(tmp_path: Path) -> None:
+    """With the default scoring (R by quantile: ranks among that day's customers), every
+    lookback day's segment and revenue from the build of D equal a build of that day alone."""
+    from pipelines.tools.generate import simulate_orders
+
+    path = tmp_path / "config.yaml"
+    path.write_text("predictive:\n  enabled: false\nrfm:\n  transition_lookback_days: 4\n")
+    config = load_config(path)
+    generated = simulate_orders(4_000, seed=11, start=date(2024, 1, 1), days=80)
+    orders = staged_frame(
+        [
+            {"customer_id": c, "order_ts": t, "amount": a, "status": status}
+            for c, t, a, status in generated.select(
+                "customer_id", "order_ts", "amount", "status"
+            ).iter_rows()
+        ]
     )
-    python = {"int_model_fits": (frozenset(), lambda con, params: None)}
-    with pytest.raises(ModelError, match="without Python models.*int_model_fits"):
-        segment_history(config, SNAPSHOT, _orders(), models, python)  # type: ignore[arg-type]
+    snapshot = date(2024, 3, 20)
+    con = connect()
+    try:
+        register_sources(con, config, orders, until=snapshot)
+        build_models(
+            con,
+            model_params(config, snapshot),
+            load_models(),
+            {},
+            {"int_customer_rfm_segment_daily", "int_customer_lookback_states"},
+        )
+        history = con.sql(
+            "select states.as_of, states.customer_id, segments.rfm_segment,"
+            " states.net_revenue::double as revenue from int_customer_lookback_states as states"
+            " left join int_customer_rfm_segment_daily as segments using (as_of, customer_id)"
+        ).pl()
+    finally:
+        con.close()
+    for back in range(1, 5):
+        day = snapshot - timedelta(days=back)
+        own = _segments_on(config, orders, day).sort("customer_id")
+        got = history.filter(pl.col("as_of") == day).drop("as_of").sort("customer_id")
+        assert own.height > 1_000, day
+        assert got.equals(own.select(got.columns)), day
 
 
 def test_the_lookback_must_be_at_least_one_day(tmp_path: Path) -> None:

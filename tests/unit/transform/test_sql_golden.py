@@ -93,6 +93,7 @@ def bins(values: dict[str, float]) -> dict[str, int]:
     return {k: 1 + BINS * bisect.bisect_left(ordered, v) // n for k, v in values.items()}
 
 
+@pytest.mark.slow
 def test_rfm_scores_and_abc_classes(built: dict) -> None:
     customers = per_customer(built["orders"], SNAPSHOT)
     rfm = by_id(built["mart_customer_rfm"])
@@ -131,6 +132,7 @@ def test_rfm_scores_and_abc_classes(built: dict) -> None:
         assert kpi[f"revenue_share_{cls.lower()}"] == pytest.approx(share)
 
 
+@pytest.mark.slow
 def test_loyalty_tiers_and_lifecycle_stages(built: dict) -> None:
     customers = per_customer(built["orders"], SNAPSHOT)
     rfm = by_id(built["mart_customer_rfm"])
@@ -176,6 +178,7 @@ def test_loyalty_tiers_and_lifecycle_stages(built: dict) -> None:
         assert rfm[k]["lifecycle_stage"] == stage, k
 
 
+@pytest.mark.slow
 def test_lifetimes_summary_at_the_snapshot_and_the_calibration_date(built: dict) -> None:
     for cutoff, table in ((SNAPSHOT, "mart_customer_clv"), (CALIBRATION, "int_backtest_inputs")):
         customers = per_customer(built["orders"], cutoff)
@@ -196,6 +199,7 @@ def test_lifetimes_summary_at_the_snapshot_and_the_calibration_date(built: dict)
                 assert row["monetary_value"] == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_formula_clv_acquisition_cost_and_referrals(built: dict) -> None:
     orders = built["orders"]
     customers = per_customer(orders, SNAPSHOT)

@@ -19,18 +19,21 @@ def test_model_dependencies_are_found_and_ordered() -> None:
         < order.index("mart_customer_rfm")
     )
     assert order.index("mart_customer_rfm") < order.index("mart_segment_summary")
-    # the thin mart joins the concept models, each of which takes its own parameters
+    # the thin mart joins the concept models, each of which takes its own parameters (the RFM
+    # scores are binned, for the snapshot day and the lookback days, in one model)
     parts = {
-        "int_customer_rfm_scores": "rfm_bins",
-        "int_customer_abc_class": "abc_a_share",
-        "int_customer_lifecycle_stage": "lifecycle_lapsed_factor",
+        "int_customer_rfm_scores": ("int_customer_rfm_scores_daily", "rfm_bins"),
+        "int_customer_abc_class": ("int_customer_abc_class", "abc_a_share"),
+        "int_customer_lifecycle_stage": ("int_customer_lifecycle_stage", "lifecycle_lapsed_factor"),
     }
     assert set(parts) <= models["mart_customer_rfm"].depends_on
-    for name, param in parts.items():
-        assert param in models[name].params, name
+    for name, (formula, param) in parts.items():
+        assert param in models[formula].params, name
+        assert formula == name or formula in models[name].depends_on, name
         assert order.index("int_customers") < order.index(name) < order.index("mart_customer_rfm")
     assert not models["mart_customer_rfm"].params  # a join, no formulas of its own
-    assert "int_customers" in models["int_customer_rfm_scores"].depends_on
+    assert "int_customers" in models["int_customer_rfm_measures"].depends_on
+    assert "int_customer_rfm_measures" in models["int_customer_rfm_scores_daily"].depends_on
     assert models["stg_orders"].materialized == "view"
 
 

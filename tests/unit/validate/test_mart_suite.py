@@ -29,6 +29,9 @@ SEGMENTS = [
 ]
 
 
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _gx_context() -> None:
     """GX 1.x binds a suite to the active context: one in memory, as the marts check uses."""

@@ -14,6 +14,7 @@ small_floats = st.sampled_from([0.0, 0.5, 1.0, 2.0, 7.25, 30.0, -3.0, 1e-9])
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(small_floats, small_floats, small_floats), min_size=1, max_size=60))
+@pytest.mark.slow
 def test_collapse_equals_numpy_unique_rows(rows: list[tuple[float, float, float]]) -> None:
     data = np.array(rows, dtype=float)
     ref_rows, ref_counts = np.unique(data, axis=0, return_counts=True)

@@ -272,6 +272,7 @@ def test_fit_on_collapsed_rows_with_weights_equals_fit_on_expanded_rows() -> Non
     )
 
 
+@pytest.mark.slow
 def test_fit_recovers_simulated_parameters() -> None:
     truth = BetaGeoParams(r=0.5, alpha=20.0, a=0.9, b=3.0)
     x, tx, T = _simulated(60_000, seed=6, prm=truth)

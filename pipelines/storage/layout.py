@@ -47,9 +47,10 @@ MANIFEST_FILE = "manifest.json"
 TABLE_FILE = "part-0.parquet"
 HISTORY = "history"  # runs/snapshot_date=D/history/<run_id>.json: every run's manifest
 POINTER_FILE = "current.json"  # object store: _snapshots/snapshot_date=D/current.json, the commit
-VIEW_MARKER = (
-    ".custval-remote.json"  # in a local view's root: the object-store warehouse it mirrors
-)
+# In a local view's root (`local_view.py`): the object-store warehouse it is a view of, and
+# what was last copied between them, either way.
+VIEW_MARKER = ".custval-remote.json"
+SYNC_LEDGER = ".custval-synced.json"
 SCRATCH_ENV = "CUSTVAL_SCRATCH"  # where local views of object-store warehouses live
 
 # A warehouse root: a local directory, or a relative PurePosixPath (the keys of an object store).

@@ -25,8 +25,8 @@ entry points given the view's root -- leases, the commit, recovery -- find the s
 (`remote_of`) and carry out their object-store protocol there; a local warehouse has no marker
 and nothing changes for it.
 
-Copies are compared by size and modification time: a downloaded file gets the object's
-mtime, so a file the run has not changed is neither downloaded again nor uploaded.
+A ledger in the view (`.custval-synced.json`) remembers each file's state on both sides after
+it was last copied, so a file the run has not changed is neither downloaded again nor uploaded.
 """
 
 from __future__ import annotations
@@ -35,12 +35,11 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable
-from datetime import datetime
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 from pipelines.storage import files, layout
-from pipelines.storage.object_store import ObjectStore, is_object_url, normalise_url
+from pipelines.storage.object_store import Entry, ObjectStore, is_object_url, normalise_url
 
 COMMAND_PREFIX = "cmd-"  # views of commands that are not runs (report, unlock, catalog)
 
@@ -137,17 +136,51 @@ def views_of(store: ObjectStore) -> list[Path]:
 # Copies between the view and the store
 
 
-def _stamp(path: Path, mtime: datetime | None) -> None:
-    if mtime is not None:
-        os.utime(path, (mtime.timestamp(), mtime.timestamp()))
+class _Ledger:
+    """What the view and the store held when a file was last copied either way.
 
+    `<view>/.custval-synced.json`: for each file, (local size, local mtime_ns, object size,
+    object mtime) right after the copy. A file is unchanged on both sides while both still
+    match, so it is neither downloaded nor uploaded again -- without touching any file's
+    mtime (a landed Parquet source may be a hard link to the user's own file).
+    """
 
-def _same(path: Path, size: int, mtime: datetime | None) -> bool:
-    try:
-        st = path.stat()
-    except OSError:
-        return False
-    return st.st_size == size and mtime is not None and abs(st.st_mtime - mtime.timestamp()) < 1e-3
+    def __init__(self, root: Path) -> None:
+        self.path = root / layout.SYNC_LEDGER
+        try:
+            self.entries: dict[str, list[Any]] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.entries = {}
+
+    @staticmethod
+    def _state(path: Path, entry: Entry | None) -> list[Any] | None:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        if entry is None:
+            return None
+        mtime = entry.mtime.isoformat() if entry.mtime else None
+        return [st.st_size, st.st_mtime_ns, entry.size, mtime]
+
+    def same(self, key: str, path: Path, entry: Entry | None) -> bool:
+        state = self._state(path, entry)
+        return state is not None and self.entries.get(key) == state
+
+    def note(self, key: str, path: Path, entry: Entry | None) -> None:
+        state = self._state(path, entry)
+        if state is None:
+            self.entries.pop(key, None)
+        else:
+            self.entries[key] = state
+
+    def forget(self, key: str) -> None:
+        self.entries.pop(key, None)
+
+    def save(self) -> None:
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.entries))
+        os.replace(tmp, self.path)
 
 
 def _local_files(directory: Path) -> list[PurePosixPath]:
@@ -170,14 +203,18 @@ def pull(
         return
     zone = PurePosixPath(str(rel))
     local = root / zone
+    ledger = _Ledger(root)
     remote = {e.rel: e for e in store.listing(zone) if skip is None or not skip(e.rel)}
     for name, entry in remote.items():
-        path = local / name
-        if not _same(path, entry.size, entry.mtime):
-            store.download(zone / name, path, entry.mtime)
+        path, key = local / name, str(zone / name)
+        if not ledger.same(key, path, entry):
+            store.download(zone / name, path)
+            ledger.note(key, path, entry)
     for here in _local_files(local):
         if str(here) not in remote and (skip is None or not skip(str(here))):
             (local / here).unlink(missing_ok=True)
+            ledger.forget(str(zone / here))
+    ledger.save()
 
 
 def pull_manifests(root: Path) -> None:
@@ -207,9 +244,10 @@ def push(
         return
     zone = PurePosixPath(str(rel))
     local = root / zone
+    ledger = _Ledger(root)
     remote = {e.rel: e for e in store.listing(zone)}
     here = _local_files(local)
-    changed = [n for n in here if not _same(local / n, *_size_mtime(remote.get(str(n))))]
+    changed = [n for n in here if not ledger.same(str(zone / n), local / n, remote.get(str(n)))]
     records = [n for n in changed if n.name in set(last)]
     for name in records:  # the partition does not count while its files are replaced
         if str(name) in remote:
@@ -221,16 +259,12 @@ def push(
         for gone in remote:
             if gone not in keep:
                 store.remove(zone / gone)
+                ledger.forget(str(zone / gone))
     if changed:
         after = {e.rel: e for e in store.listing(zone)}
         for name in changed:
-            entry = after.get(str(name))
-            if entry is not None:
-                _stamp(local / name, entry.mtime)
-
-
-def _size_mtime(entry: Any) -> tuple[int, datetime | None]:
-    return (-1, None) if entry is None else (entry.size, entry.mtime)
+            ledger.note(str(zone / name), local / name, after.get(str(name)))
+    ledger.save()
 
 
 def push_file(root: Path, rel: str | PurePath) -> None:

@@ -335,8 +335,8 @@ class ObjectStore:
         except OSError as exc:
             raise self._fail("uploading to", rel, exc) from None
 
-    def download(self, rel: str | PurePosixPath, local: Path, mtime: datetime | None) -> None:
-        """Copy an object to a local file (whole: a temp file renamed), with its mtime."""
+    def download(self, rel: str | PurePosixPath, local: Path) -> None:
+        """Copy an object to a local file (whole: a temp file renamed)."""
         local.parent.mkdir(parents=True, exist_ok=True)
         tmp = local.with_name(f".{local.name}.{os.getpid()}.download")
         try:
@@ -344,8 +344,6 @@ class ObjectStore:
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise self._fail("downloading", rel, exc) from None
-        if mtime is not None:
-            os.utime(tmp, (mtime.timestamp(), mtime.timestamp()))
         os.replace(tmp, local)
 
     def copy(self, source: str | PurePosixPath, dest: str | PurePosixPath) -> None:

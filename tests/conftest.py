@@ -27,7 +27,13 @@ SHARED = REPO.parent / "shared"
 LAYERS = ("unit", "integration", "e2e")  # tests/<layer>/..., each a marker: `pytest -m unit`
 
 
-FIRST = ("tests/e2e/test_airflow_scheduler.py", "tests/e2e/test_publish_crash.py")  # longest
+FIRST = (  # longest
+    "tests/e2e/test_airflow_scheduler.py",
+    "tests/e2e/test_publish_crash.py",
+    "tests/e2e/test_publish_crash_s3.py",
+    "tests/e2e/test_object_warehouse.py",
+    "tests/e2e/test_object_warehouse_incremental.py",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -18,6 +20,24 @@ import polars as pl
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from pyarrow import fs
+
+NO_PREDICTIONS = "predictive:\n  enabled: false\n"
+
+
+def custval(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CUSTVAL_") or k == "CUSTVAL_SCRATCH"
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=Path(__file__).resolve().parents[1],
+        env=clean,
+    )
 
 
 def s3_filesystem() -> fs.S3FileSystem:

@@ -167,9 +167,15 @@ class RunContext:
             allow_partial_day,
             remote,
         )
-        config = ctx.config  # a bad config file fails before anything else
-        check_snapshot_date(snap, started, config.validation.earliest_order_date, allow_partial_day)
-        _ = ctx.source_spec  # fail early on a source that cannot be read as the kind it claims
+        try:
+            config = ctx.config  # a bad config file fails before anything else
+            check_snapshot_date(
+                snap, started, config.validation.earliest_order_date, allow_partial_day
+            )
+            _ = ctx.source_spec  # fail early on a source that cannot be read as the kind it claims
+        except BaseException:
+            ctx.close_view()  # an s3:// warehouse: the view made for this run goes too
+            raise
         return ctx
 
     @property

@@ -203,7 +203,10 @@ def ready_to_begin(
     from pipelines.run.ordering import ready
 
     ctx = new_run(params, logical_date, run_after, dag_run_id, data_interval_start)
-    reason = ready(ctx)
+    try:
+        reason = ready(ctx)
+    finally:
+        ctx.close_view()  # an s3:// warehouse: the run's tasks open their own
     if reason is not None:
         log.info("waiting: %s", reason)
     return reason is None

@@ -3,7 +3,7 @@
 The stages (extract, validate, stage, marts, the models, publish) read and write files with
 Polars, DuckDB, Great Expectations and pyarrow, by local path. For a warehouse at
 `s3://bucket/prefix` a run therefore works in a *local view*: a directory on the worker's
-scratch disk (`$CUSTVAL_SCRATCH`, default `<tmp>/custval-scratch`) laid out like a warehouse,
+scratch disk (`$CUSTVAL_SCRATCH`, default `<tmp>/custval-scratch-<uid>`) laid out like a warehouse,
 one per run (`<scratch>/<run_id>/`), holding
 
 - the run's work directory (`_work/<run_id>/`: landed rows, accepted rows, staged orders,
@@ -48,9 +48,10 @@ _stores: dict[str, ObjectStore] = {}  # one client per warehouse URL
 
 
 def scratch_root() -> Path:
-    """Where local views live: `$CUSTVAL_SCRATCH`, else `<tmp>/custval-scratch`."""
+    """Where local views live: `$CUSTVAL_SCRATCH`, else `<tmp>/custval-scratch-<uid>`."""
     given = os.environ.get(layout.SCRATCH_ENV) or ""
-    root = Path(given).expanduser() if given else Path(tempfile.gettempdir()) / "custval-scratch"
+    default = Path(tempfile.gettempdir()) / f"custval-scratch-{os.getuid()}"
+    root = Path(given).expanduser() if given else default
     return root.resolve()
 
 

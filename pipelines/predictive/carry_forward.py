@@ -53,7 +53,7 @@ class CarriedFit:
 
 
 def _usable_rows(path: Path, day: date) -> pl.DataFrame:
-    fits = pl.read_parquet(path).filter(pl.col("fit") == "snapshot")
+    fits = pl.read_parquet(path, glob=False).filter(pl.col("fit") == "snapshot")
     if "status" not in fits.columns:  # published before fits had a status: all were good
         fits = fits.with_columns(status=pl.lit("ok"), note=pl.lit(None, pl.String))
     if "fitted_on" not in fits.columns:

@@ -118,10 +118,15 @@ class Predictive:
         return bool(self.failures)
 
     def _read(self, con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame:
-        """A model-input table, read once per build (the fits and the predictions share it)."""
+        """A model-input table, read once for the Python models that share it in a row (the
+        fits and the predictions); `_release` lets it go when the next one reads another."""
         if table not in self._frames:
             self._frames[table] = _inputs(con, table)
         return self._frames[table]
+
+    def _release(self, table: str) -> None:
+        """Memory: a customer-level input is as long as the customer base; hold one at a time."""
+        self._frames.pop(table, None)
 
     def _long_enough(self, inputs: pl.DataFrame, what: str) -> bool:
         """Dropout is not identifiable from a few months of history: skip (and say so) then."""
@@ -365,6 +370,7 @@ class Predictive:
             if backtest:
                 backtest_rows = self._backtest_fits(calibration, cutoff)
         rows += backtest_rows  # the snapshot's own fits first
+        self._release("int_backtest_inputs")  # read again by the backtest predictions
         frame = pl.DataFrame(
             [{**r, "fitted_on": str(r["fitted_on"]) if r["fitted_on"] else None} for r in rows],
             schema={**FIT_SCHEMA, "fitted_on": pl.String},
@@ -375,6 +381,7 @@ class Predictive:
 
     def predictions(self, con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> pa.Table:
         inputs = self._read(con, "int_model_inputs")
+        self._release("int_model_inputs")  # the last model to read it
         horizons = self.p.horizons_days
         columns: dict[str, Any] = {"customer_id": inputs["customer_id"]}
         if self.bg is None or self.summary is None:
@@ -428,6 +435,7 @@ class Predictive:
 
     def backtest(self, con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> pa.Table:
         inputs = self._read(con, "int_backtest_inputs")
+        self._release("int_backtest_inputs")
         return backtest_frame(
             inputs, self.backtest_predicted, self.backtest_gg, self.purchase_name
         ).to_arrow()

@@ -151,7 +151,7 @@ def read_table(path: Path, name: str) -> pl.DataFrame | None:
     if not path.is_file():
         return None
     columns = _wanted(name, pq.read_schema(path).names)
-    return as_floats(pl.read_parquet(path, columns=columns))
+    return as_floats(pl.read_parquet(path, columns=columns, glob=False))
 
 
 def read_tables(marts: Path) -> dict[str, pl.DataFrame]:

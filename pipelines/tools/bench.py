@@ -165,6 +165,7 @@ def compare(
         "wall_ratio": round(custval_wall / base_wall, 2),
         "stages": manifest["stages"],
         "counts": manifest["counts"],
+        "customers": (manifest["tables"].get("customer_rfm") or {}).get("rows"),
         "memory_limit": (manifest.get("resources") or {}).get("memory_limit"),
     }
 

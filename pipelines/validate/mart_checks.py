@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -27,24 +28,33 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.config import Config
-from pipelines.contracts import Contract
+from pipelines.contracts import Contract, Rule
 from pipelines.errors import MartRejected
 from pipelines.storage import layout
-from pipelines.validate.gx.mart_suite import build_mart_suite, mart_rules, suite_columns
+from pipelines.validate.gx.mart_suite import (
+    WHOLE_TABLE,
+    build_mart_suite,
+    mart_rules,
+    row_count_holds,
+    severity,
+    suite_columns,
+)
 from pipelines.validate.rules import mart_contract_for_run
 
 log = logging.getLogger(__name__)
 
 MAX_LISTED = 3  # failed rules named in the error line; the rest are counted
+PARTIAL = 20  # values of a failed rule kept as its sample (GX's partial_unexpected_count)
 
 
 def load_for_suite(path: Path, contract: Contract) -> Any:
-    """The columns the table's suite reads, from its Parquet file, as a pandas frame.
+    """The columns the table's suite reads, from its Parquet file, as a pandas frame."""
+    return _as_pandas(pq.read_table(path, columns=suite_columns(contract)))
 
-    DECIMAL columns become doubles: the rules compare numbers with bounds, and pandas would
-    hold them as Python Decimal objects.
-    """
-    table = pq.read_table(path, columns=suite_columns(contract))
+
+def _as_pandas(table: pa.Table) -> Any:
+    """DECIMAL columns become doubles: the rules compare numbers with bounds, and pandas would
+    hold them as Python Decimal objects."""
     columns = [
         col.cast(pa.float64()) if pa.types.is_decimal(col.type) else col for col in table.columns
     ]
@@ -77,9 +87,12 @@ def describe(table: str, outcome: Any) -> str:
     )
 
 
-def check_tables(files: dict[str, Path], contracts: dict[str, Contract]) -> dict[str, Any]:
+def check_tables(
+    files: dict[str, Path], contracts: dict[str, Contract], slice_rows: int | None = None
+) -> dict[str, Any]:
     """Validate each built table file against its contract's suite; the summary of all.
 
+    A table of more than `slice_rows` rows is validated slice by slice (`_sliced_outcomes`).
     Raises MartRejected naming the failed rules that are not `warn` -- after every table is
     checked, so one error line says everything that is wrong.
     """
@@ -95,18 +108,25 @@ def check_tables(files: dict[str, Path], contracts: dict[str, Contract]) -> dict
         rules = len(mart_rules(contract))
         failed: list[str] = []
         if rules:
-            frame = load_for_suite(files[name], contract)
-            fast = session.validate(
-                frame, build_mart_suite(contract, detailed=False), "BOOLEAN_ONLY"
-            )
-            if not fast.success:
-                detailed = session.validate(frame, build_mart_suite(contract), "BASIC")
-                for outcome in detailed.outcomes:
-                    if outcome.success:
-                        continue
-                    failed.append(outcome.rule)
-                    line = describe(name, outcome)
-                    (warnings if outcome.severity == "warn" else errors).append(line)
+            rows = pq.ParquetFile(files[name]).metadata.num_rows
+            if slice_rows is not None and rows > slice_rows:
+                outcomes = _sliced_outcomes(session, files[name], contract, slice_rows)
+            else:
+                frame = load_for_suite(files[name], contract)
+                fast = session.validate(
+                    frame, build_mart_suite(contract, detailed=False), "BOOLEAN_ONLY"
+                )
+                outcomes = (
+                    []
+                    if fast.success
+                    else session.validate(frame, build_mart_suite(contract), "BASIC").outcomes
+                )
+            for outcome in outcomes:
+                if outcome.success:
+                    continue
+                failed.append(outcome.rule)
+                line = describe(name, outcome)
+                (warnings if outcome.severity == "warn" else errors).append(line)
         tables[name] = {"rules": rules, "passed": rules - len(failed), "failed": failed}
     seconds = round(time.perf_counter() - started, 3)
     if errors:
@@ -131,4 +151,94 @@ def check_marts(config: Config, built: Path, tables: list[str]) -> dict[str, Any
     return check_tables(
         {name: built / name / layout.TABLE_FILE for name in tables},
         {name: mart_contract_for_run(name, config) for name in tables},
+        config.resources.validation_slice_rows,
+    )
+
+
+def _slices(path: Path, contract: Contract, rows: int) -> Iterator[Any]:
+    """The suite's columns of a table file, `rows` at a time, as pandas frames."""
+    for batch in pq.ParquetFile(path).iter_batches(
+        batch_size=rows, columns=suite_columns(contract)
+    ):
+        yield _as_pandas(pa.Table.from_batches([batch]))
+
+
+def _sliced_outcomes(session: Any, path: Path, contract: Contract, rows: int) -> list[Any]:
+    """A large table's outcome per rule: GX slice by slice, the whole-table rules in DuckDB.
+
+    GX holds one slice at a time. Value rules are decided per slice: a rule fails when it
+    fails in some slice, its counts summed and its sample the first failing slice's. The rules
+    over the whole table (key uniqueness, row count) cannot be decided per slice; DuckDB
+    answers them over the whole file.
+    """
+    fast = session.validator(
+        build_mart_suite(contract, detailed=False, slice_of_table=True), "BOOLEAN_ONLY"
+    )
+    detailed = None
+    merged: dict[str, Any] = {}
+    total = 0
+    for frame in _slices(path, contract, rows):
+        total += len(frame)
+        if fast(frame).success:
+            continue
+        if detailed is None:
+            detailed = session.validator(build_mart_suite(contract, slice_of_table=True), "BASIC")
+        for outcome in detailed(frame).outcomes:
+            seen = merged.get(outcome.rule)
+            if seen is None or (seen.success and not outcome.success):
+                merged[outcome.rule] = outcome
+            elif not outcome.success:
+                seen.unexpected_count += outcome.unexpected_count
+    for outcome in merged.values():
+        outcome.element_count = total
+    whole = [r for r in mart_rules(contract) if r.kind in WHOLE_TABLE]
+    return [*merged.values(), *(_whole_table_outcome(path, rule, total) for rule in whole)]
+
+
+def _whole_table_outcome(path: Path, rule: Rule, rows: int) -> Any:
+    """A key-uniqueness or row-count rule over a whole table file, decided by DuckDB."""
+    import duckdb
+    import pyarrow.dataset as ds
+
+    from pipelines.validate.gx.runner import RuleOutcome
+
+    if rule.kind == "row_count":
+        return RuleOutcome(
+            rule=rule.name,
+            severity=severity(rule),
+            reason_code="",
+            expectation="expect_table_row_count",
+            success=row_count_holds(rule, rows),
+            observed=rows,
+        )
+    columns = list(rule.params.get("columns") or [rule.column])
+    keys = ", ".join(f'"{c}"' for c in columns)
+    present = " and ".join(f'"{c}" is not null' for c in columns)
+    con = duckdb.connect()  # insertion order kept: the sample is in row order, as GX's
+    try:
+        con.register("whole_table", ds.dataset(str(path), format="parquet"))
+        con.execute(
+            f"create temp table repeated_rows as select {keys} from whole_table "
+            f"where ({keys}) in (select ({keys}) from whole_table where {present} "
+            f"group by {keys} having count(*) > 1)"
+        )
+        count = int(con.sql("select count(*) from repeated_rows").fetchall()[0][0])
+        first = con.sql(f"select * from repeated_rows limit {PARTIAL}").fetchall()
+    finally:
+        con.close()
+    sample = [dict(zip(columns, row)) if len(columns) > 1 else row[0] for row in first]
+    return RuleOutcome(
+        rule=rule.name,
+        severity=severity(rule),
+        reason_code="",
+        expectation=(
+            "expect_compound_columns_to_be_unique"
+            if len(columns) > 1
+            else "expect_column_values_to_be_unique"
+        ),
+        success=count == 0,
+        column="+".join(columns),
+        unexpected_count=count,
+        element_count=rows,
+        sample=sample,
     )

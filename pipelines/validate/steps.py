@@ -75,6 +75,12 @@ def parse_step(
                 pl.lit(i, pl.Int32).alias("_file")
             ).write_parquet(path, compression="lz4", statistics=False)
             paths.append(path)
+    if not paths:  # no file (a quiet day): one empty part, so every step sees the columns
+        path = typed_dir / "part-00000.parquet"
+        pl.DataFrame(
+            schema={**contract.polars_schema(), "_row": pl.UInt32, "_file": pl.Int32}
+        ).write_parquet(path)
+        paths.append(path)
     if bad_parts:
         bad = pl.concat(bad_parts)
         first = bad.select(pl.struct("raw_values", "raw_line").is_first_distinct()).to_series()

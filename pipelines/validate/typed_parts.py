@@ -40,7 +40,9 @@ class TypedParts:
     def frames(self, columns: list[str] | None = None) -> Iterator[pl.DataFrame]:
         """Each part's rows (all columns, or `columns` and `_row`), the dropped ones left out."""
         for path in self.paths:
-            frame = pl.read_parquet(path, columns=None if columns is None else [*columns, ROW])
+            frame = pl.read_parquet(
+                path, columns=None if columns is None else [*columns, ROW], glob=False
+            )
             if self.dropped.len():
                 frame = frame.filter(~pl.col(ROW).cast(pl.UInt64).is_in(self.dropped))
             yield frame

@@ -360,6 +360,10 @@ class SuiteSession:
         BOOLEAN_ONLY computes the least (success only); BASIC adds the unexpected counts and a
         sample of unexpected values (no row keys: a mart row is not a source line).
         """
+        return self.validator(suite, result_format)(frame)
+
+    def validator(self, suite: Any, result_format: str = "BASIC") -> Callable[[Any], TableReport]:
+        """`validate` for many frames (the slices of one table) against one suite, set up once."""
         import great_expectations as gx
 
         context = self.context
@@ -370,14 +374,19 @@ class SuiteSession:
         definition = context.validation_definitions.add(
             gx.ValidationDefinition(name=suite.name, data=batch, suite=suite)
         )
-        validation = definition.run(
-            batch_parameters={"dataframe": frame}, result_format={"result_format": result_format}
-        )
-        return TableReport(
-            suite.name,
-            bool(validation.success),
-            [_outcome(r, len(frame)) for r in validation.results],
-        )
+
+        def run(frame: Any) -> TableReport:
+            validation = definition.run(
+                batch_parameters={"dataframe": frame},
+                result_format={"result_format": result_format},
+            )
+            return TableReport(
+                suite.name,
+                bool(validation.success),
+                [_outcome(r, len(frame)) for r in validation.results],
+            )
+
+        return run
 
 
 def _name_the_asset(validation: Any) -> None:

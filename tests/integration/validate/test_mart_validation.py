@@ -139,6 +139,30 @@ def test_tampered_tables_fail_naming_table_rule_column_and_values(
     assert "segment_transitions" not in message and "; and 1 more -- nothing published" in message
 
 
+@pytest.mark.slow
+def test_tables_checked_slice_by_slice_fail_the_same_way(
+    published: tuple[Path, date, dict], tmp_path: Path
+) -> None:
+    """A table larger than a slice is validated a slice at a time (GX holds one), its key and
+    row count over the whole file: the same rules fail with the same counts and samples."""
+    _, _, manifest = published
+    config = load_config(None)
+    contracts = {t: mart_contract_for_run(t, config) for t in TAMPERED}
+    good = {t: _published_file(manifest, t) for t in TAMPERED}
+    assert manifest["tables"]["customer_rfm"]["rows"] > 7 * 3  # several slices of 7 rows
+    assert (
+        check_tables(good, contracts, slice_rows=7)["passed"]
+        == check_tables(good, contracts)["passed"]
+    )
+    files = _tampered_copies(manifest, tmp_path)
+    messages = []
+    for slice_rows in (None, 7):
+        with pytest.raises(MartRejected) as caught:
+            check_tables(files, contracts, slice_rows=slice_rows)
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1]
+
+
 def test_a_warn_rule_becomes_a_warning(published: tuple[Path, date, dict], tmp_path: Path) -> None:
     _, _, manifest = published
     contract = mart_contract_for_run("customer_rfm", load_config(None)).with_rule_params(

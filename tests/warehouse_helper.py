@@ -79,7 +79,7 @@ class Published:
         return s3_filesystem() if self.kind == "s3" else fs.LocalFileSystem()
 
     def path(self, rel: str) -> str:
-        return f"{self._base}/{rel}"
+        return f"{self._base}/{rel}" if rel else self._base
 
     def exists(self, rel: str) -> bool:
         return self.fs.get_file_info(self.path(rel)).type != fs.FileType.NotFound

@@ -183,7 +183,12 @@ def _third_party_imports_outside_orchestration() -> list[str]:
                 names.update(alias.name.split(".")[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names.add(node.module.split(".")[0])
-    return sorted(names - set(sys.stdlib_module_names) - {"pipelines", "__future__"})
+    return sorted(names - set(sys.stdlib_module_names) - {"pipelines", "__future__"} - EXTRAS_ONLY)
+
+
+# Imported only for an s3:// warehouse, from the `s3` extra; without it such a warehouse is a
+# one-line error naming the extra (checked below).
+EXTRAS_ONLY = {"boto3", "botocore"}
 
 
 _CLI_IMPORTS = """
@@ -258,6 +263,16 @@ def test_cli_installs_and_runs_without_airflow(uv: str, wheel: Path, tmp_path: P
     assert manifest["versions"]["apache-airflow"] is None
     assert manifest["versions"]["custval"] == project["version"]
     assert (tmp_path / "demo" / "warehouse" / "marts" / "customer_rfm").is_dir()
+
+    # An s3:// warehouse without the s3 extra: one line naming it, before any request is made.
+    (source,) = (tmp_path / "demo").glob("*.csv")
+    s3 = _run(
+        [env.bin("custval"), "run", "--source", source, "--as-of", "2024-01-01", "--warehouse",
+         "s3://some-bucket/custval"],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert s3.returncode == 1 and "Traceback" not in s3.stderr, s3.stderr[-2000:]
+    assert "install custval[s3]" in s3.stderr and len(s3.stderr.strip().splitlines()) == 1
 
 
 _AIRFLOW_LOADS = """

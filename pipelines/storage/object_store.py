@@ -143,7 +143,8 @@ def _boto3() -> Any:
         import boto3
     except ImportError:
         raise ObjectStoreError(
-            "an s3:// warehouse needs boto3: install custval[s3] (pip install 'custval[s3]')"
+            "an s3:// warehouse needs boto3, which custval's s3 extra installs: pip install boto3 "
+            "(or install custval with its s3 extra)"
         ) from None
     return boto3
 

@@ -35,14 +35,15 @@ class LandedBatch:
     raw_dir: Path
     files: list[dict[str, Any]]
     offsets: np.ndarray
+    chunk_rows: int | None = None  # rows read at a time (None: a whole file)
 
     @classmethod
-    def from_extract(cls, extract: ExtractResult) -> LandedBatch:
+    def from_extract(cls, extract: ExtractResult, chunk_rows: int | None = None) -> LandedBatch:
         if extract["raw_dir"] is None:
             raise ValueError("a batch that did not arrive has nothing to validate")
         files = extract["files"]
         offsets = np.cumsum([0] + [f["rows"] for f in files])[:-1].astype(np.int64)
-        return cls(Path(extract["raw_dir"]), files, offsets)
+        return cls(Path(extract["raw_dir"]), files, offsets, chunk_rows)
 
     @property
     def rows_in(self) -> int:
@@ -85,12 +86,7 @@ class LandedBatch:
                 )
             yield empty.with_row_index("_row", start)
 
-    def chunks(self, rows: int | None) -> Iterator[pl.DataFrame]:
-        """Every file's rows in order, in frames of at most `rows` rows (a frame per file at least)."""
-        for i in range(len(self.files)):
-            yield from self.file_chunks(i, rows)
-
-    def rows(self, rows: pl.Series, chunk_rows: int | None = None) -> pl.DataFrame:
+    def rows(self, rows: pl.Series) -> pl.DataFrame:
         """The landed raw rows with these batch row numbers, values as text."""
         wanted = np.sort(rows.to_numpy())
         parts = []
@@ -100,7 +96,7 @@ class LandedBatch:
             if not len(mine):
                 continue
             keys = pl.Series(mine.astype(np.uint32))
-            for chunk in self.file_chunks(i, chunk_rows):
+            for chunk in self.file_chunks(i, self.chunk_rows):
                 raw = chunk.filter(pl.col("_row").is_in(keys))
                 if raw.height:
                     parts.append(

@@ -55,7 +55,7 @@ class Outcome:
 
 
 def parse_step(
-    batch: LandedBatch, contract: Contract, outcome: Outcome, typed_dir: Path, chunk_rows: int
+    batch: LandedBatch, contract: Contract, outcome: Outcome, typed_dir: Path
 ) -> TypedParts:
     """1. Typed valid rows, written chunk by chunk to `typed_dir`; identical unreadable or
     unparseable records count as duplicates."""
@@ -63,7 +63,7 @@ def parse_step(
     paths: list[Path] = []
     bad_parts: list[pl.DataFrame] = []
     for i, f in enumerate(batch.files):
-        for raw in batch.file_chunks(i, chunk_rows):
+        for raw in batch.file_chunks(i, batch.chunk_rows):
             parsed = parse_batch(raw, contract, check_columns=contract.pii_columns)
             if parsed.failures.height:
                 bad = raw.filter(parsed.failed).join(parsed.failures, on="_row")
@@ -213,13 +213,12 @@ def quarantine_failures(
     batch: LandedBatch,
     contract: Contract,
     outcome: Outcome,
-    chunk_rows: int,
 ) -> TypedParts:
     """The candidates that failed a row rule go to the quarantine; the rest are accepted."""
     if not failures:
         return candidates
     failed = pl.Series("_row", sorted(failures), dtype=pl.UInt64)
-    raw = batch.rows(failed, chunk_rows).with_columns(pl.col("_row").cast(pl.UInt64))
+    raw = batch.rows(failed).with_columns(pl.col("_row").cast(pl.UInt64))
     codes = pl.DataFrame(
         {
             "_row": failed,

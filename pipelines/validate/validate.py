@@ -28,21 +28,18 @@ def run(ctx: RunContext) -> dict[str, Any]:
     extract = ctx.load_result("extract")
     if not extract.get("arrived", True):  # a landing day whose folder has not arrived: a gap
         return ctx.save_result("validate", batches.nothing_arrived())
-    batch = LandedBatch.from_extract(extract)
+    batch = LandedBatch.from_extract(extract, ctx.config.resources.validation_slice_rows)
     incremental = ctx.source_spec.incremental
     note = gates.empty_batch_gate(contract, batch.rows_in, batch.files, incremental, ctx.config)
 
     outcome = steps.Outcome()
-    chunk_rows = ctx.config.resources.validation_slice_rows
     con = connect(ctx.config.resources, ctx.work_dir / "spill")
     try:
-        typed = steps.parse_step(batch, contract, outcome, ctx.work_dir / "typed", chunk_rows)
+        typed = steps.parse_step(batch, contract, outcome, ctx.work_dir / "typed")
         candidates = steps.dedupe_step(typed, batch, contract, outcome, con)
         failures, gx_summary = steps.expectations_step(ctx, contract, candidates, outcome, con)
         steps.reference_step(candidates, rates, failures)
-        accepted = steps.quarantine_failures(
-            candidates, failures, batch, contract, outcome, chunk_rows
-        )
+        accepted = steps.quarantine_failures(candidates, failures, batch, contract, outcome)
         accepted_per_file = batches.rows_per_file(con, accepted, len(batch.files))
     finally:
         con.close()

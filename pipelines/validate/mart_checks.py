@@ -167,7 +167,8 @@ def _sliced_outcomes(session: Any, path: Path, contract: Contract, rows: int) ->
     """A large table's outcome per rule: GX slice by slice, the whole-table rules in DuckDB.
 
     GX holds one slice at a time. Value rules are decided per slice: a rule fails when it
-    fails in some slice, its counts summed and its sample the first failing slice's. The rules
+    fails in some slice, its counts summed and its sample the failing values in row order
+    across slices (up to GX's partial count), as one validation of the whole table gives. The rules
     over the whole table (key uniqueness, row count) cannot be decided per slice; DuckDB
     answers them over the whole file.
     """
@@ -189,6 +190,7 @@ def _sliced_outcomes(session: Any, path: Path, contract: Contract, rows: int) ->
                 merged[outcome.rule] = outcome
             elif not outcome.success:
                 seen.unexpected_count += outcome.unexpected_count
+                seen.sample = [*seen.sample, *outcome.sample][:PARTIAL]
     for outcome in merged.values():
         outcome.element_count = total
     whole = [r for r in mart_rules(contract) if r.kind in WHOLE_TABLE]

@@ -139,3 +139,15 @@ def views_left() -> list[str]:
     """Local views left on the scratch disk (they hold landed rows): none, after any command."""
     scratch = Path(os.environ["CUSTVAL_SCRATCH"])
     return sorted(p.name for p in scratch.iterdir() if p.is_dir()) if scratch.exists() else []
+
+
+def operation_boundaries(operations: list[str]) -> list[int]:
+    """Each kind of file operation's first and last occurrence in a row (1-based): killing at
+    the 2nd of 11 identical table copies tells nothing the 1st and the 11th do not."""
+    out: set[int] = set()
+    for i, name in enumerate(operations):
+        before = operations[i - 1] if i else None
+        after = operations[i + 1] if i + 1 < len(operations) else None
+        if name != before or name != after:
+            out.add(i + 1)
+    return sorted(out)

@@ -1,4 +1,4 @@
-"""kill -9 during publish: at every file operation, and at random moments.
+"""kill -9 during publish: at every file operation (a first publish: at each kind), at random.
 
 A run's publish and manifest stages run in a child process holding a real lease; the child
 is SIGKILLed at the n-th file operation (`pipelines/storage/faults.py`) or after a random delay. After
@@ -24,6 +24,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import REPO
+from warehouse_helper import operation_boundaries
 
 from pipelines.context import RunContext
 from pipelines.run.pipeline import begin, run_stage
@@ -234,11 +235,18 @@ def _heal_and_check(trial: Path, snapshot: date, scenario: str, first_run: str) 
 def test_kill_at_every_file_operation_of_publish(
     prepared: dict[str, object], tmp_path: Path, scenario: str
 ) -> None:
+    """A rerun is killed at every file operation; a first publish of the date at each kind of
+    operation's first and last in a row (the moments in between are the same states)."""
     operations = _operations(prepared, scenario, tmp_path)
     assert {"commit.switch", "publish.table", "commit.journal"} <= set(operations), operations
     snapshot: date = prepared["snapshot"]  # type: ignore[assignment]
+    moments = (
+        list(range(1, len(operations) + 1))
+        if scenario == "rerun"
+        else operation_boundaries(operations)
+    )
     outcomes = []
-    for k in range(1, len(operations) + 1):
+    for k in moments:
         trial = tmp_path / f"{scenario}-{k}"
         ctx = _trial_copy(prepared, scenario, trial)
         code = _child(ctx, {"CUSTVAL_KILL_AT": str(k)}).wait(timeout=120)
@@ -247,11 +255,10 @@ def test_kill_at_every_file_operation_of_publish(
         shutil.rmtree(trial)
     # killed before the switch: the old snapshot (or none); after it: the new one, whole
     switch = operations.index("commit.switch") + 1
-    assert all(
-        o == (str(prepared["first_run"]) if scenario == "rerun" else None)
-        for o in outcomes[:switch]
-    )
-    assert all(o == f"B-{scenario}" for o in outcomes[switch:]), outcomes
+    assert switch in moments and len(outcomes) == len(moments)
+    for k, outcome in zip(moments, outcomes, strict=True):
+        old = str(prepared["first_run"]) if scenario == "rerun" else None
+        assert outcome == (old if k <= switch else f"B-{scenario}"), (k, outcomes)
 
 
 @pytest.mark.slow

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 from conftest import REPO, S3_ENV_KEYS, new_bucket
-from warehouse_helper import Published, s3_client
+from warehouse_helper import Published, operation_boundaries, s3_client
 
 from pipelines.context import RunContext, check_warehouse
 from pipelines.run.pipeline import begin, run_all, run_stage
@@ -293,25 +293,13 @@ def test_kill_around_the_commit(prepared: dict[str, Any], tmp_path: Path, scenar
     assert outcomes[-1] == f"B-{scenario}"
 
 
-def _boundaries(operations: list[str]) -> list[int]:
-    """Each kind of file operation's first and last occurrence in a row (1-based): killing at
-    the 2nd of 11 identical table copies tells nothing the 1st and the 11th do not."""
-    out: set[int] = set()
-    for i, name in enumerate(operations):
-        before = operations[i - 1] if i else None
-        after = operations[i + 1] if i + 1 < len(operations) else None
-        if name != before or name != after:
-            out.add(i + 1)
-    return sorted(out)
-
-
 @pytest.mark.slow
 def test_kill_at_every_kind_of_file_operation_of_publish(
     prepared: dict[str, Any], tmp_path: Path
 ) -> None:
     operations = _operations(prepared, "rerun", tmp_path)
     switch = _switch(operations)
-    moments = _boundaries(operations)
+    moments = operation_boundaries(operations)
     assert len(moments) < len(operations) and switch in moments
     outcomes = {k: _kill_and_heal(prepared, "rerun", k, switch) for k in moments}
     first_run = prepared["first"]["run_id"]

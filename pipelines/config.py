@@ -56,6 +56,22 @@ class SourcesConfig(_Section):
     missing_arrivals: Literal["warn", "fail"]
     csv: CsvConfig
     postgres: PostgresConfig
+    shards: int = 1
+    shard_workers: int | None = None
+
+    @field_validator("shards")
+    @classmethod
+    def _shards(cls, v: int) -> int:
+        if not 1 <= v <= 4096:
+            raise ValueError("sources.shards must be between 1 and 4096")
+        return v
+
+    @field_validator("shard_workers")
+    @classmethod
+    def _workers(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError("sources.shard_workers must be at least 1 (or null)")
+        return v
 
     @field_validator("reprocess_days")
     @classmethod

@@ -146,6 +146,42 @@ AllowPartialOption = Annotated[
 ]
 
 
+ShardsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--shards",
+        help="Shard the build by customer into K shards (default: the config's sources.shards, 1).",
+    ),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        help="Processes running the shards (default: sources.shard_workers, else one per shard up to the cores).",
+    ),
+]
+
+
+def with_sharding(ctx: Any, shards: int | None, workers: int | None) -> Any:
+    """The run's config with --shards / --workers over sources.shards / shard_workers."""
+    if shards is None and workers is None:
+        return ctx
+    if shards is not None and not 1 <= shards <= 4096:
+        fail(f"--shards must be between 1 and 4096, not {shards}", 2)
+    if workers is not None and workers < 1:
+        fail(f"--workers must be at least 1, not {workers}", 2)
+    config = ctx.config
+    update: dict[str, Any] = {}
+    if shards is not None:
+        update["shards"] = shards
+    if workers is not None:
+        update["shard_workers"] = workers
+    ctx._cache["config"] = config.model_copy(
+        update={"sources": config.sources.model_copy(update=update)}
+    )
+    return ctx
+
+
 @app.command()
 def run(
     as_of: Annotated[
@@ -172,6 +208,8 @@ def run(
         ),
     ] = False,
     allow_partial_day: AllowPartialOption = False,
+    shards: ShardsOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Run the whole pipeline for one snapshot date."""
     snapshot = parse_date_option(as_of, "--as-of")
@@ -188,7 +226,7 @@ def run(
         reingest,
         allow_partial_day,
     )
-    manifest = run_snapshot(ctx, wait_seconds=wait)
+    manifest = run_snapshot(with_sharding(ctx, shards, workers), wait_seconds=wait)
     if manifest.get("report_path"):
         console.print(f"report:    {manifest['report_path']}", soft_wrap=True, markup=False)
 

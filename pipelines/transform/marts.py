@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from graphlib import CycleError, TopologicalSorter
@@ -104,9 +104,10 @@ def load_models(directory: Path | None = None) -> dict[str, SqlModel]:
     return models
 
 
-def build_order(
+def dependencies(
     models: dict[str, SqlModel], python_models: dict[str, PythonModel] | None = None
-) -> list[str]:
+) -> dict[str, set[str]]:
+    """Each model's inputs among the models (SQL and Python); sources are not models."""
     graph: dict[str, set[str]] = {n: set(m.depends_on) for n, m in models.items()}
     for name, (deps, _) in (python_models or {}).items():
         graph[name] = set(deps)
@@ -114,8 +115,14 @@ def build_order(
         graph[name] |= {
             p for p in (python_models or {}) if re.search(rf"\b{p}\b", _COMMENT.sub("", model.sql))
         }
+    return graph
+
+
+def build_order(
+    models: dict[str, SqlModel], python_models: dict[str, PythonModel] | None = None
+) -> list[str]:
     try:
-        return list(TopologicalSorter(graph).static_order())
+        return list(TopologicalSorter(dependencies(models, python_models)).static_order())
     except CycleError as exc:
         raise ModelError(f"SQL models depend on each other in a cycle: {exc.args[1]}") from None
 
@@ -210,6 +217,25 @@ def build_models(
     for name in order:
         started = time.perf_counter()
         _build_one(con, name, params, models, python_models)
+        seconds[name] = round(time.perf_counter() - started, 3)
+    return seconds
+
+
+def build_named(
+    con: duckdb.DuckDBPyConnection,
+    names: list[str],
+    params: dict[str, Any],
+    models: dict[str, SqlModel],
+    python_models: dict[str, PythonModel] | None = None,
+) -> dict[str, float]:
+    """Materialise exactly `names`, in that order (their inputs exist already); seconds each.
+
+    A sharded build runs the models phase by phase, each phase's inputs made by earlier ones.
+    """
+    seconds: dict[str, float] = {}
+    for name in names:
+        started = time.perf_counter()
+        _build_one(con, name, params, models, python_models or {})
         seconds[name] = round(time.perf_counter() - started, 3)
     return seconds
 
@@ -332,16 +358,38 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
         previous_fit=lambda models: last_good_fit(ctx.warehouse, ctx.snapshot_date, models),
     )
     spill = ctx.work_dir / "spill"
-    con = connect(config.resources, spill)
-    try:
-        model_seconds = build_snapshot(
-            con,
+    shards = config.sources.shards
+    sharded_build = None
+    model_seconds: dict[str, float] = {}
+    if shards > 1:
+        from pipelines.transform import sharded
+
+        sharded_build = sharded.build(
+            ctx.work_dir / "shards",
             config,
             ctx.snapshot_date,
             staged["staged_path"],
-            models,
             python_models if python_models is not None else predictive.python_models(),
+            shards,
+            config.sources.shard_workers,
         )
+        model_seconds = sharded_build.model_seconds
+        con = sharded_build.connect(config)
+    else:
+        con = connect(config.resources, spill)
+    sharding: dict[str, Any] | None = None
+    try:
+        if sharded_build is None:
+            model_seconds = build_snapshot(
+                con,
+                config,
+                ctx.snapshot_date,
+                staged["staged_path"],
+                models,
+                python_models if python_models is not None else predictive.python_models(),
+            )
+        else:
+            sharding = sharded_build.reconcile(con, staged["rows_in_snapshot"])
         warnings = list(predictive.warnings)
         overall = con.sql(
             "select mae from mart_model_backtest where scope = 'overall' and selected"
@@ -360,7 +408,8 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
                 continue
             name = model.published_name
             contract = load_contract(name)
-            rows = write_table(con, model.name, contract, out / name, ctx.snapshot_date)
+            batches = sharded_build.batches(con, model.name) if sharded_build else None
+            rows = write_table(con, model.name, contract, out / name, ctx.snapshot_date, batches)
             tables[name] = {"rows": rows, "columns": len(contract.column_names)}
     finally:
         con.close()
@@ -376,6 +425,7 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
             "model_seconds": model_seconds,
             "model_failures": list(predictive.failures),
             "validation": checked,
+            **({"sharding": sharding} if sharding is not None else {}),
         },
     )
 
@@ -384,15 +434,23 @@ BATCH_ROWS = 1_000_000  # rows of a built table converted and written at a time
 
 
 def write_table(
-    con: duckdb.DuckDBPyConnection, model: str, contract: Contract, directory: Path, snapshot: date
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    contract: Contract,
+    directory: Path,
+    snapshot: date,
+    batches: Iterable[pa.RecordBatch] | None = None,
 ) -> int:
     """Write a built table conformed to its contract, streamed out of DuckDB in batches.
 
-    The grain (one row per primary key) is then checked over the whole table, in DuckDB.
+    `batches` (default: the table's, in DuckDB's order) lets a sharded build stream its shards
+    one after another. The grain (one row per primary key) is then checked over the whole
+    table, in DuckDB.
     """
-    reader = con.sql(f"select * from {model}").fetch_record_batch(BATCH_ROWS)
+    if batches is None:
+        batches = con.sql(f"select * from {model}").fetch_record_batch(BATCH_ROWS)
     rows = write_conformed_batches(
-        reader, contract, directory, {"snapshot_date": snapshot.isoformat()}
+        batches, contract, directory, {"snapshot_date": snapshot.isoformat()}
     )
     key = contract.primary_key
     if key:

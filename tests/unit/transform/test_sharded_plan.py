@@ -1,0 +1,43 @@
+"""The phases of a sharded build: every model once, after its inputs, per shard or global."""
+
+from __future__ import annotations
+
+from pipelines.config import load_config
+from pipelines.predictive.predictive import Predictive
+from pipelines.transform import marts
+from pipelines.transform.sharded import SHARD_LOCAL, plan
+
+
+def _plan() -> tuple[list, dict, dict]:
+    models = marts.load_models()
+    python_models = Predictive(load_config()).python_models()
+    return plan(models, python_models), models, python_models
+
+
+def test_every_listed_per_shard_model_exists() -> None:
+    _, models, _ = _plan()
+    assert models.keys() >= SHARD_LOCAL
+
+
+def test_every_model_runs_once_after_its_inputs_in_alternating_phases() -> None:
+    phases, models, python_models = _plan()
+    built = [name for phase in phases for name in phase.models]
+    assert sorted(built) == sorted(models.keys() | python_models.keys())
+    kinds = [phase.kind for phase in phases]
+    assert kinds[0] == "shard" and all(a != b for a, b in zip(kinds, kinds[1:], strict=False))
+    deps = marts.dependencies(models, python_models)
+    done: set[str] = set()
+    for phase in phases:
+        for name in phase.models:
+            assert deps[name] <= done, (name, deps[name] - done)
+            done.add(name)
+            assert (phase.kind == "shard") == (name in SHARD_LOCAL and name not in python_models)
+
+
+def test_a_per_shard_model_reading_a_global_one_waits_for_its_phase() -> None:
+    phases, _, _ = _plan()
+    index = {name: i for i, phase in enumerate(phases) for name in phase.models}
+    # the RFM segment of a customer needs the global score cut: the next shard phase
+    assert index["int_customer_rfm_segment_daily"] == index["int_customer_rfm_scores_daily"] + 1
+    # the fits are global and run in the first global phase, on the first shard phase's inputs
+    assert index["int_model_fits"] == index["int_model_inputs"] + 1

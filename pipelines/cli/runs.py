@@ -59,8 +59,15 @@ def run_context(
     table: str | None = None,
     reingest: bool = False,
     allow_partial_day: bool = False,
+    shards: int | None = None,
+    workers: int | None = None,
 ) -> Any:
     from pipelines.context import RunContext
+
+    if shards is not None and not 1 <= shards <= 4096:
+        fail(f"--shards must be between 1 and 4096, not {shards}", 2)
+    if workers is not None and workers < 1:
+        fail(f"--workers must be at least 1, not {workers}", 2)
 
     return RunContext.create(
         source=source,
@@ -71,6 +78,8 @@ def run_context(
         table=table,
         reingest=reingest,
         allow_partial_day=allow_partial_day,
+        shards=shards,
+        shard_workers=workers,
     )
 
 
@@ -162,26 +171,6 @@ WorkersOption = Annotated[
 ]
 
 
-def with_sharding(ctx: Any, shards: int | None, workers: int | None) -> Any:
-    """The run's config with --shards / --workers over sources.shards / shard_workers."""
-    if shards is None and workers is None:
-        return ctx
-    if shards is not None and not 1 <= shards <= 4096:
-        fail(f"--shards must be between 1 and 4096, not {shards}", 2)
-    if workers is not None and workers < 1:
-        fail(f"--workers must be at least 1, not {workers}", 2)
-    config = ctx.config
-    update: dict[str, Any] = {}
-    if shards is not None:
-        update["shards"] = shards
-    if workers is not None:
-        update["shard_workers"] = workers
-    ctx._cache["config"] = config.model_copy(
-        update={"sources": config.sources.model_copy(update=update)}
-    )
-    return ctx
-
-
 @app.command()
 def run(
     as_of: Annotated[
@@ -225,8 +214,10 @@ def run(
         table,
         reingest,
         allow_partial_day,
+        shards,
+        workers,
     )
-    manifest = run_snapshot(with_sharding(ctx, shards, workers), wait_seconds=wait)
+    manifest = run_snapshot(ctx, wait_seconds=wait)
     if manifest.get("report_path"):
         console.print(f"report:    {manifest['report_path']}", soft_wrap=True, markup=False)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import polars as pl
@@ -38,8 +38,12 @@ from pipelines.engines import connect
 from pipelines.errors import CustvalError
 from pipelines.publish.tables import grain_error, write_conformed_batches
 from pipelines.resources import sql_dir
+from pipelines.storage.jsonfile import read_json, write_json
 from pipelines.validate.mart_checks import check_marts
 from pipelines.validate.reference_data import marketing_spend
+
+if TYPE_CHECKING:
+    from pipelines.predictive.predictive import Predictive
 
 LAYERS = ("stg", "int", "mart")
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -343,20 +347,67 @@ def build_snapshot(
     return build_models(con, model_params(config, snapshot_date), models, python_models)
 
 
-def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) -> dict[str, Any]:
+def _predictive(ctx: RunContext) -> Predictive:
     from pipelines.predictive.carry_forward import last_good_fit
-    from pipelines.predictive.drift import backtest_drift_warning
     from pipelines.predictive.predictive import Predictive
+
+    return Predictive(
+        ctx.config,
+        ctx.snapshot_date.isoformat(),
+        previous_fit=lambda models: last_good_fit(ctx.warehouse, ctx.snapshot_date, models),
+    )
+
+
+PREDICTIVE_STATE = "predictive.json"  # a sharded build's fits' warnings, for the last task
+
+
+def run_sharded_part(ctx: RunContext, index: int, shard: int | None) -> dict[str, Any]:
+    """One part of a sharded build -- shard `shard` of phase `index`, or the global phase
+    `index` (shard None) -- for the DAG's tasks; the marts stage then finds it done.
+
+    The staged orders are split by the first call (`shard` None, index -1: the DAG's plan task).
+    """
+    from pipelines.transform import sharded
+
+    config = ctx.config
+    shards = config.sources.shards
+    if shards == 1:
+        return {"phase": index, "shard": shard, "sharded": False}
+    work = ctx.work_dir / "shards"
+    staged_path = ctx.load_result("stage")["staged_path"]
+    phases = sharded.prepare(work, config, staged_path, shards)
+    if index < 0:
+        return {"phases": [p.kind for p in phases], "shards": list(range(shards))}
+    if shard is not None:
+        task = sharded.shard_task(
+            work, config, ctx.snapshot_date, staged_path, phases, index, shard, shards, None
+        )
+        seconds = sharded.run_shard_part(task, index)
+    else:
+        predictive = _predictive(ctx)
+        python_models = predictive.python_models()
+        seconds = (
+            sharded.run_global_part(
+                work, config, ctx.snapshot_date, shards, phases, index, python_models
+            )
+            or {}
+        )
+        if python_models.keys() & set(seconds):
+            write_json(
+                work / PREDICTIVE_STATE,
+                {"warnings": predictive.warnings, "failures": predictive.failures},
+            )
+    return {"phase": index, "shard": shard, "models": len(seconds)}
+
+
+def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) -> dict[str, Any]:
+    from pipelines.predictive.drift import backtest_drift_warning
 
     config = ctx.config
     check_contract_horizons(config)
     staged = ctx.load_result("stage")
     models = load_models()
-    predictive = Predictive(
-        config,
-        ctx.snapshot_date.isoformat(),
-        previous_fit=lambda models: last_good_fit(ctx.warehouse, ctx.snapshot_date, models),
-    )
+    predictive = _predictive(ctx)
     spill = ctx.work_dir / "spill"
     shards = config.sources.shards
     sharded_build = None
@@ -374,6 +425,11 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
             config.sources.shard_workers,
         )
         model_seconds = sharded_build.model_seconds
+        state = ctx.work_dir / "shards" / PREDICTIVE_STATE
+        if "int_model_fits" not in model_seconds and state.exists():  # fitted by the DAG's task
+            fitted: dict[str, list[str]] = read_json(state) or {}
+            predictive.warnings[:] = fitted["warnings"]
+            predictive.failures[:] = fitted["failures"]
         con = sharded_build.connect(config)
     else:
         con = connect(config.resources, spill)

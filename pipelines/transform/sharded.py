@@ -267,18 +267,118 @@ class ShardedBuild:
 
 def split_orders(
     con: duckdb.DuckDBPyConnection, staged_path: str, shards: int, directory: Path
-) -> dict[int, tuple[str, ...]]:
-    """One pass over the staged orders writing each shard's files; the files of each shard."""
+) -> None:
+    """One pass over the staged orders writing each shard's files (`_shard=<k>/`)."""
     con.register("_staged", ds.dataset(staged_path, format="parquet"))
     con.execute(
         f"copy (select *, {shard_sql('customer_id', shards)} as _shard from _staged) "
         f"to '{directory}' (format parquet, partition_by (_shard), overwrite_or_ignore)"
     )
     con.unregister("_staged")
-    return {
-        k: tuple(str(p) for p in sorted((directory / f"_shard={k}").glob("*.parquet")))
-        for k in range(shards)
-    }
+
+
+def _done(work: Path, part: str) -> Path:
+    return work / "done" / part
+
+
+def _mark(work: Path, part: str) -> None:
+    _done(work, part).parent.mkdir(parents=True, exist_ok=True)
+    _done(work, part).touch()
+
+
+def part_name(index: int, shard: int | None) -> str:
+    return f"phase-{index}-global" if shard is None else f"phase-{index}-shard-{shard}"
+
+
+def prepare(work: Path, config: Config, staged_path: str, shards: int) -> list[Phase]:
+    """Split the staged orders into the shards' files (once: a retried task skips it); the plan.
+
+    The plan uses the Python models' names only, so any Predictive's will do.
+    """
+    from pipelines.predictive.predictive import Predictive
+
+    check_shards(shards)
+    if not _done(work, "split").exists():
+        work.mkdir(parents=True, exist_ok=True)
+        con = connect(config.resources, work / "spill" / "split")
+        try:
+            split_orders(con, staged_path, shards, work / "orders")
+        finally:
+            con.close()
+        _mark(work, "split")
+    return plan(marts.load_models(), Predictive(config).python_models())
+
+
+def shard_task(
+    work: Path,
+    config: Config,
+    snapshot_date: date,
+    staged_path: str,
+    phases: list[Phase],
+    index: int,
+    shard: int,
+    shards: int,
+    threads: int | None,
+) -> ShardTask:
+    """What one shard's part of phase `index` needs, for a pool worker or an Airflow task."""
+    phase = phases[index]
+    inputs = _inputs(
+        phase, marts.load_models(), {n: (frozenset(), _no_model) for n in _python(phases)}
+    )
+    files = sorted((work / "orders" / f"_shard={shard}").glob("*.parquet"))
+    return ShardTask(
+        str(work),
+        shard,
+        shards,
+        phase.models,
+        tuple(i for i in inputs if i not in SHARD_LOCAL),
+        config,
+        marts.model_params(config, snapshot_date),
+        threads,
+        tuple(str(f) for f in files) if index == 0 else None,
+        staged_path,
+    )
+
+
+def _python(phases: list[Phase]) -> set[str]:
+    models = marts.load_models()
+    return {n for p in phases for n in p.models if n not in models}
+
+
+def _no_model(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> pa.Table:
+    raise AssertionError("a Python model runs in a global phase only")
+
+
+def run_shard_part(task: ShardTask, index: int) -> dict[str, float]:
+    """One shard's part of phase `index`, skipped when done already (a retried task)."""
+    name = part_name(index, task.shard)
+    if _done(Path(task.work), name).exists():
+        return {}
+    seconds = run_shard_phase(task)
+    _mark(Path(task.work), name)
+    return seconds
+
+
+def run_global_part(
+    work: Path,
+    config: Config,
+    snapshot_date: date,
+    shards: int,
+    phases: list[Phase],
+    index: int,
+    python_models: dict[str, marts.PythonModel],
+) -> dict[str, float] | None:
+    """Phase `index` (global) once; None when done already (a retried task, or the DAG's)."""
+    name = part_name(index, None)
+    if _done(work, name).exists():
+        return None
+    models = marts.load_models()
+    phase = phases[index]
+    params = marts.model_params(config, snapshot_date)
+    inputs = _inputs(phase, models, python_models)
+    seconds = _global_phase(work, config, shards, phase, inputs, params, models, python_models)
+    _mark(work, name)
+    return seconds
 
 
 def build(
@@ -294,59 +394,44 @@ def build(
 
     Shard phases run in a pool of `workers` processes (default: one per shard, at most the
     cores); global phases, and the Python models (the fits, which hold state between them),
-    in this process.
+    in this process. Parts already done (by the DAG's mapped tasks, or before a retry) are
+    skipped.
     """
     shards = check_shards(shards)
     cores = os.cpu_count() or 1
     workers = max(1, min(workers or cores, shards))
     threads = config.resources.threads or max(1, cores // workers)
-    work.mkdir(parents=True, exist_ok=True)
-    models = marts.load_models()
-    phases = plan(models, python_models)
-    params = marts.model_params(config, snapshot_date)
+    phases = prepare(work, config, staged_path, shards)
     seconds: dict[str, float] = {}
-    split = connect(config.resources, work / "spill" / "split")
-    try:
-        orders = split_orders(split, staged_path, shards, work / "orders")
-    finally:
-        split.close()
     pool = (
         ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
         if workers > 1
         else None
     )
     try:
-        first = True
-        for phase in phases:
+        for index, phase in enumerate(phases):
             started = time.perf_counter()
-            inputs = _inputs(phase, models, python_models)
             if phase.kind == "shard":
                 tasks = [
-                    ShardTask(
-                        str(work),
-                        k,
-                        shards,
-                        phase.models,
-                        tuple(i for i in inputs if i not in SHARD_LOCAL),
-                        config,
-                        params,
-                        threads,
-                        orders[k] if first else None,
-                        staged_path,
+                    shard_task(
+                        work, config, snapshot_date, staged_path, phases, index, k, shards, threads
                     )
                     for k in range(shards)
                 ]
+                indexes = [index] * shards
                 results = list(
-                    pool.map(run_shard_phase, tasks) if pool else map(run_shard_phase, tasks)
+                    pool.map(run_shard_part, tasks, indexes)
+                    if pool
+                    else map(run_shard_part, tasks, indexes)
                 )
                 for result in results:  # a model's time: its slowest shard
                     for name, s in result.items():
                         seconds[name] = max(seconds.get(name, 0.0), s)
-                first = False
             else:
-                seconds |= _global_phase(
-                    work, config, shards, phase, inputs, params, models, python_models
+                done = run_global_part(
+                    work, config, snapshot_date, shards, phases, index, python_models
                 )
+                seconds |= done or {}
             log.info(
                 "%s phase of %d model(s) done in %.1f s",
                 phase.kind,

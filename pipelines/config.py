@@ -302,6 +302,16 @@ class ResourcesConfig(_Section):
     threads: int | None
     validation_slice_rows: int
 
+    def shared(self, ways: int) -> ResourcesConfig:
+        """The budget of one of `ways` engines running at once (a sharded build's workers):
+        the run's memory_limit divided between them, so together they stay within it."""
+        if ways <= 1:
+            return self
+        match = _SIZE.match(self.memory_limit)
+        assert match is not None  # validated
+        share = float(match.group(1)) / ways
+        return self.model_copy(update={"memory_limit": f"{share:.6g}{match.group(2)}"})
+
     @field_validator("memory_limit")
     @classmethod
     def _memory(cls, v: str) -> str:

@@ -140,6 +140,7 @@ class ShardTask:
     threads: int | None
     orders_files: tuple[str, ...] | None  # set in the first phase: the shard's staged orders
     staged_path: str
+    ways: int = 1  # shards built at once on this machine: each takes its share of the memory
 
 
 def _customer_tables(con: duckdb.DuckDBPyConnection, database: str) -> set[str]:
@@ -155,7 +156,7 @@ def run_shard_phase(task: ShardTask) -> dict[str, float]:
     """Build one phase's per-shard models in the shard's own file; seconds per model."""
     work = Path(task.work)
     con = connect(
-        task.config.resources,
+        task.config.resources.shared(task.ways),
         work / "spill" / f"shard-{task.shard}",
         database=shard_file(work, task.shard),
         threads=task.threads,
@@ -261,6 +262,7 @@ class ShardedBuild:
             "orders": total_orders,
             "customers": sum(s["customers"] for s in per_shard),
             "per_shard": per_shard,
+            "approximated": [],  # every statistic exact: each global model sees every customer
             "phases": [{"kind": p.kind, "models": list(p.models)} for p in self.phases],
         }
 
@@ -319,8 +321,10 @@ def shard_task(
     shard: int,
     shards: int,
     threads: int | None,
+    ways: int = 1,
 ) -> ShardTask:
-    """What one shard's part of phase `index` needs, for a pool worker or an Airflow task."""
+    """What one shard's part of phase `index` needs, for a pool worker (`ways` of them at
+    once) or an Airflow task."""
     phase = phases[index]
     inputs = _inputs(
         phase, marts.load_models(), {n: (frozenset(), _no_model) for n in _python(phases)}
@@ -337,6 +341,7 @@ def shard_task(
         threads,
         tuple(str(f) for f in files) if index == 0 else None,
         staged_path,
+        ways,
     )
 
 
@@ -414,7 +419,16 @@ def build(
             if phase.kind == "shard":
                 tasks = [
                     shard_task(
-                        work, config, snapshot_date, staged_path, phases, index, k, shards, threads
+                        work,
+                        config,
+                        snapshot_date,
+                        staged_path,
+                        phases,
+                        index,
+                        k,
+                        shards,
+                        threads,
+                        ways=workers,
                     )
                     for k in range(shards)
                 ]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pipelines.config import load_config
+from pipelines.config import ResourcesConfig, load_config
+from pipelines.engines import connect
 from pipelines.predictive.predictive import Predictive
 from pipelines.transform import marts
 from pipelines.transform.sharded import SHARD_LOCAL, plan
@@ -41,3 +42,21 @@ def test_a_per_shard_model_reading_a_global_one_waits_for_its_phase() -> None:
     assert index["int_customer_rfm_segment_daily"] == index["int_customer_rfm_scores_daily"] + 1
     # the fits are global and run in the first global phase, on the first shard phase's inputs
     assert index["int_model_fits"] == index["int_model_inputs"] + 1
+
+
+def _limit_bytes(resources: ResourcesConfig) -> float:
+    """The memory limit a DuckDB connection of the run's engines reports, in bytes."""
+    con = connect(resources)
+    try:
+        number, unit = con.sql("select current_setting('memory_limit')").fetchall()[0][0].split()
+    finally:
+        con.close()
+    return float(number) * {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}[unit]
+
+
+def test_workers_share_the_memory_budget() -> None:
+    """N shard workers at once: each DuckDB gets 1/N of resources.memory_limit."""
+    budget = load_config().resources.model_copy(update={"memory_limit": "2GB"})
+    whole, quarter = _limit_bytes(budget), _limit_bytes(budget.shared(4))
+    assert abs(quarter - whole / 4) <= whole * 0.01
+    assert budget.shared(1) == budget

@@ -11,9 +11,10 @@ live in one shard. Each model is either **per shard** or **global** (`SHARD_LOCA
 
 The phases follow from the dependencies (`plan`): a per-shard model runs in the first shard
 phase after every global model it reads, a global model in the first global phase after every
-per-shard model it reads; today's models need six (shard, global, shard, global, shard,
-global). A shard phase sees each global model it reads restricted to its own customers (rows
-with a `customer_id` of another shard are filtered out; tables without one are read whole).
+per-shard model it reads; today's models need four (shard, global, shard, global: the
+Airflow DAG's `SHARD_PHASES`, a mapped task per shard for each shard phase). A shard phase
+sees each global model it reads restricted to its own customers (rows with a `customer_id` of
+another shard are filtered out; tables without one are read whole).
 Every model's SQL is the unsharded build's, run on the same rows: the published tables are the
 same rows whatever K (`tests/e2e/test_sharded_run.py` compares K = 1, 3 and 8).
 

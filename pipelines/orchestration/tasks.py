@@ -279,7 +279,10 @@ def _sharded_part(run: dict[str, Any], index: int, shard: int | None) -> dict[st
     locking.renew_run(ctx.warehouse, ctx.owner_run_id)
     sync.pull_work(ctx)
     result = run_sharded_part(ctx, index, shard)
-    sync.push_work(ctx)
+    if "path" in result:  # the part's own directory only: shard tasks run at once, and
+        sync.push_work_part(ctx, Path(result["path"]))  # must not copy up each other's files
+    else:
+        sync.push_work(ctx)
     return result
 
 

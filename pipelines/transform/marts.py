@@ -377,7 +377,11 @@ def run_sharded_part(ctx: RunContext, index: int, shard: int | None) -> dict[str
     staged_path = ctx.load_result("stage")["staged_path"]
     phases = sharded.prepare(work, config, staged_path, shards)
     if index < 0:
-        return {"phases": [p.kind for p in phases], "shards": list(range(shards))}
+        return {
+            "phases": [p.kind for p in phases],
+            "shards": list(range(shards)),
+            "path": str(sharded.split_dir(work)),
+        }
     if shard is not None:
         task = sharded.shard_task(
             work, config, ctx.snapshot_date, staged_path, phases, index, shard, shards, None
@@ -394,10 +398,16 @@ def run_sharded_part(ctx: RunContext, index: int, shard: int | None) -> dict[str
         )
         if python_models.keys() & set(seconds):
             write_json(
-                work / PREDICTIVE_STATE,
+                sharded.part_dir(work, None) / PREDICTIVE_STATE,
                 {"warnings": predictive.warnings, "failures": predictive.failures},
             )
-    return {"phase": index, "shard": shard, "models": len(seconds)}
+    # the part's own directory: all it wrote, and all an object-store run copies up after it
+    return {
+        "phase": index,
+        "shard": shard,
+        "models": len(seconds),
+        "path": str(sharded.part_dir(work, shard)),
+    }
 
 
 def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) -> dict[str, Any]:
@@ -425,7 +435,7 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
             config.sources.shard_workers,
         )
         model_seconds = sharded_build.model_seconds
-        state = ctx.work_dir / "shards" / PREDICTIVE_STATE
+        state = sharded.part_dir(ctx.work_dir / "shards", None) / PREDICTIVE_STATE
         if "int_model_fits" not in model_seconds and state.exists():  # fitted by the DAG's task
             fitted: dict[str, list[str]] = read_json(state) or {}
             predictive.warnings[:] = fitted["warnings"]

@@ -119,12 +119,22 @@ def _inputs(
     return sorted({d for n in phase.models for d in deps[n] if d not in inside})
 
 
+def part_dir(work: Path, shard: int | None) -> Path:
+    """What one part of the build writes, and nothing else (a task pushes just this on an
+    object-store warehouse): a shard's tables, or the global ones (`shard` None)."""
+    return work / ("global" if shard is None else f"shard-{shard}")
+
+
+def split_dir(work: Path) -> Path:
+    return work / "split"
+
+
 def shard_file(work: Path, shard: int) -> Path:
-    return work / f"shard-{shard}.duckdb"
+    return part_dir(work, shard) / "tables.duckdb"
 
 
 def global_file(work: Path) -> Path:
-    return work / "global.duckdb"
+    return part_dir(work, None) / "tables.duckdb"
 
 
 @dataclass(frozen=True)
@@ -156,6 +166,7 @@ def _customer_tables(con: duckdb.DuckDBPyConnection, database: str) -> set[str]:
 def run_shard_phase(task: ShardTask) -> dict[str, float]:
     """Build one phase's per-shard models in the shard's own file; seconds per model."""
     work = Path(task.work)
+    part_dir(work, task.shard).mkdir(parents=True, exist_ok=True)
     con = connect(
         task.config.resources.shared(task.ways),
         work / "spill" / f"shard-{task.shard}",
@@ -280,17 +291,14 @@ def split_orders(
     con.unregister("_staged")
 
 
-def _done(work: Path, part: str) -> Path:
-    return work / "done" / part
+def _done(directory: Path, index: int | None) -> Path:
+    """A part's marker: phase `index` of its shard (or the global one) done; None: the split."""
+    return directory / ("done" if index is None else f"done-phase-{index}")
 
 
-def _mark(work: Path, part: str) -> None:
-    _done(work, part).parent.mkdir(parents=True, exist_ok=True)
-    _done(work, part).touch()
-
-
-def part_name(index: int, shard: int | None) -> str:
-    return f"phase-{index}-global" if shard is None else f"phase-{index}-shard-{shard}"
+def _mark(directory: Path, index: int | None) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    _done(directory, index).touch()
 
 
 def prepare(work: Path, config: Config, staged_path: str, shards: int) -> list[Phase]:
@@ -301,14 +309,14 @@ def prepare(work: Path, config: Config, staged_path: str, shards: int) -> list[P
     from pipelines.predictive.predictive import Predictive
 
     check_shards(shards)
-    if not _done(work, "split").exists():
-        work.mkdir(parents=True, exist_ok=True)
+    if not _done(split_dir(work), None).exists():
+        split_dir(work).mkdir(parents=True, exist_ok=True)
         con = connect(config.resources, work / "spill" / "split")
         try:
-            split_orders(con, staged_path, shards, work / "orders")
+            split_orders(con, staged_path, shards, split_dir(work) / "orders")
         finally:
             con.close()
-        _mark(work, "split")
+        _mark(split_dir(work), None)
     return plan(marts.load_models(), Predictive(config).python_models())
 
 
@@ -330,7 +338,7 @@ def shard_task(
     inputs = _inputs(
         phase, marts.load_models(), {n: (frozenset(), _no_model) for n in _python(phases)}
     )
-    files = sorted((work / "orders" / f"_shard={shard}").glob("*.parquet"))
+    files = sorted((split_dir(work) / "orders" / f"_shard={shard}").glob("*.parquet"))
     return ShardTask(
         str(work),
         shard,
@@ -357,11 +365,11 @@ def _no_model(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> pa.Tabl
 
 def run_shard_part(task: ShardTask, index: int) -> dict[str, float]:
     """One shard's part of phase `index`, skipped when done already (a retried task)."""
-    name = part_name(index, task.shard)
-    if _done(Path(task.work), name).exists():
+    directory = part_dir(Path(task.work), task.shard)
+    if _done(directory, index).exists():
         return {}
     seconds = run_shard_phase(task)
-    _mark(Path(task.work), name)
+    _mark(directory, index)
     return seconds
 
 
@@ -375,15 +383,15 @@ def run_global_part(
     python_models: dict[str, marts.PythonModel],
 ) -> dict[str, float] | None:
     """Phase `index` (global) once; None when done already (a retried task, or the DAG's)."""
-    name = part_name(index, None)
-    if _done(work, name).exists():
+    directory = part_dir(work, None)
+    if _done(directory, index).exists():
         return None
     models = marts.load_models()
     phase = phases[index]
     params = marts.model_params(config, snapshot_date)
     inputs = _inputs(phase, models, python_models)
     seconds = _global_phase(work, config, shards, phase, inputs, params, models, python_models)
-    _mark(work, name)
+    _mark(directory, index)
     return seconds
 
 
@@ -469,6 +477,7 @@ def _global_phase(
     models: dict[str, marts.SqlModel],
     python_models: dict[str, marts.PythonModel],
 ) -> dict[str, float]:
+    part_dir(work, None).mkdir(parents=True, exist_ok=True)
     con = connect(config.resources, work / "spill" / "global", database=global_file(work))
     try:
         for k in range(shards):

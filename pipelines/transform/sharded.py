@@ -91,6 +91,7 @@ BATCH_ROWS = marts.BATCH_ROWS
 class Phase:
     kind: Literal["shard", "global"]
     models: tuple[str, ...]
+    inputs: tuple[str, ...] = ()  # models of earlier phases that this phase's models read
 
 
 def plan(
@@ -106,17 +107,9 @@ def plan(
     phases = []
     for lvl in sorted(set(level.values())):
         names = tuple(n for n in level if level[n] == lvl)  # build order within the phase
-        phases.append(Phase("shard" if lvl % 2 else "global", names))
+        inputs = sorted({d for n in names for d in deps[n] if level[d] < lvl})
+        phases.append(Phase("shard" if lvl % 2 else "global", names, tuple(inputs)))
     return phases
-
-
-def _inputs(
-    phase: Phase, models: dict[str, marts.SqlModel], python_models: dict[str, marts.PythonModel]
-) -> list[str]:
-    """Models an earlier phase built that this phase's models read."""
-    deps = marts.dependencies(models, python_models)
-    inside = set(phase.models)
-    return sorted({d for n in phase.models for d in deps[n] if d not in inside})
 
 
 def part_dir(work: Path, shard: int | None) -> Path:
@@ -335,16 +328,13 @@ def shard_task(
     """What one shard's part of phase `index` needs, for a pool worker (`ways` of them at
     once) or an Airflow task."""
     phase = phases[index]
-    inputs = _inputs(
-        phase, marts.load_models(), {n: (frozenset(), _no_model) for n in _python(phases)}
-    )
     files = sorted((split_dir(work) / "orders" / f"_shard={shard}").glob("*.parquet"))
     return ShardTask(
         str(work),
         shard,
         shards,
         phase.models,
-        tuple(i for i in inputs if i not in SHARD_LOCAL),
+        tuple(i for i in phase.inputs if i not in SHARD_LOCAL),
         config,
         marts.model_params(config, snapshot_date),
         threads,
@@ -352,15 +342,6 @@ def shard_task(
         staged_path,
         ways,
     )
-
-
-def _python(phases: list[Phase]) -> set[str]:
-    models = marts.load_models()
-    return {n for p in phases for n in p.models if n not in models}
-
-
-def _no_model(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> pa.Table:
-    raise AssertionError("a Python model runs in a global phase only")
 
 
 def run_shard_part(task: ShardTask, index: int) -> dict[str, float]:
@@ -389,8 +370,7 @@ def run_global_part(
     models = marts.load_models()
     phase = phases[index]
     params = marts.model_params(config, snapshot_date)
-    inputs = _inputs(phase, models, python_models)
-    seconds = _global_phase(work, config, shards, phase, inputs, params, models, python_models)
+    seconds = _global_phase(work, config, shards, phase, params, models, python_models)
     _mark(directory, index)
     return seconds
 
@@ -472,7 +452,6 @@ def _global_phase(
     config: Config,
     shards: int,
     phase: Phase,
-    inputs: list[str],
     params: dict[str, Any],
     models: dict[str, marts.SqlModel],
     python_models: dict[str, marts.PythonModel],
@@ -482,7 +461,7 @@ def _global_phase(
     try:
         for k in range(shards):
             con.execute(f"attach '{shard_file(work, k)}' as s{k} (read_only)")
-        for name in inputs:
+        for name in phase.inputs:
             if name in SHARD_LOCAL:
                 union = " union all by name ".join(
                     f"select * from s{k}.{name}" for k in range(shards)

@@ -29,6 +29,8 @@ def test_every_model_runs_once_after_its_inputs_in_alternating_phases() -> None:
     deps = marts.dependencies(models, python_models)
     done: set[str] = set()
     for phase in phases:
+        read = {d for name in phase.models for d in deps[name]} - set(phase.models)
+        assert set(phase.inputs) == read  # what the phase registers from earlier phases
         for name in phase.models:
             assert deps[name] <= done, (name, deps[name] - done)
             done.add(name)

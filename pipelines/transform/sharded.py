@@ -1,13 +1,15 @@
 """A sharded build of the SQL models: shard by customer, run the phases, one set of tables.
 
 Orders are split by customer (`shards.py`: md5 of the id, mod K), so a customer's orders all
-live in one shard. Each model is either **per shard** or **global** (`SHARD_LOCAL`):
+live in one shard. Each model is either **per shard** or **global** (`SHARD_LOCAL`), or **summed** (`SUMMED`):
 
 - per shard: a customer's rows depend only on that customer's orders (and on small tables every
   shard reads whole: the config's, or a global model's rows). Run in every shard on that
   shard's orders, in a pool of worker processes, each shard's tables in its own DuckDB file.
-- global: a row depends on many customers (a rank, a cut, a median, a fit, a total). Run once,
-  in one DuckDB file, over the union of the shards' tables it reads.
+- global: a row depends on many customers (a rank, a cut, a median, a fit). Run once, in one
+  DuckDB file, over the union of the shards' tables it reads.
+- summed: counts and sums over customers (order totals, retention counts, cohort cells). Run
+  per shard; every later phase reads the shards' rows summed by key: small, and exact.
 
 The phases follow from the dependencies (`plan`): a per-shard model runs in the first shard
 phase after every global model it reads, a global model in the first global phase after every
@@ -83,6 +85,15 @@ SHARD_LOCAL: frozenset[str] = frozenset(
         "mart_segment_transitions",
     }
 )
+# Models of sums and counts over customer-disjoint rows, keyed by the columns named: built per
+# shard, then read everywhere as the shards' rows summed by key (each sum cast back to its
+# type), which is the unsharded table exactly -- the small statistics a global model reads
+# instead of the orders. A per-shard model never reads one (it would see its shard's part).
+SUMMED: dict[str, tuple[str, ...]] = {
+    "int_order_totals": (),
+    "int_cohort_activity": ("cohort_month", "months_since_first"),
+    "int_retention_counts": ("period", "period_days"),
+}
 ORDERS_TABLE = "source_orders"  # a shard's staged orders, kept in its file for global phases
 BATCH_ROWS = marts.BATCH_ROWS
 
@@ -101,13 +112,15 @@ def plan(
     deps = marts.dependencies(models, python_models)
     level: dict[str, int] = {}
     for name in marts.build_order(models, python_models):
-        local = name in SHARD_LOCAL and name not in python_models
+        local = (name in SHARD_LOCAL or name in SUMMED) and name not in python_models
         need = max((level[d] for d in deps.get(name, ()) if d in level), default=1)
         level[name] = need + ((need % 2 == 0) if local else (need % 2 == 1))
     phases = []
     for lvl in sorted(set(level.values())):
         names = tuple(n for n in level if level[n] == lvl)  # build order within the phase
         inputs = sorted({d for n in names for d in deps[n] if level[d] < lvl})
+        if lvl % 2 and SUMMED.keys() & set(inputs):
+            raise ValueError(f"a per-shard model reads a summed one: {SUMMED.keys() & set(inputs)}")
         phases.append(Phase("shard" if lvl % 2 else "global", names, tuple(inputs)))
     return phases
 
@@ -145,6 +158,24 @@ class ShardTask:
     orders_files: tuple[str, ...] | None  # set in the first phase: the shard's staged orders
     staged_path: str
     ways: int = 1  # shards built at once on this machine: each takes its share of the memory
+
+
+def shards_view(con: duckdb.DuckDBPyConnection, name: str, shards: int) -> str:
+    """The select reading a per-shard table of every shard as the unsharded one: the union of
+    the shards' rows, or for a SUMMED model their sums by key."""
+    union = " union all by name ".join(f"select * from s{k}.{name}" for k in range(shards))
+    if name not in SUMMED:
+        return union
+    keys = SUMMED[name]
+    columns = con.execute(
+        "select column_name, data_type from duckdb_columns() "
+        "where database_name = 's0' and table_name = ? order by column_index",
+        [name],
+    ).fetchall()
+    select = [f'"{c}"' if c in keys else f'sum("{c}")::{t} as "{c}"' for c, t in columns]
+    quoted = ", ".join(f'"{k}"' for k in keys)
+    group = f" group by {quoted}" if keys else ""
+    return f"select {', '.join(select)} from ({union}){group}"
 
 
 def _customer_tables(con: duckdb.DuckDBPyConnection, database: str) -> set[str]:
@@ -213,13 +244,13 @@ class ShardedBuild:
             con.execute(f"attach '{shard_file(self.work, k)}' as s{k} (read_only)")
         for phase in self.phases:
             for name in phase.models:
-                con.execute(f"create or replace temp view {name} as {self.union(name, phase)}")
+                view = (
+                    f"select * from glb.{name}"
+                    if phase.kind == "global"
+                    else shards_view(con, name, self.shards)
+                )
+                con.execute(f"create or replace temp view {name} as {view}")
         return con
-
-    def union(self, name: str, phase: Phase) -> str:
-        if phase.kind == "global":
-            return f"select * from glb.{name}"
-        return " union all by name ".join(f"select * from s{k}.{name}" for k in range(self.shards))
 
     def kind(self, name: str) -> str:
         return next(p.kind for p in self.phases if name in p.models)
@@ -334,7 +365,7 @@ def shard_task(
         shard,
         shards,
         phase.models,
-        tuple(i for i in phase.inputs if i not in SHARD_LOCAL),
+        tuple(i for i in phase.inputs if i not in SHARD_LOCAL and i not in SUMMED),
         config,
         marts.model_params(config, snapshot_date),
         threads,
@@ -462,11 +493,9 @@ def _global_phase(
         for k in range(shards):
             con.execute(f"attach '{shard_file(work, k)}' as s{k} (read_only)")
         for name in phase.inputs:
-            if name in SHARD_LOCAL:
-                union = " union all by name ".join(
-                    f"select * from s{k}.{name}" for k in range(shards)
-                )
-                con.execute(f"create or replace temp view {name} as {union}")
+            if name in SHARD_LOCAL or name in SUMMED:
+                view = shards_view(con, name, shards)
+                con.execute(f"create or replace temp view {name} as {view}")
         for table, frame in marts.config_tables(config).items():
             con.register(table, frame)
         return marts.build_named(con, list(phase.models), params, models, python_models)

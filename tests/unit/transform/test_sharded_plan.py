@@ -6,7 +6,7 @@ from pipelines.config import ResourcesConfig, load_config
 from pipelines.engines import connect
 from pipelines.predictive.predictive import Predictive
 from pipelines.transform import marts
-from pipelines.transform.sharded import SHARD_LOCAL, plan
+from pipelines.transform.sharded import SHARD_LOCAL, SUMMED, plan
 
 
 def _plan() -> tuple[list, dict, dict]:
@@ -17,7 +17,17 @@ def _plan() -> tuple[list, dict, dict]:
 
 def test_every_listed_per_shard_model_exists() -> None:
     _, models, _ = _plan()
-    assert models.keys() >= SHARD_LOCAL
+    assert models.keys() >= SHARD_LOCAL | SUMMED.keys()
+
+
+def test_no_global_phase_reads_the_orders() -> None:
+    """The global phases read customer-level tables and summed cells, never the orders (but
+    for the journey's high-value bar, which reads the order sequence: see sql/README.md)."""
+    phases, _, _ = _plan()
+    order_grain = {"stg_orders", "int_orders", "int_purchase_days"}
+    for phase in phases:
+        if phase.kind == "global":
+            assert not order_grain & set(phase.inputs), phase
 
 
 def test_every_model_runs_once_after_its_inputs_in_alternating_phases() -> None:
@@ -34,7 +44,8 @@ def test_every_model_runs_once_after_its_inputs_in_alternating_phases() -> None:
         for name in phase.models:
             assert deps[name] <= done, (name, deps[name] - done)
             done.add(name)
-            assert (phase.kind == "shard") == (name in SHARD_LOCAL and name not in python_models)
+            local = name in SHARD_LOCAL or name in SUMMED
+            assert (phase.kind == "shard") == (local and name not in python_models)
 
 
 def test_a_per_shard_model_reading_a_global_one_waits_for_its_phase() -> None:

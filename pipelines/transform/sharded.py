@@ -125,6 +125,11 @@ def plan(
     return phases
 
 
+def _literal(path: Path) -> str:
+    """A path as a SQL string literal (ATTACH and COPY take no parameters)."""
+    return "'" + str(path).replace("'", "''") + "'"
+
+
 def part_dir(work: Path, shard: int | None) -> Path:
     """What one part of the build writes, and nothing else (a task pushes just this on an
     object-store warehouse): a shard's tables, or the global ones (`shard` None)."""
@@ -208,7 +213,7 @@ def run_shard_phase(task: ShardTask) -> dict[str, float]:
             )
             con.unregister("_shard_orders")
         if task.global_inputs:
-            con.execute(f"attach '{global_file(work)}' as glb (read_only)")
+            con.execute(f"attach {_literal(global_file(work))} as glb (read_only)")
             with_customers = _customer_tables(con, "glb")
             for name in task.global_inputs:
                 where = (
@@ -239,9 +244,9 @@ class ShardedBuild:
         """A connection where every model reads as the unsharded build's table: a per-shard
         model as the union of the shards', a global model as built."""
         con = connect(config.resources, self.work / "spill" / "read")
-        con.execute(f"attach '{global_file(self.work)}' as glb (read_only)")
+        con.execute(f"attach {_literal(global_file(self.work))} as glb (read_only)")
         for k in range(self.shards):
-            con.execute(f"attach '{shard_file(self.work, k)}' as s{k} (read_only)")
+            con.execute(f"attach {_literal(shard_file(self.work, k))} as s{k} (read_only)")
         for phase in self.phases:
             for name in phase.models:
                 view = (
@@ -310,7 +315,7 @@ def split_orders(
     con.register("_staged", ds.dataset(staged_path, format="parquet"))
     con.execute(
         f"copy (select *, {shard_sql('customer_id', shards)} as _shard from _staged) "
-        f"to '{directory}' (format parquet, partition_by (_shard), overwrite_or_ignore)"
+        f"to {_literal(directory)} (format parquet, partition_by (_shard), overwrite_or_ignore)"
     )
     con.unregister("_staged")
 
@@ -491,7 +496,7 @@ def _global_phase(
     con = connect(config.resources, work / "spill" / "global", database=global_file(work))
     try:
         for k in range(shards):
-            con.execute(f"attach '{shard_file(work, k)}' as s{k} (read_only)")
+            con.execute(f"attach {_literal(shard_file(work, k))} as s{k} (read_only)")
         for name in phase.inputs:
             if name in SHARD_LOCAL or name in SUMMED:
                 view = shards_view(con, name, shards)

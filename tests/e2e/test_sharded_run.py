@@ -147,11 +147,10 @@ def test_cli_runs_sharded_and_refuses_a_bad_shard_count(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text("predictive:\n  enabled: false\n")
     common = ["--source", str(source), "--as-of", "2024-03-31", "--config", str(config)]
-    done = custval(
-        "run", *common, "--warehouse", str(tmp_path / "wh"), "--shards", "3", "--workers", "2"
-    )
+    wh = tmp_path / "it's [a] warehouse"  # quotes and glob characters in the shards' paths
+    done = custval("run", *common, "--warehouse", str(wh), "--shards", "3", "--workers", "2")
     assert done.returncode == 0, done.stderr
-    manifest_path = tmp_path / "wh" / "runs" / "snapshot_date=2024-03-31" / "manifest.json"
+    manifest_path = wh / "runs" / "snapshot_date=2024-03-31" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     assert manifest["sharding"]["shards"] == 3
     bad = custval("run", *common, "--warehouse", str(tmp_path / "wh2"), "--shards", "0")

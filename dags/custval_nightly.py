@@ -18,7 +18,8 @@ the days in order. `custval backfill` does the same without Airflow.
 
 Params: `source` (files, a landing directory, `postgresql://...` or `conn:<connection id>`),
 `source_kind`, `table` (PostgreSQL), `warehouse`, optional `as_of` (overrides the snapshot
-date), `config` and `allow_partial_day`. Every task is a call into the `pipelines` package;
+date), `config`, `allow_partial_day` and `shards` (K > 1: the marts are built sharded by
+customer, each shard's part of a phase a mapped task, the global phases once; the same tables). Every task is a call into the `pipelines` package;
 tasks pass paths and counts, never data.
 """
 
@@ -32,6 +33,7 @@ from airflow.sdk import Param, dag, task
 
 from pipelines.orchestration.tasks import (
     PARAMS_SCHEMA,
+    SHARD_PHASES,
     mart_assets,
     on_run_failure,
     on_task_failure,
@@ -43,6 +45,13 @@ POKE_SECONDS = float(
     os.environ.get("CUSTVAL_WAIT_POKE_SECONDS", "30")
 )  # how often a waiting run looks again
 MART_ASSETS = mart_assets(WAREHOUSE)
+
+
+SHARD_PHASE_DOC = """
+#### A shard's part of a phase
+The per-customer models of this phase on one shard's orders (a mapped task per shard, over
+the ids `plan_shards` returns).
+"""  # a mapped task's docs are given, not taken from the docstring
 
 
 def _param(name: str, default: object) -> Param:
@@ -76,6 +85,7 @@ def _param(name: str, default: object) -> Param:
         "as_of": _param("as_of", None),
         "config": _param("config", None),
         "allow_partial_day": _param("allow_partial_day", False),
+        "shards": _param("shards", None),
     },
 )
 def custval_nightly():
@@ -139,6 +149,35 @@ def custval_nightly():
         return run_task("stage", run)
 
     @task
+    def plan_shards(run: dict) -> list[int]:
+        """
+        #### Plan the shards
+        With the `shards` param (or `sources.shards`) K > 1: split the staged orders by
+        customer, md5(customer_id) mod K, into one file per shard; the shard ids the phase
+        tasks map over (just [0] unsharded: the phase tasks then do nothing).
+        """
+        from pipelines.orchestration.tasks import plan_shards
+
+        return plan_shards(run)
+
+    @task
+    def shard_phase(run: dict, phase: int, shard: int) -> dict:
+        from pipelines.orchestration.tasks import run_shard_part
+
+        return run_shard_part(run, phase, shard)
+
+    @task
+    def global_phase(run: dict, phase: int) -> dict:
+        """
+        #### A global phase
+        Once over the shards' tables: the models a customer's rows depend on others for --
+        score cuts, the ABC cut, medians, the model fits, totals and summaries.
+        """
+        from pipelines.orchestration.tasks import run_global_part
+
+        return run_global_part(run, phase)
+
+    @task
     def build_marts(run: dict) -> dict:
         """
         #### Marts
@@ -189,7 +228,21 @@ def custval_nightly():
     batch = wait_for_previous_day() >> extract()
     validated = validate(batch)
     staged = stage(validated)
+    shard_ids = plan_shards(staged)
+    previous = shard_ids
+    for index, kind in enumerate(SHARD_PHASES):  # K shards: mapped tasks; XCom: ids and counts
+        if kind == "shard":
+            step = (
+                shard_phase.override(task_id=f"shard_phase_{index}", doc_md=SHARD_PHASE_DOC)
+                .partial(run=staged, phase=index)
+                .expand(shard=shard_ids)
+            )
+        else:
+            step = global_phase.override(task_id=f"global_phase_{index}")(run=staged, phase=index)
+        previous >> step
+        previous = step
     built = build_marts(staged)
+    previous >> built
     published = publish(built)
     finish(write_manifest(published))
 

@@ -56,6 +56,22 @@ class SourcesConfig(_Section):
     missing_arrivals: Literal["warn", "fail"]
     csv: CsvConfig
     postgres: PostgresConfig
+    shards: int = 1
+    shard_workers: int | None = None
+
+    @field_validator("shards")
+    @classmethod
+    def _shards(cls, v: int) -> int:
+        if not 1 <= v <= 4096:
+            raise ValueError("sources.shards must be between 1 and 4096")
+        return v
+
+    @field_validator("shard_workers")
+    @classmethod
+    def _workers(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError("sources.shard_workers must be at least 1 (or null)")
+        return v
 
     @field_validator("reprocess_days")
     @classmethod
@@ -285,6 +301,16 @@ class ResourcesConfig(_Section):
     memory_limit: str
     threads: int | None
     validation_slice_rows: int
+
+    def shared(self, ways: int) -> ResourcesConfig:
+        """The budget of one of `ways` engines running at once (a sharded build's workers):
+        the run's memory_limit divided between them, so together they stay within it."""
+        if ways <= 1:
+            return self
+        match = _SIZE.match(self.memory_limit)
+        assert match is not None  # validated
+        share = float(match.group(1)) / ways
+        return self.model_copy(update={"memory_limit": f"{share:.6g}{match.group(2)}"})
 
     @field_validator("memory_limit")
     @classmethod

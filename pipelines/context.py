@@ -45,6 +45,17 @@ _URL = re.compile(
 )  # also s3:/x, which is what Path("s3://x") becomes
 
 
+def with_sharding(config: Config, shards: int | None, workers: int | None) -> Config:
+    """The config with a run's --shards / --workers over sources.shards / shard_workers."""
+    update: dict[str, int] = {}
+    if shards is not None:
+        update["shards"] = shards
+    if workers is not None:
+        update["shard_workers"] = workers
+    sources = type(config.sources).model_validate({**config.sources.model_dump(), **update})
+    return config.model_copy(update={"sources": sources})
+
+
 def parse_date(value: str | date, what: str = "date") -> date:
     if isinstance(value, date):
         return value
@@ -129,6 +140,8 @@ class RunContext:
     parent_run_id: str | None = None  # set when this context rebuilds a past snapshot for a run
     allow_partial_day: bool = False
     remote: str | None = None  # the s3:// warehouse `warehouse` is a local view of
+    shards: int | None = None  # --shards / the DAG's param, over the config's sources.shards
+    shard_workers: int | None = None  # --workers, over sources.shard_workers
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -146,6 +159,8 @@ class RunContext:
         reingest: bool = False,
         allow_partial_day: bool = False,
         parent_run_id: str | None = None,
+        shards: int | None = None,
+        shard_workers: int | None = None,
     ) -> RunContext:
         snap = parse_date(snapshot_date, "snapshot date (--as-of)")
         started = now or datetime.now(UTC)
@@ -166,6 +181,8 @@ class RunContext:
             parent_run_id,
             allow_partial_day,
             remote,
+            shards,
+            shard_workers,
         )
         try:
             config = ctx.config  # a bad config file fails before anything else
@@ -182,7 +199,10 @@ class RunContext:
     def config(self) -> Config:
         """The run's configuration, read once."""
         if "config" not in self._cache:
-            self._cache["config"] = load_config(self.config_path)
+            config = load_config(self.config_path)
+            if self.shards is not None or self.shard_workers is not None:
+                config = with_sharding(config, self.shards, self.shard_workers)
+            self._cache["config"] = config
         return self._cache["config"]
 
     @property
@@ -211,6 +231,8 @@ class RunContext:
             parent_run_id=self.owner_run_id,
             allow_partial_day=self.allow_partial_day,
             remote=self.remote,
+            shards=self.shards,
+            shard_workers=self.shard_workers,
         )
         sub._cache.update(self._cache)
         return sub
@@ -248,8 +270,9 @@ class RunContext:
         d["snapshot_date"] = self.snapshot_date.isoformat()
         d["warehouse"] = str(self.warehouse)
         d["started_at"] = self.started_at.isoformat()
-        if self.remote is None:
-            d.pop("remote")  # a local warehouse's context reads as it always has
+        for key in ("remote", "shards", "shard_workers"):
+            if d[key] is None:
+                d.pop(key)  # a local, unsharded run's context reads as it always has
         return d
 
     @classmethod
@@ -271,6 +294,8 @@ class RunContext:
             parent_run_id=d.get("parent_run_id"),
             allow_partial_day=bool(d.get("allow_partial_day", False)),
             remote=remote or None,
+            shards=d.get("shards"),
+            shard_workers=d.get("shard_workers"),
         )
 
     # Stage results -------------------------------------------------------------------------

@@ -16,22 +16,29 @@ from pipelines.config import ResourcesConfig
 
 
 def connect(
-    resources: ResourcesConfig | None = None, spill_dir: Path | None = None
+    resources: ResourcesConfig | None = None,
+    spill_dir: Path | None = None,
+    database: Path | None = None,
+    threads: int | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """An in-process DuckDB held to the run's memory budget (`resources`), spilling to `spill_dir`.
 
     Without a budget DuckDB takes 80% of the machine's memory; with one, joins, sorts and
     window functions that outgrow it write their overflow to `spill_dir` instead of failing
     (or swapping the box), which is what lets a 100M-order run fit a laptop-sized budget.
+    `database` is a file to hold the tables (a shard's, between the phases of a sharded build:
+    `pipelines/transform/sharded.py`); `threads` overrides `resources.threads` (a worker of a
+    pool of several takes its share of the cores).
     """
-    con = duckdb.connect()
+    con = duckdb.connect(str(database) if database is not None else ":memory:")
     con.execute("set TimeZone = 'UTC'")  # dates of timestamptz values are UTC dates
     con.execute("set preserve_insertion_order = false")
     con.execute("set enable_progress_bar = false")  # progress is the run's logs, not stdout bars
     if resources is not None:
         con.execute(f"set memory_limit = '{resources.memory_limit}'")  # validated: digits+unit
-        if resources.threads is not None:
-            con.execute(f"set threads = {int(resources.threads)}")
+        threads = threads if threads is not None else resources.threads
+    if threads is not None:
+        con.execute(f"set threads = {int(threads)}")
     if spill_dir is not None:
         spill_dir.mkdir(parents=True, exist_ok=True)
         con.execute("set temp_directory = ?", [str(spill_dir)])

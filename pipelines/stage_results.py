@@ -73,6 +73,8 @@ class MartsResult(TypedDict):
     model_failures: NotRequired[list[str]]  # a model could not be fitted: the run is degraded
     # the built tables checked against their contracts' suites (validate/mart_checks.py)
     validation: NotRequired[dict[str, Any]]
+    # a sharded build (sources.shards > 1): shards, phases, orders and customers per shard
+    sharding: NotRequired[dict[str, Any]]
 
 
 class PublishResult(TypedDict):

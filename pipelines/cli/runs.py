@@ -59,8 +59,15 @@ def run_context(
     table: str | None = None,
     reingest: bool = False,
     allow_partial_day: bool = False,
+    shards: int | None = None,
+    workers: int | None = None,
 ) -> Any:
     from pipelines.context import RunContext
+
+    if shards is not None and not 1 <= shards <= 4096:
+        fail(f"--shards must be between 1 and 4096, not {shards}", 2)
+    if workers is not None and workers < 1:
+        fail(f"--workers must be at least 1, not {workers}", 2)
 
     return RunContext.create(
         source=source,
@@ -71,6 +78,8 @@ def run_context(
         table=table,
         reingest=reingest,
         allow_partial_day=allow_partial_day,
+        shards=shards,
+        shard_workers=workers,
     )
 
 
@@ -146,6 +155,22 @@ AllowPartialOption = Annotated[
 ]
 
 
+ShardsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--shards",
+        help="Shard the build by customer into K shards (default: the config's sources.shards, 1).",
+    ),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        help="Processes running the shards (default: sources.shard_workers, else one per shard up to the cores).",
+    ),
+]
+
+
 @app.command()
 def run(
     as_of: Annotated[
@@ -172,6 +197,8 @@ def run(
         ),
     ] = False,
     allow_partial_day: AllowPartialOption = False,
+    shards: ShardsOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Run the whole pipeline for one snapshot date."""
     snapshot = parse_date_option(as_of, "--as-of")
@@ -187,6 +214,8 @@ def run(
         table,
         reingest,
         allow_partial_day,
+        shards,
+        workers,
     )
     manifest = run_snapshot(ctx, wait_seconds=wait)
     if manifest.get("report_path"):

@@ -84,7 +84,18 @@ PARAMS_SCHEMA: dict[str, dict[str, Any]] = {
         "type": "boolean",
         "description": "Build the snapshot of a day that has not ended yet (off: such a run fails at once)",
     },
+    "shards": {
+        "type": ["null", "integer"],
+        "minimum": 1,
+        "maximum": 4096,
+        "description": "Shard the marts by customer into K shards, one mapped task each (default: the config's sources.shards, 1)",
+    },
 }
+
+# The phases of a sharded marts build as the DAG runs them: one mapped task per shard for a
+# "shard" phase, one task for a "global" one (`pipelines/transform/sharded.py` plans them from
+# the SQL models; the plan task fails, naming both, if the models' plan ever differs).
+SHARD_PHASES = ("shard", "global", "shard", "global")
 
 
 def mart_assets(warehouse: str) -> list[Any]:
@@ -136,6 +147,11 @@ def check_params(params: dict[str, Any]) -> None:
     config = params.get("config")
     if config and not Path(config).is_file():
         raise CustvalError(f"param config: no such file {config}")
+    shards = params.get("shards")
+    if shards is not None and (
+        isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= 4096
+    ):
+        raise CustvalError(f"param shards must be an integer from 1 to 4096, got {shards!r}")
 
 
 def run_id_for(snapshot: date, dag_run_id: str) -> str:
@@ -176,6 +192,7 @@ def _new_run(
         source_kind=params.get("source_kind") or "auto",
         table=params.get("table") or None,
         allow_partial_day=bool(params.get("allow_partial_day")),
+        shards=params.get("shards"),
     )
 
 
@@ -252,6 +269,47 @@ def run_task(stage: str, run: dict[str, Any]) -> dict[str, Any]:
 
         notify_degraded(result)
     return {"context": run["context"], stage: summary(result)}
+
+
+def _sharded_part(run: dict[str, Any], index: int, shard: int | None) -> dict[str, Any]:
+    from pipelines.run import sync
+    from pipelines.transform.marts import run_sharded_part
+
+    ctx = RunContext.from_dict(run["context"])
+    locking.renew_run(ctx.warehouse, ctx.owner_run_id)
+    sync.pull_work(ctx)
+    result = run_sharded_part(ctx, index, shard)
+    if "path" in result:  # the part's own directory only: shard tasks run at once, and
+        sync.push_work_part(ctx, Path(result["path"]))  # must not copy up each other's files
+    else:
+        sync.push_work(ctx)
+    return result
+
+
+def plan_shards(run: dict[str, Any]) -> list[int]:
+    """The shard ids the phase tasks map over, after splitting the staged orders by customer.
+
+    Unsharded (K = 1) the list is [0] and every phase task returns at once: the marts task
+    builds the snapshot as it always has.
+    """
+    planned = _sharded_part(run, -1, None)
+    kinds = tuple(planned.get("phases", SHARD_PHASES))
+    if kinds != SHARD_PHASES:
+        raise CustvalError(
+            f"the SQL models plan the sharded phases {kinds}, the DAG runs {SHARD_PHASES}: "
+            "update SHARD_PHASES in pipelines/orchestration/tasks.py"
+        )
+    return list(planned.get("shards", [0]))
+
+
+def run_shard_part(run: dict[str, Any], phase: int, shard: int) -> dict[str, Any]:
+    """One shard's part of a shard phase (a mapped task); paths and counts only."""
+    return _sharded_part(run, phase, shard)
+
+
+def run_global_part(run: dict[str, Any], phase: int) -> dict[str, Any]:
+    """A global phase, once: merges the shards' tables (ranks, cuts, fits, totals)."""
+    return _sharded_part(run, phase, None)
 
 
 def finish_run(run: dict[str, Any]) -> dict[str, Any]:

@@ -176,6 +176,7 @@ def build(ctx: RunContext) -> dict[str, Any]:
         "raw_path": extract["raw_dir"],
         "stages": stage_metrics(ctx),
         "model_seconds": marts.get("model_seconds", {}),
+        **({"sharding": marts["sharding"]} if marts.get("sharding") else {}),
         "versions": package_versions(),
         "resources": ctx.config.resources.model_dump(),  # the budget the stages ran under
         "input_fingerprint": extract["input_fingerprint"],

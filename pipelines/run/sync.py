@@ -195,6 +195,13 @@ def push_work(ctx: RunContext) -> None:
         local_view.push(ctx.warehouse, _work(ctx))
 
 
+def push_work_part(ctx: RunContext, directory: Path) -> None:
+    """After one of several tasks running at once (a sharded build's mapped shard tasks): only
+    the directory it wrote, leaving what the others copied up alone."""
+    if remote(ctx):
+        local_view.push(ctx.warehouse, _rel(ctx, directory), delete=False)
+
+
 def drop_work(ctx: RunContext) -> None:
     """At the end of an Airflow run: its work directory in the store goes."""
     store = local_view.remote_of(ctx.warehouse)

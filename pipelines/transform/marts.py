@@ -20,12 +20,12 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import polars as pl
@@ -38,8 +38,12 @@ from pipelines.engines import connect
 from pipelines.errors import CustvalError
 from pipelines.publish.tables import grain_error, write_conformed_batches
 from pipelines.resources import sql_dir
+from pipelines.storage.jsonfile import read_json, write_json
 from pipelines.validate.mart_checks import check_marts
 from pipelines.validate.reference_data import marketing_spend
+
+if TYPE_CHECKING:
+    from pipelines.predictive.predictive import Predictive
 
 LAYERS = ("stg", "int", "mart")
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -104,9 +108,10 @@ def load_models(directory: Path | None = None) -> dict[str, SqlModel]:
     return models
 
 
-def build_order(
+def dependencies(
     models: dict[str, SqlModel], python_models: dict[str, PythonModel] | None = None
-) -> list[str]:
+) -> dict[str, set[str]]:
+    """Each model's inputs among the models (SQL and Python); sources are not models."""
     graph: dict[str, set[str]] = {n: set(m.depends_on) for n, m in models.items()}
     for name, (deps, _) in (python_models or {}).items():
         graph[name] = set(deps)
@@ -114,8 +119,14 @@ def build_order(
         graph[name] |= {
             p for p in (python_models or {}) if re.search(rf"\b{p}\b", _COMMENT.sub("", model.sql))
         }
+    return graph
+
+
+def build_order(
+    models: dict[str, SqlModel], python_models: dict[str, PythonModel] | None = None
+) -> list[str]:
     try:
-        return list(TopologicalSorter(graph).static_order())
+        return list(TopologicalSorter(dependencies(models, python_models)).static_order())
     except CycleError as exc:
         raise ModelError(f"SQL models depend on each other in a cycle: {exc.args[1]}") from None
 
@@ -210,6 +221,25 @@ def build_models(
     for name in order:
         started = time.perf_counter()
         _build_one(con, name, params, models, python_models)
+        seconds[name] = round(time.perf_counter() - started, 3)
+    return seconds
+
+
+def build_named(
+    con: duckdb.DuckDBPyConnection,
+    names: list[str],
+    params: dict[str, Any],
+    models: dict[str, SqlModel],
+    python_models: dict[str, PythonModel] | None = None,
+) -> dict[str, float]:
+    """Materialise exactly `names`, in that order (their inputs exist already); seconds each.
+
+    A sharded build runs the models phase by phase, each phase's inputs made by earlier ones.
+    """
+    seconds: dict[str, float] = {}
+    for name in names:
+        started = time.perf_counter()
+        _build_one(con, name, params, models, python_models or {})
         seconds[name] = round(time.perf_counter() - started, 3)
     return seconds
 
@@ -317,31 +347,115 @@ def build_snapshot(
     return build_models(con, model_params(config, snapshot_date), models, python_models)
 
 
-def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) -> dict[str, Any]:
+def _predictive(ctx: RunContext) -> Predictive:
     from pipelines.predictive.carry_forward import last_good_fit
-    from pipelines.predictive.drift import backtest_drift_warning
     from pipelines.predictive.predictive import Predictive
+
+    return Predictive(
+        ctx.config,
+        ctx.snapshot_date.isoformat(),
+        previous_fit=lambda models: last_good_fit(ctx.warehouse, ctx.snapshot_date, models),
+    )
+
+
+PREDICTIVE_STATE = "predictive.json"  # a sharded build's fits' warnings, for the last task
+
+
+def run_sharded_part(ctx: RunContext, index: int, shard: int | None) -> dict[str, Any]:
+    """One part of a sharded build -- shard `shard` of phase `index`, or the global phase
+    `index` (shard None) -- for the DAG's tasks; the marts stage then finds it done.
+
+    The staged orders are split by the first call (`shard` None, index -1: the DAG's plan task).
+    """
+    from pipelines.transform import sharded
+
+    config = ctx.config
+    shards = config.sources.shards
+    if shards == 1:
+        return {"phase": index, "shard": shard, "sharded": False}
+    work = ctx.work_dir / "shards"
+    staged_path = ctx.load_result("stage")["staged_path"]
+    phases = sharded.prepare(work, config, staged_path, shards)
+    if index < 0:
+        return {
+            "phases": [p.kind for p in phases],
+            "shards": list(range(shards)),
+            "path": str(sharded.split_dir(work)),
+        }
+    if shard is not None:
+        task = sharded.shard_task(
+            work, config, ctx.snapshot_date, staged_path, phases, index, shard, shards, None
+        )
+        seconds = sharded.run_shard_part(task, index)
+    else:
+        predictive = _predictive(ctx)
+        python_models = predictive.python_models()
+        seconds = (
+            sharded.run_global_part(
+                work, config, ctx.snapshot_date, shards, phases, index, python_models
+            )
+            or {}
+        )
+        if python_models.keys() & set(seconds):
+            write_json(
+                sharded.part_dir(work, None) / PREDICTIVE_STATE,
+                {"warnings": predictive.warnings, "failures": predictive.failures},
+            )
+    # the part's own directory: all it wrote, and all an object-store run copies up after it
+    return {
+        "phase": index,
+        "shard": shard,
+        "models": len(seconds),
+        "path": str(sharded.part_dir(work, shard)),
+    }
+
+
+def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) -> dict[str, Any]:
+    from pipelines.predictive.drift import backtest_drift_warning
 
     config = ctx.config
     check_contract_horizons(config)
     staged = ctx.load_result("stage")
     models = load_models()
-    predictive = Predictive(
-        config,
-        ctx.snapshot_date.isoformat(),
-        previous_fit=lambda models: last_good_fit(ctx.warehouse, ctx.snapshot_date, models),
-    )
+    predictive = _predictive(ctx)
     spill = ctx.work_dir / "spill"
-    con = connect(config.resources, spill)
-    try:
-        model_seconds = build_snapshot(
-            con,
+    shards = config.sources.shards
+    sharded_build = None
+    model_seconds: dict[str, float] = {}
+    if shards > 1:
+        from pipelines.transform import sharded
+
+        sharded_build = sharded.build(
+            ctx.work_dir / "shards",
             config,
             ctx.snapshot_date,
             staged["staged_path"],
-            models,
             python_models if python_models is not None else predictive.python_models(),
+            shards,
+            config.sources.shard_workers,
         )
+        model_seconds = sharded_build.model_seconds
+        state = sharded.part_dir(ctx.work_dir / "shards", None) / PREDICTIVE_STATE
+        if "int_model_fits" not in model_seconds and state.exists():  # fitted by the DAG's task
+            fitted: dict[str, list[str]] = read_json(state) or {}
+            predictive.warnings[:] = fitted["warnings"]
+            predictive.failures[:] = fitted["failures"]
+        con = sharded_build.connect(config)
+    else:
+        con = connect(config.resources, spill)
+    sharding: dict[str, Any] | None = None
+    try:
+        if sharded_build is None:
+            model_seconds = build_snapshot(
+                con,
+                config,
+                ctx.snapshot_date,
+                staged["staged_path"],
+                models,
+                python_models if python_models is not None else predictive.python_models(),
+            )
+        else:
+            sharding = sharded_build.reconcile(con, staged["rows_in_snapshot"])
         warnings = list(predictive.warnings)
         overall = con.sql(
             "select mae from mart_model_backtest where scope = 'overall' and selected"
@@ -360,7 +474,8 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
                 continue
             name = model.published_name
             contract = load_contract(name)
-            rows = write_table(con, model.name, contract, out / name, ctx.snapshot_date)
+            batches = sharded_build.batches(con, model.name) if sharded_build else None
+            rows = write_table(con, model.name, contract, out / name, ctx.snapshot_date, batches)
             tables[name] = {"rows": rows, "columns": len(contract.column_names)}
     finally:
         con.close()
@@ -376,6 +491,7 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
             "model_seconds": model_seconds,
             "model_failures": list(predictive.failures),
             "validation": checked,
+            **({"sharding": sharding} if sharding is not None else {}),
         },
     )
 
@@ -384,15 +500,23 @@ BATCH_ROWS = 1_000_000  # rows of a built table converted and written at a time
 
 
 def write_table(
-    con: duckdb.DuckDBPyConnection, model: str, contract: Contract, directory: Path, snapshot: date
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    contract: Contract,
+    directory: Path,
+    snapshot: date,
+    batches: Iterable[pa.RecordBatch] | None = None,
 ) -> int:
     """Write a built table conformed to its contract, streamed out of DuckDB in batches.
 
-    The grain (one row per primary key) is then checked over the whole table, in DuckDB.
+    `batches` (default: the table's, in DuckDB's order) lets a sharded build stream its shards
+    one after another. The grain (one row per primary key) is then checked over the whole
+    table, in DuckDB.
     """
-    reader = con.sql(f"select * from {model}").fetch_record_batch(BATCH_ROWS)
+    if batches is None:
+        batches = con.sql(f"select * from {model}").fetch_record_batch(BATCH_ROWS)
     rows = write_conformed_batches(
-        reader, contract, directory, {"snapshot_date": snapshot.isoformat()}
+        batches, contract, directory, {"snapshot_date": snapshot.isoformat()}
     )
     key = contract.primary_key
     if key:

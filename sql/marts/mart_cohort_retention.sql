@@ -2,7 +2,7 @@
 -- Grain: one row per cohort month (month of the first purchase) and month since the first
 -- purchase (0, 1, ... up to the snapshot's month), per snapshot -- months without any activity
 -- included, with zeros. The snapshot's own month is counted to the snapshot date.
--- Inputs: int_customers, int_orders; $snapshot_date.
+-- Inputs: int_customers, int_cohort_activity; $snapshot_date.
 -- average_order_value = the cell's net revenue / its purchase orders: read down a cohort's
 -- months, it says whether customers spend more per order as they stay (up-sell).
 
@@ -16,16 +16,9 @@ with customers as (
 
 ),
 
-orders as (
+activity as (
 
-    select
-        int_orders.customer_id,
-        date_trunc('month', int_orders.order_date)::date as order_month,
-        int_orders.net_amount,
-        int_orders.is_purchase
-
-    from int_orders
-    where int_orders.order_kind <> 'cancelled'
+    select * from int_cohort_activity
 
 ),
 
@@ -48,21 +41,6 @@ grid as (
         unnest(range(0, datediff('month', cohorts.cohort_month, date_trunc('month', $snapshot_date::date)) + 1)) as months_since_first
 
     from cohorts
-
-),
-
-activity as (
-
-    select
-        customers.cohort_month,
-        datediff('month', customers.cohort_month, orders.order_month) as months_since_first,
-        count(distinct orders.customer_id) filter (where orders.is_purchase) as active_customers,
-        sum(orders.net_amount) as revenue,
-        count(*) filter (where orders.is_purchase) as purchase_orders
-
-    from orders
-    inner join customers using (customer_id)
-    group by all
 
 ),
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
 from conftest import REPO, require
+from polars.testing import assert_frame_equal
 
 DAG_FILE = REPO / "dags" / "custval_nightly.py"
 HEAVY = (
@@ -65,6 +66,11 @@ def test_structure(dagbag) -> None:
         "extract",
         "validate",
         "stage",
+        "plan_shards",
+        "shard_phase_0",
+        "global_phase_1",
+        "shard_phase_2",
+        "global_phase_3",
         "build_marts",
         "publish",
         "write_manifest",
@@ -72,7 +78,28 @@ def test_structure(dagbag) -> None:
     ]
     assert sorted(dag.task_ids) == sorted(order)
     for upstream, downstream in zip(order, order[1:]):
-        assert dag.get_task(downstream).upstream_task_ids == {upstream}
+        # the shard phases and the marts read the staged run's context, and wait for the phase before
+        extra = {"stage"} if order.index(downstream) > order.index("plan_shards") else set()
+        extra |= {"plan_shards"} if downstream.startswith("shard_phase") else set()  # its ids
+        if downstream == "build_marts" or "phase" in downstream:
+            assert dag.get_task(downstream).upstream_task_ids == {upstream} | extra, downstream
+        else:
+            assert dag.get_task(downstream).upstream_task_ids == {upstream}, downstream
+
+    def mapped(task_id: str) -> bool:
+        return "Mapped" in type(dag.get_task(task_id)).__name__
+
+    assert mapped("shard_phase_0") and mapped("shard_phase_2")  # .expand() over shard ids
+    assert not mapped("global_phase_1") and not mapped("global_phase_3")
+    from pipelines.config import load_config
+    from pipelines.orchestration.tasks import SHARD_PHASES
+    from pipelines.predictive.predictive import Predictive
+    from pipelines.transform import marts
+    from pipelines.transform.sharded import plan
+
+    # the DAG's phase tasks are the phases the SQL models need
+    phases = plan(marts.load_models(), Predictive(load_config()).python_models())
+    assert tuple(p.kind for p in phases) == SHARD_PHASES
     assert dag.max_active_runs == 1
     assert {
         "source",
@@ -82,10 +109,12 @@ def test_structure(dagbag) -> None:
         "as_of",
         "config",
         "allow_partial_day",
+        "shards",
     } <= set(dag.params)
     assert (
         dag.params["allow_partial_day"] is False and dag.params["as_of"] is None
     )  # default: the day just ended
+    assert dag.params["shards"] is None  # default: the config's sources.shards (1)
     sensor = dag.get_task("wait_for_previous_day")
     assert sensor.mode == "reschedule"  # waits for the day before without holding a worker slot
     assert all(dag.get_task(t).doc_md for t in order)  # task docstrings become task docs
@@ -391,3 +420,59 @@ def test_a_run_of_a_day_that_has_not_ended_fails_at_once(
         str(sensor.state).endswith("failed") and sensor.try_number == 1
     )  # no retries for a date that cannot work
     assert not str(tis["extract"].state).endswith("success")
+
+
+@pytest.mark.airflow
+@pytest.mark.slow
+@pytest.mark.parametrize("orders", ["sample", "generated"])
+def test_dag_runs_sharded_with_mapped_shard_tasks(
+    dagbag, generated_orders, tmp_path: Path, orders: str
+) -> None:
+    """The `shards` param: one mapped task per shard and phase; the same tables as unsharded.
+
+    The generated orders are fitted (in the global phase's own task); the sample is not.
+    """
+    from conftest import write_csv
+    from integration.transform.test_marts import ROWS
+
+    from pipelines.context import RunContext
+    from pipelines.run.pipeline import run_all
+
+    config = tmp_path / "config.yaml"
+    if orders == "sample":
+        source, day = write_csv(tmp_path / "source" / "orders.csv", ROWS), date(2024, 3, 31)
+        config.write_text("predictive:\n  enabled: false\n")
+    else:
+        source, _, day = generated_orders
+        config.write_text("{}\n")
+    wh = tmp_path / "wh"
+    dag = dagbag.get_dag("custval_nightly")
+    run = dag.test(
+        logical_date=datetime(day.year, day.month, day.day, tzinfo=UTC),
+        run_conf={"source": str(source), "warehouse": str(wh), "config": str(config), "shards": 3},
+    )
+    assert str(run.state) in ("success", "DagRunState.SUCCESS")
+    mapped = [ti for ti in run.get_task_instances() if ti.task_id.startswith("shard_phase_")]
+    assert sorted((ti.task_id, ti.map_index) for ti in mapped) == [
+        (f"shard_phase_{p}", k) for p in (0, 2) for k in range(3)
+    ]
+    manifest_path = wh / "runs" / f"snapshot_date={day.isoformat()}" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["sharding"]["shards"] == 3
+    unsharded = run_all(
+        RunContext.create(
+            source=str(source),
+            snapshot_date=day,
+            warehouse=tmp_path / "wh_1",
+            config_path=str(config),
+        )
+    )
+    assert manifest["warnings"] == unsharded["warnings"]  # the fits' warnings reach the manifest
+    for name, facts in unsharded["tables"].items():
+        one = pl.read_parquet(Path(facts["path"]))
+        many = pl.read_parquet(Path(manifest["tables"][name]["path"]))
+        if name == "model_fit":
+            one, many = one.drop("seconds"), many.drop("seconds")
+            assert orders == "sample" or one.filter(pl.col("status") == "ok").height >= 7
+        columns = [c for c, t in one.schema.items() if not isinstance(t, pl.List)]
+        assert_frame_equal(one.sort(columns), many.sort(columns), rel_tol=1e-9, abs_tol=0.0)

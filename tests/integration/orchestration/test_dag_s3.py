@@ -14,7 +14,9 @@ from warehouse_helper import NO_PREDICTIONS, Published, views_left
 pytestmark = [pytest.mark.slow, pytest.mark.airflow]
 
 
+@pytest.mark.parametrize("shards", [None, 3])
 def test_dag_runs_on_an_s3_warehouse_with_an_aws_connection(
+    shards: int | None,
     airflow_home: Path,
     generated_orders,
     s3_warehouse: str,
@@ -40,7 +42,12 @@ def test_dag_runs_on_an_s3_warehouse_with_an_aws_connection(
     dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("custval_nightly")
     run = dag.test(
         logical_date=datetime(last_day.year, last_day.month, last_day.day, tzinfo=UTC),
-        run_conf={"source": str(source), "warehouse": s3_warehouse, "config": str(config)},
+        run_conf={
+            "source": str(source),
+            "warehouse": s3_warehouse,
+            "config": str(config),
+            "shards": shards,  # 3: the shard tasks hand their parts on through the store too
+        },
     )
     assert str(run.state) in ("success", "DagRunState.SUCCESS")
 
@@ -48,6 +55,7 @@ def test_dag_runs_on_an_s3_warehouse_with_an_aws_connection(
     wh = Published(s3_warehouse)
     manifest = wh.manifest(last_day)
     assert manifest is not None and manifest["counts"]["rows_in"] == frame.height
+    assert (manifest.get("sharding") or {}).get("shards") == shards
     assert manifest["tables"]["customer_rfm"]["path"].startswith(f"{s3_warehouse}/marts/")
     rfm = wh.table("customer_rfm", last_day)
     assert rfm.height == frame.filter(pl.col("status") == "completed")["customer_id"].n_unique()

@@ -1,0 +1,48 @@
+-- int_cohort_activity
+-- Grain: one row per cohort month (month of the customer's first purchase) and month since
+--        the first purchase in which the cohort had an order that is not cancelled.
+-- Inputs: int_customers, int_orders.
+-- Counts and sums only (active customers, net revenue, purchase orders), so the cells of
+-- customer-disjoint parts add up to the whole: a sharded build computes this per shard and
+-- sums the shards' cells (pipelines/transform/sharded.py, SUMMED). mart_cohort_retention puts
+-- the cells on the grid of every cohort's months.
+
+with customers as (
+
+    select
+        int_customers.customer_id,
+        int_customers.first_purchase_month as cohort_month
+
+    from int_customers
+
+),
+
+orders as (
+
+    select
+        int_orders.customer_id,
+        date_trunc('month', int_orders.order_date)::date as order_month,
+        int_orders.net_amount,
+        int_orders.is_purchase
+
+    from int_orders
+    where int_orders.order_kind <> 'cancelled'
+
+),
+
+activity as (
+
+    select
+        customers.cohort_month,
+        datediff('month', customers.cohort_month, orders.order_month) as months_since_first,
+        count(distinct orders.customer_id) filter (where orders.is_purchase) as active_customers,
+        sum(orders.net_amount) as revenue,
+        count(*) filter (where orders.is_purchase) as purchase_orders
+
+    from orders
+    inner join customers using (customer_id)
+    group by all
+
+)
+
+select * from activity

@@ -30,6 +30,8 @@ def connect(
     `pipelines/transform/sharded.py`); `threads` overrides `resources.threads` (a worker of a
     pool of several takes its share of the cores).
     """
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(database) if database is not None else ":memory:")
     con.execute("set TimeZone = 'UTC'")  # dates of timestamptz values are UTC dates
     con.execute("set preserve_insertion_order = false")

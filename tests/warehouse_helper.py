@@ -6,6 +6,7 @@ The S3 side reads through pyarrow's own S3FileSystem and boto3 -- not through cu
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -53,9 +54,15 @@ def s3_filesystem() -> fs.S3FileSystem:
 
 
 def s3_client() -> Any:
+    """The test server's boto3 client, made once per endpoint (readers poll with it)."""
+    return _s3_client(os.environ["AWS_ENDPOINT_URL"])
+
+
+@functools.cache
+def _s3_client(endpoint: str) -> Any:
     import boto3
 
-    return boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    return boto3.client("s3", endpoint_url=endpoint)
 
 
 @dataclass

@@ -154,7 +154,7 @@ def custval_nightly():
         #### Plan the shards
         With the `shards` param (or `sources.shards`) K > 1: split the staged orders by
         customer, md5(customer_id) mod K, into one file per shard; the shard ids the phase
-        tasks map over (just [0] unsharded: the phase tasks then do nothing).
+        tasks map over (none unsharded: the phase tasks are then skipped).
         """
         from pipelines.orchestration.tasks import plan_shards
 
@@ -177,7 +177,7 @@ def custval_nightly():
 
         return run_global_part(run, phase)
 
-    @task
+    @task(trigger_rule="none_failed")  # unsharded, the phase tasks before it are skipped
     def build_marts(run: dict) -> dict:
         """
         #### Marts

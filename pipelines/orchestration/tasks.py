@@ -289,8 +289,9 @@ def _sharded_part(run: dict[str, Any], index: int, shard: int | None) -> dict[st
 def plan_shards(run: dict[str, Any]) -> list[int]:
     """The shard ids the phase tasks map over, after splitting the staged orders by customer.
 
-    Unsharded (K = 1) the list is [0] and every phase task returns at once: the marts task
-    builds the snapshot as it always has.
+    Unsharded (K = 1) the list is empty: Airflow skips the mapped phase tasks and the global
+    phases after them without starting a process, and the marts task builds the snapshot as
+    it always has.
     """
     planned = _sharded_part(run, -1, None)
     kinds = tuple(planned.get("phases", SHARD_PHASES))
@@ -299,7 +300,7 @@ def plan_shards(run: dict[str, Any]) -> list[int]:
             f"the SQL models plan the sharded phases {kinds}, the DAG runs {SHARD_PHASES}: "
             "update SHARD_PHASES in pipelines/orchestration/tasks.py"
         )
-    return list(planned.get("shards", [0]))
+    return list(planned.get("shards", []))
 
 
 def run_shard_part(run: dict[str, Any], phase: int, shard: int) -> dict[str, Any]:

@@ -425,19 +425,19 @@ def build(
     Shard phases run in a pool of `workers` processes (default: one per shard, at most the
     cores); global phases, and the Python models (the fits, which hold state between them),
     in this process. Parts already done (by the DAG's mapped tasks, or before a retry) are
-    skipped.
+    skipped, and no pool is started for them: a process that may not have children (a task
+    in a Celery prefork worker is a daemon) runs the parts itself.
     """
     shards = check_shards(shards)
     cores = os.cpu_count() or 1
     workers = max(1, min(workers or cores, shards))
+    if workers > 1 and multiprocessing.current_process().daemon:
+        log.info("a daemon process may not start a pool: the shards run one after another")
+        workers = 1
     threads = config.resources.threads or max(1, cores // workers)
     phases = prepare(work, config, staged_path, shards)
     seconds: dict[str, float] = {}
-    pool = (
-        ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        if workers > 1
-        else None
-    )
+    pool: ProcessPoolExecutor | None = None
     try:
         for index, phase in enumerate(phases):
             started = time.perf_counter()
@@ -457,11 +457,16 @@ def build(
                     )
                     for k in range(shards)
                 ]
-                indexes = [index] * shards
+                pending = [t for t in tasks if not _done(part_dir(work, t.shard), index).exists()]
+                if pool is None and workers > 1 and len(pending) > 1:
+                    pool = ProcessPoolExecutor(
+                        workers, mp_context=multiprocessing.get_context("spawn")
+                    )
+                indexes = [index] * len(pending)
                 results = list(
-                    pool.map(run_shard_part, tasks, indexes)
+                    pool.map(run_shard_part, pending, indexes)
                     if pool
-                    else map(run_shard_part, tasks, indexes)
+                    else map(run_shard_part, pending, indexes)
                 )
                 for result in results:  # a model's time: its slowest shard
                     for name, s in result.items():

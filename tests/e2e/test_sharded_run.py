@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from conftest import write_csv
+from conftest import REPO, write_csv
 from integration.transform.test_marts import ROWS
 from polars.testing import assert_frame_equal
 from warehouse_helper import custval
@@ -156,3 +158,57 @@ def test_cli_runs_sharded_and_refuses_a_bad_shard_count(tmp_path: Path) -> None:
     bad = custval("run", *common, "--warehouse", str(tmp_path / "wh2"), "--shards", "0")
     assert bad.returncode == 2
     assert bad.stderr.strip().startswith("error:") and len(bad.stderr.strip().splitlines()) == 1
+
+
+DAEMON_RUN = """
+import multiprocessing
+import sys
+
+
+def run(source, warehouse, config):
+    from pipelines.context import RunContext
+    from pipelines.run.pipeline import run_all
+
+    assert multiprocessing.current_process().daemon
+    ctx = RunContext.create(
+        source=source, snapshot_date="2024-03-31", warehouse=warehouse, config_path=config
+    )
+    run_all(ctx)
+
+
+if __name__ == "__main__":
+    child = multiprocessing.get_context("spawn").Process(
+        target=run, args=tuple(sys.argv[1:]), daemon=True
+    )
+    child.start()
+    child.join()
+    sys.exit(child.exitcode)
+"""
+
+
+def test_a_daemon_process_builds_the_shards_itself(
+    orders_csv: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A task in a Celery prefork worker runs in a daemon process, which may not start a
+    process pool (the Celery test met this in `build_marts`): there the shards run one after
+    another, with the same rows."""
+    source = orders_csv(ROWS)
+    config = "predictive:\n  enabled: false\n"
+    unsharded = _run(source, "2024-03-31", tmp_path / "wh_1", 1, config)
+    path = tmp_path / "daemon.yaml"
+    path.write_text(f"{config}sources:\n  shards: 3\n  shard_workers: 2\n")
+    script = tmp_path / "daemon_run.py"
+    script.write_text(DAEMON_RUN)
+    warehouse = tmp_path / "wh_daemon"
+    res = subprocess.run(
+        [sys.executable, str(script), str(source), str(warehouse), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    manifest_path = warehouse / "runs" / "snapshot_date=2024-03-31" / "manifest.json"
+    sharded = json.loads(manifest_path.read_text())
+    assert sharded["sharding"]["shards"] == 3
+    _assert_same(unsharded, sharded)

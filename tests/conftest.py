@@ -29,6 +29,7 @@ LAYERS = ("unit", "integration", "e2e")  # tests/<layer>/..., each a marker: `py
 
 FIRST = (  # longest
     "tests/e2e/test_airflow_scheduler.py",
+    "tests/e2e/test_airflow_celery.py",
     "tests/e2e/test_publish_crash.py",
     "tests/e2e/test_publish_crash_s3.py",
     "tests/e2e/test_object_warehouse.py",

@@ -165,7 +165,9 @@ def test_dag_runs_for_real(dagbag, generated_orders, tmp_path: Path) -> None:
     )
     assert str(run.state) in ("success", "DagRunState.SUCCESS")
     # unsharded, no shard ids: the phase tasks are skipped (no process), the marts task runs
-    states = {ti.task_id: str(ti.state).rsplit(".", 1)[-1].lower() for ti in run.get_task_instances()}
+    states = {
+        ti.task_id: str(ti.state).rsplit(".", 1)[-1].lower() for ti in run.get_task_instances()
+    }
     phases = {t: s for t, s in states.items() if "phase" in t}
     assert set(phases) >= {"shard_phase_0", "global_phase_1", "shard_phase_2", "global_phase_3"}
     assert set(phases.values()) == {"skipped"}, phases

@@ -1,11 +1,11 @@
 -- int_customer_rfm_measures
--- Grain: one row per day, customer and score (r, f, m) that is scored that day: the snapshot
---        date D (all three scores) and each lookback day D - L ... D - 1 (r and f: the
---        segment map reads those two).
+-- Grain: one row per day and customer scored that day: the snapshot date D and each lookback
+--        day D - L ... D - 1.
 -- Inputs: int_customers (D), int_customer_lookback_states (the lookback days); $snapshot_date.
--- The measures behind the R, F and M scores, each oriented so that higher earns a higher
--- score: R = days since the last purchase (reversed: the most recent score highest);
--- F = purchase orders; M = net revenue.
+-- The measures behind the R, F and M scores, side by side, each oriented so that higher earns
+-- a higher score: r_measure = -(days since the last purchase) (the most recent score
+-- highest); f_measure = purchase orders; m_measure = net revenue, on D only (the segment map
+-- of a lookback day reads R and F alone), so it is null on the lookback days.
 
 with customers as (
 
@@ -43,15 +43,14 @@ states as (
 
 measures as (
 
-    select states.as_of, states.customer_id, 'r' as score_name, -states.recency_days as measure
+    select
+        states.as_of,
+        states.customer_id,
+        states.is_snapshot,
+        -states.recency_days as r_measure,
+        states.order_count as f_measure,
+        case when states.is_snapshot then states.net_revenue end as m_measure
     from states
-    union all
-    select states.as_of, states.customer_id, 'f' as score_name, states.order_count as measure
-    from states
-    union all
-    select states.as_of, states.customer_id, 'm' as score_name, states.net_revenue as measure
-    from states
-    where states.is_snapshot
 
 )
 

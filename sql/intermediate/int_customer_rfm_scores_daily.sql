@@ -6,9 +6,12 @@
 -- R, F and M are scored 1..bins among the customers of the same day, each by the method the
 -- config names for it:
 --   quantile     bins of the customer's rank with ties sharing it: score = 1 + floor(bins *
---                (rank - 1) / n) with rank(), so equal values share a score (a score never
---                depends on the customer's id). Many equal values (half the customers with one
---                order) leave some scores empty.
+--                (rank - 1) / n), where rank = 1 + the customers of the day with a lower
+--                measure (SQL's rank()), so equal values share a score (a score never depends
+--                on the customer's id). Many equal values (half the customers with one order)
+--                leave some scores empty. The rank is counted per distinct value of the day
+--                (a few thousand days of recency, a few order counts) and joined back, instead
+--                of sorting every customer-day.
 --   rank         the same bins of a rank without ties: row_number() ordered by the measure,
 --                then by md5(customer_id) -- stable across versions and reruns. Every score
 --                holds n / bins customers; equal values may get neighbouring scores.
@@ -31,106 +34,186 @@ scoring as (
 
 methods as (
 
-    select distinct scoring.score_name, scoring.method
+    -- one row: each score's method
+    select
+        any_value(scoring.method) filter (where scoring.score_name = 'r') as r_method,
+        any_value(scoring.method) filter (where scoring.score_name = 'f') as f_method,
+        any_value(scoring.method) filter (where scoring.score_name = 'm') as m_method
     from scoring
 
 ),
 
 breakpoints as (
 
-    -- each score's breakpoints, oriented like its measure (R's are days: reversed)
+    -- one row: each score's breakpoints, oriented like its measure (R's are days: reversed)
     select
-        scoring.score_name,
-        list(case when scoring.score_name = 'r' then -scoring.bound else scoring.bound end) as bounds
+        list(-scoring.bound) filter (
+            where scoring.score_name = 'r' and scoring.method = 'breakpoints'
+        ) as r_bounds,
+        list(scoring.bound) filter (
+            where scoring.score_name = 'f' and scoring.method = 'breakpoints'
+        ) as f_bounds,
+        list(scoring.bound) filter (
+            where scoring.score_name = 'm' and scoring.method = 'breakpoints'
+        ) as m_bounds
     from scoring
-    where scoring.method = 'breakpoints'
-    group by scoring.score_name
 
 ),
 
-ranked as (
+day_sizes as (
 
-    select
-        measures.as_of,
-        measures.customer_id,
-        measures.score_name,
-        measures.measure,
-        methods.method,
-        rank() over by_measure as tied_rank,
-        count(*) over (partition by measures.as_of, measures.score_name) as customers
+    select measures.as_of, count(*) as customers
     from measures
-    inner join methods using (score_name)
-    window by_measure as (
-        partition by measures.as_of, measures.score_name order by measures.measure
+    group by measures.as_of
+
+),
+
+r_values as (
+
+    select measures.as_of, measures.r_measure as measure, count(*) as holders
+    from measures
+    group by measures.as_of, measures.r_measure
+
+),
+
+f_values as (
+
+    select measures.as_of, measures.f_measure as measure, count(*) as holders
+    from measures
+    group by measures.as_of, measures.f_measure
+
+),
+
+m_values as (
+
+    select measures.as_of, measures.m_measure as measure, count(*) as holders
+    from measures
+    where measures.is_snapshot
+    group by measures.as_of, measures.m_measure
+
+),
+
+r_ranks as (
+
+    -- rank() of each distinct value of the day: 1 + the customers holding a lower one
+    select
+        r_values.as_of,
+        r_values.measure,
+        1 + coalesce(sum(r_values.holders) over lower_values, 0)::bigint as tied_rank
+    from r_values
+    window lower_values as (
+        partition by r_values.as_of
+        order by r_values.measure
+        rows between unbounded preceding and 1 preceding
     )
 
 ),
 
-row_ranked as (
+f_ranks as (
 
-    -- a rank without ties, only where a score is scored by it (md5 for every row is costly)
+    -- rank() of each distinct value of the day: 1 + the customers holding a lower one
     select
-        ranked.as_of,
-        ranked.customer_id,
-        ranked.score_name,
+        f_values.as_of,
+        f_values.measure,
+        1 + coalesce(sum(f_values.holders) over lower_values, 0)::bigint as tied_rank
+    from f_values
+    window lower_values as (
+        partition by f_values.as_of
+        order by f_values.measure
+        rows between unbounded preceding and 1 preceding
+    )
+
+),
+
+m_ranks as (
+
+    -- rank() of each distinct value of the day: 1 + the customers holding a lower one
+    select
+        m_values.as_of,
+        m_values.measure,
+        1 + coalesce(sum(m_values.holders) over lower_values, 0)::bigint as tied_rank
+    from m_values
+    window lower_values as (
+        partition by m_values.as_of
+        order by m_values.measure
+        rows between unbounded preceding and 1 preceding
+    )
+
+),
+
+row_ranks as (
+
+    -- ranks without ties, only when a score is scored by them (md5 for every row is costly)
+    select
+        measures.as_of,
+        measures.customer_id,
         row_number() over (
-            partition by ranked.as_of, ranked.score_name
-            order by ranked.measure, md5(ranked.customer_id::varchar)
-        ) as row_rank
-    from ranked
-    where ranked.method = 'rank'
+            partition by measures.as_of
+            order by measures.r_measure, md5(measures.customer_id::varchar)
+        ) as r_row_rank,
+        row_number() over (
+            partition by measures.as_of
+            order by measures.f_measure, md5(measures.customer_id::varchar)
+        ) as f_row_rank,
+        row_number() over (
+            partition by measures.as_of
+            order by measures.m_measure, md5(measures.customer_id::varchar)
+        ) as m_row_rank
+    from measures
+    cross join methods
+    where 'rank' in (methods.r_method, methods.f_method, methods.m_method)
 
 ),
 
-reached as (
-
-    -- breakpoints reached, for the scores scored by breakpoints
-    select
-        ranked.as_of,
-        ranked.customer_id,
-        ranked.score_name,
-        len(list_filter(breakpoints.bounds, lambda bound: ranked.measure >= bound)) as breakpoints_reached
-    from ranked
-    inner join breakpoints using (score_name)
-
-),
-
-binned as (
+scored as (
 
     select
-        ranked.as_of,
-        ranked.customer_id,
-        ranked.score_name,
-        case ranked.method
-            when 'quantile' then 1 + floor($rfm_bins * (ranked.tied_rank - 1) / ranked.customers)
-            when 'rank' then 1 + floor($rfm_bins * (row_ranked.row_rank - 1) / ranked.customers)
-            else 1 + coalesce(reached.breakpoints_reached, 0)
-        end::integer as score
-    from ranked
-    left join row_ranked using (as_of, customer_id, score_name)
-    left join reached using (as_of, customer_id, score_name)
-
-),
-
-pivoted as (
-
-    select
-        binned.as_of,
-        binned.customer_id,
-        any_value(binned.score) filter (where binned.score_name = 'r') as r_score,
-        any_value(binned.score) filter (where binned.score_name = 'f') as f_score,
-        any_value(binned.score) filter (where binned.score_name = 'm') as m_score
-    from binned
-    group by binned.as_of, binned.customer_id
+        measures.as_of,
+        measures.customer_id,
+        case methods.r_method
+            when 'quantile' then 1 + floor($rfm_bins * (r_ranks.tied_rank - 1) / day_sizes.customers)
+            when 'rank' then 1 + floor($rfm_bins * (row_ranks.r_row_rank - 1) / day_sizes.customers)
+            else 1 + coalesce(len(list_filter(breakpoints.r_bounds, lambda bound: measures.r_measure >= bound)), 0)
+        end::integer as r_score,
+        case methods.f_method
+            when 'quantile' then 1 + floor($rfm_bins * (f_ranks.tied_rank - 1) / day_sizes.customers)
+            when 'rank' then 1 + floor($rfm_bins * (row_ranks.f_row_rank - 1) / day_sizes.customers)
+            else 1 + coalesce(len(list_filter(breakpoints.f_bounds, lambda bound: measures.f_measure >= bound)), 0)
+        end::integer as f_score,
+        case when measures.is_snapshot then
+            case methods.m_method
+                when 'quantile' then 1 + floor($rfm_bins * (m_ranks.tied_rank - 1) / day_sizes.customers)
+                when 'rank' then 1 + floor($rfm_bins * (row_ranks.m_row_rank - 1) / day_sizes.customers)
+                else 1 + coalesce(len(list_filter(breakpoints.m_bounds, lambda bound: measures.m_measure >= bound)), 0)
+            end
+        end::integer as m_score
+    from measures
+    cross join methods
+    cross join breakpoints
+    inner join day_sizes
+        on measures.as_of = day_sizes.as_of
+    inner join r_ranks
+        on measures.as_of = r_ranks.as_of
+        and measures.r_measure is not distinct from r_ranks.measure
+    inner join f_ranks
+        on measures.as_of = f_ranks.as_of
+        and measures.f_measure is not distinct from f_ranks.measure
+    left join m_ranks
+        on measures.as_of = m_ranks.as_of
+        and measures.m_measure is not distinct from m_ranks.measure
+        and measures.is_snapshot
+    left join row_ranks
+        on measures.as_of = row_ranks.as_of
+        and measures.customer_id = row_ranks.customer_id
 
 ),
 
 final as (
 
     select
-        pivoted.*,
-        pivoted.r_score::varchar || pivoted.f_score::varchar || pivoted.m_score::varchar as rfm_cell
-    from pivoted
+        scored.*,
+        scored.r_score::varchar || scored.f_score::varchar || scored.m_score::varchar as rfm_cell
+    from scored
 
 )
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +36,7 @@ from airflow_helper import (
 )
 from conftest import REPO
 from polars.testing import assert_frame_equal
+from warehouse_helper import custval
 
 WORKERS = ("custval-worker-1", "custval-worker-2")
 HOSTNAME_MODULE = '''
@@ -177,25 +176,17 @@ def test_the_sharded_dag_runs_on_two_celery_workers(
     )
     assert manifest["sharding"]["shards"] == 3
     reference = tmp_path / "reference"
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelines",
-            "run",
-            "--source",
-            str(source),
-            "--as-of",
-            day.isoformat(),
-            "--warehouse",
-            str(reference),
-            "--config",
-            str(config),
-        ],
-        capture_output=True,
-        text=True,
+    res = custval(
+        "run",
+        "--source",
+        str(source),
+        "--as-of",
+        day.isoformat(),
+        "--warehouse",
+        str(reference),
+        "--config",
+        str(config),
         timeout=900,
-        cwd=REPO,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     tables = sorted(p.name for p in (reference / "marts").iterdir())

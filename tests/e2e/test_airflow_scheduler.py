@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -28,6 +27,7 @@ import polars as pl
 import pytest
 from airflow_helper import airflow, free_port, healthy, new_metadata_db, runs, start, stop, wait_for
 from conftest import REPO
+from warehouse_helper import custval
 
 
 @pytest.fixture
@@ -164,27 +164,19 @@ def test_the_dag_runs_under_a_real_scheduler(
 
     # The same days with the CLI, in order, into another warehouse: every table equal.
     reference = tmp_path / "reference"
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelines",
-            "backfill",
-            "--start",
-            first.isoformat(),
-            "--end",
-            last_day.isoformat(),
-            "--source",
-            str(landing),
-            "--warehouse",
-            str(reference),
-            "--config",
-            str(config),
-        ],
-        capture_output=True,
-        text=True,
+    res = custval(
+        "backfill",
+        "--start",
+        first.isoformat(),
+        "--end",
+        last_day.isoformat(),
+        "--source",
+        str(landing),
+        "--warehouse",
+        str(reference),
+        "--config",
+        str(config),
         timeout=900,
-        cwd=REPO,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     day = first

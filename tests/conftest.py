@@ -177,7 +177,7 @@ def run_pipeline(tmp_path: Path) -> Callable[..., dict]:
 # hang under DuckDB), one per test session (per xdist worker), a fresh bucket per test.
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as sock:
@@ -194,7 +194,7 @@ def s3_server() -> Iterator[str]:
 
     exe = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
     require(Path(exe).is_file(), "moto_server is not installed (moto[s3] is in the dev group)")
-    port = _free_port()
+    port = free_port()
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
         [exe, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT

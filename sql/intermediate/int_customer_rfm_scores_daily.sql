@@ -143,7 +143,8 @@ m_ranks as (
 
 row_ranks as (
 
-    -- ranks without ties, only when a score is scored by them (md5 for every row is costly)
+    -- ranks without ties, computed only when some score is scored by them (md5 for every row
+    -- is costly)
     select
         measures.as_of,
         measures.customer_id,

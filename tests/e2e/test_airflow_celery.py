@@ -24,7 +24,6 @@ import polars as pl
 import pytest
 from airflow_helper import (
     airflow,
-    free_port,
     healthy,
     new_metadata_db,
     query,
@@ -34,7 +33,7 @@ from airflow_helper import (
     tails,
     wait_for,
 )
-from conftest import REPO
+from conftest import REPO, free_port
 from polars.testing import assert_frame_equal
 from warehouse_helper import custval
 

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from airflow_helper import airflow, free_port, healthy, new_metadata_db, runs, start, stop, wait_for
-from conftest import REPO
+from airflow_helper import airflow, healthy, new_metadata_db, runs, start, stop, wait_for
+from conftest import REPO, free_port
 from warehouse_helper import custval
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import REPO, _free_port
+from conftest import REPO, free_port
 from warehouse_helper import NO_PREDICTIONS, Published, views_left
 
 pytestmark = [pytest.mark.slow, pytest.mark.airflow]
@@ -27,7 +27,7 @@ def test_dag_runs_on_an_s3_warehouse_with_an_aws_connection(
     from airflow.dag_processing.dagbag import DagBag
 
     # The worker's own environment points nowhere; only the connection knows the server.
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     connection = {
         "conn_type": "aws",
         "login": "testing",

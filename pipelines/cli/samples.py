@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.table import Table
@@ -183,6 +183,14 @@ def bench(
     config: Annotated[
         Path | None, typer.Option(help="Config file for the custval run (its resources).")
     ] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(help="Run custval sharded by customer into K shards (`run --shards`).", min=1),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Processes running the shards (`run --workers`).", min=1),
+    ] = None,
 ) -> None:
     """Generate N orders, run the pipeline and a bare DuckDB summary query on the same file,
     alternately; print seconds and peak memory per stage and the ratio of their wall times."""
@@ -219,7 +227,9 @@ def bench(
         snapshot = last_day_file.read_text().strip()
         warehouse = base / "warehouse"
         with console.status("benchmarking ...") as status:
-            result = compare(source, snapshot, warehouse, rounds, config, status.update)
+            result = compare(
+                source, snapshot, warehouse, rounds, config, status.update, shards, workers
+            )
         cores = os.cpu_count()
         table = Table(title=f"custval bench: {orders:,} orders ({fmt}), {cores} cores")
         for col in ("stage", "seconds", "peak RSS MB"):
@@ -235,6 +245,8 @@ def bench(
             "bare DuckDB summary", f"{bare['wall_seconds']:.2f}", f"{bare['peak_rss_mb']:,.0f}"
         )
         console.print(table)
+        if result.get("sharding"):
+            console.print(_sharding_table(result["sharding"]))
         console.print(
             f"ratio: custval run takes {result['wall_ratio']:.1f}x the wall time of the bare DuckDB "
             f"summary query on the same file (median of {rounds} alternating round(s), "
@@ -253,6 +265,35 @@ def bench(
     finally:
         if workdir is None:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def _sharding_table(sharding: dict[str, Any]) -> Table:
+    """The marts stage of a sharded run: the split, each phase, then each worker process."""
+    table = Table(title=f"sharded marts: {sharding['shards']} shards")
+    for col in ("step", "models", "seconds", "peak RSS MB"):
+        table.add_column(col, justify="right")
+    split = sharding.get("split") or {}
+    table.add_row(
+        "split", "", f"{split.get('seconds', 0):.2f}", f"{split.get('peak_rss_mb', 0):,.0f}"
+    )
+    for i, phase in enumerate(sharding["phases"]):
+        parts = phase.get("parts") or []
+        peak = max((p["peak_rss_mb"] for p in parts), default=phase.get("peak_rss_mb", 0))
+        where = f"{len(parts)} parts, max per worker" if parts else "main process"
+        table.add_row(
+            f"{i}: {phase['kind']} ({where})",
+            str(phase["models"]),
+            f"{phase.get('seconds', 0):.2f}",
+            f"{peak:,.0f}",
+        )
+    for w in sharding.get("workers", []):
+        table.add_row(
+            f"worker {w['worker']}: {w['parts']} parts",
+            "",
+            f"{w['seconds']:.2f}",
+            f"{w['peak_rss_mb']:,.0f}",
+        )
+    return table
 
 
 @app.command()

@@ -111,6 +111,8 @@ def compare(
     rounds: int,
     config: Path | None = None,
     progress: Any = None,
+    shards: int | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Alternate the baseline and `custval run` `rounds` times; medians and the ratio.
 
@@ -122,6 +124,8 @@ def compare(
     run = [sys.executable, "-m", "pipelines", "run", "--source", str(source)]
     run += ["--as-of", snapshot, "--warehouse", str(warehouse)]
     run += ["--config", str(config)] if config else []
+    run += ["--shards", str(shards)] if shards else []
+    run += ["--workers", str(workers)] if workers else []
     bare = [sys.executable, "-m", "pipelines.tools.bench", str(source), snapshot]
     bare.append(str(warehouse.parent / "baseline-summary.parquet"))
     base_runs: list[ProcessMeasure] = []
@@ -167,7 +171,20 @@ def compare(
         "counts": manifest["counts"],
         "customers": (manifest["tables"].get("customer_rfm") or {}).get("rows"),
         "memory_limit": (manifest.get("resources") or {}).get("memory_limit"),
+        **({"sharding": _sharding(manifest["sharding"])} if manifest.get("sharding") else {}),
     }
+
+
+def _sharding(sharding: dict[str, Any]) -> dict[str, Any]:
+    """A sharded run's figures: the split, each phase's seconds (a shard phase's parts, each
+    with its worker's peak RSS), and per worker process its parts, busy seconds and peak."""
+    keep = ("shards", "orders", "customers", "split", "pool_processes", "workers")
+    phases = [
+        {"kind": p["kind"], "models": len(p["models"])}
+        | {k: v for k, v in p.items() if k in ("seconds", "peak_rss_mb", "parts")}
+        for p in sharding["phases"]
+    ]
+    return {k: sharding[k] for k in keep if k in sharding} | {"phases": phases}
 
 
 def _manifest(warehouse: Path, snapshot: str) -> dict[str, Any]:

@@ -35,7 +35,7 @@ import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +47,7 @@ import pyarrow.dataset as ds
 from pipelines.config import Config
 from pipelines.engines import connect
 from pipelines.errors import CustvalError
+from pipelines.run.metrics import measure
 from pipelines.transform import marts
 from pipelines.transform.shards import check_shards, shard_sql
 
@@ -239,6 +240,9 @@ class ShardedBuild:
     shards: int
     phases: list[Phase]
     model_seconds: dict[str, float]
+    # what each step took: the split, then each phase (its parts, with the worker that ran
+    # each); for the manifest and `custval bench --shards`
+    measures: dict[str, Any] = field(default_factory=dict)
 
     def connect(self, config: Config) -> duckdb.DuckDBPyConnection:
         """A connection where every model reads as the unsharded build's table: a per-shard
@@ -298,13 +302,18 @@ class ShardedBuild:
                     else ""
                 )
             )
+        timed = self.measures.get("phases") or [{} for _ in self.phases]
         return {
             "shards": self.shards,
             "orders": total_orders,
             "customers": sum(s["customers"] for s in per_shard),
             "per_shard": per_shard,
             "approximated": [],  # every statistic exact: each global model sees every customer
-            "phases": [{"kind": p.kind, "models": list(p.models)} for p in self.phases],
+            "phases": [
+                {"kind": p.kind, "models": list(p.models)} | measured
+                for p, measured in zip(self.phases, timed, strict=True)
+            ],
+            **{k: v for k, v in self.measures.items() if k != "phases"},
         }
 
 
@@ -390,6 +399,29 @@ def run_shard_part(task: ShardTask, index: int) -> dict[str, float]:
     return seconds
 
 
+def measured_shard_part(task: ShardTask, index: int) -> tuple[dict[str, float], dict[str, Any]]:
+    """`run_shard_part` in a pool worker, with the part's wall time and the worker's peak RSS
+    while it ran (and which worker: its pid), for the per-worker figures of a benchmark."""
+    with measure() as m:
+        seconds = run_shard_part(task, index)
+    return seconds, {"shard": task.shard, "pid": os.getpid()} | m.as_dict()
+
+
+def _workers(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per worker process over the shard phases: parts run, busy seconds, peak RSS."""
+    by_pid: dict[int, dict[str, Any]] = {}
+    for phase in phases:
+        for part in phase.get("parts", []):
+            w = by_pid.setdefault(
+                part["pid"],
+                {"worker": len(by_pid) + 1, "parts": 0, "seconds": 0.0, "peak_rss_mb": 0.0},
+            )
+            w["parts"] += 1
+            w["seconds"] = round(w["seconds"] + part["seconds"], 3)
+            w["peak_rss_mb"] = max(w["peak_rss_mb"], part["peak_rss_mb"])
+    return list(by_pid.values())
+
+
 def run_global_part(
     work: Path,
     config: Config,
@@ -435,12 +467,15 @@ def build(
         log.info("a daemon process may not start a pool: the shards run one after another")
         workers = 1
     threads = config.resources.threads or max(1, cores // workers)
-    phases = prepare(work, config, staged_path, shards)
+    with measure() as split:
+        phases = prepare(work, config, staged_path, shards)
     seconds: dict[str, float] = {}
+    timed: list[dict[str, Any]] = []
     pool: ProcessPoolExecutor | None = None
     try:
         for index, phase in enumerate(phases):
             started = time.perf_counter()
+            record: dict[str, Any] = {}
             if phase.kind == "shard":
                 tasks = [
                     shard_task(
@@ -464,18 +499,23 @@ def build(
                     )
                 indexes = [index] * len(pending)
                 results = list(
-                    pool.map(run_shard_part, pending, indexes)
+                    pool.map(measured_shard_part, pending, indexes)
                     if pool
-                    else map(run_shard_part, pending, indexes)
+                    else map(measured_shard_part, pending, indexes)
                 )
-                for result in results:  # a model's time: its slowest shard
+                for result, _ in results:  # a model's time: its slowest shard
                     for name, s in result.items():
                         seconds[name] = max(seconds.get(name, 0.0), s)
+                record["parts"] = [part for _, part in results]
             else:
-                done = run_global_part(
-                    work, config, snapshot_date, shards, phases, index, python_models
-                )
+                with measure() as m:
+                    done = run_global_part(
+                        work, config, snapshot_date, shards, phases, index, python_models
+                    )
                 seconds |= done or {}
+                record["peak_rss_mb"] = m.as_dict()["peak_rss_mb"]
+            record["seconds"] = round(time.perf_counter() - started, 3)
+            timed.append(record)
             log.info(
                 "%s phase of %d model(s) done in %.1f s",
                 phase.kind,
@@ -485,7 +525,13 @@ def build(
     finally:
         if pool is not None:
             pool.shutdown()
-    return ShardedBuild(work, shards, phases, seconds)
+    measures = {
+        "split": split.as_dict(),
+        "pool_processes": workers if pool is not None else 0,
+        "phases": timed,
+        "workers": _workers(timed),
+    }
+    return ShardedBuild(work, shards, phases, seconds, measures)
 
 
 def _global_phase(

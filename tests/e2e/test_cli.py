@@ -252,12 +252,29 @@ def test_demo_prints_a_summary(tmp_path: Path) -> None:
 
 
 def test_bench_prints_seconds_and_memory_per_stage(tmp_path: Path) -> None:
-    res = custval("bench", "--orders", "20000", "--workdir", str(tmp_path / "bench"), cwd=tmp_path)
+    """Sharded, so it also prints each phase and each worker process (issue 17's figures)."""
+    res = custval(
+        "bench",
+        *("--orders", "20000", "--workdir", str(tmp_path / "bench")),
+        *("--shards", "3", "--workers", "2"),
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     measured = json.loads(res.stdout.strip().splitlines()[-1])
     assert set(measured["stages"]) == {"extract", "validate", "stage", "marts", "publish"}
     assert measured["counts"]["rows_in"] == 20000
     assert all(m["peak_rss_mb"] > 0 for m in measured["stages"].values())
+    sharding = measured["sharding"]
+    assert sharding["shards"] == 3 and sharding["pool_processes"] == 2
+    kinds = [p["kind"] for p in sharding["phases"]]
+    assert kinds == ["shard", "global", "shard", "global"]
+    parts = [part for p in sharding["phases"] for part in p.get("parts", [])]
+    assert sorted(part["shard"] for part in parts) == [0, 0, 1, 1, 2, 2]  # each shard, each phase
+    assert all(p["seconds"] > 0 and p["peak_rss_mb"] > 0 for p in sharding["phases"][1::2])
+    workers = sharding["workers"]  # the pool's processes: every part ran on one of them
+    assert 1 <= len(workers) <= 2 and sum(w["parts"] for w in workers) == len(parts)
+    assert all(w["peak_rss_mb"] > 0 for w in workers)
+    assert "sharded marts: 3 shards" in res.stdout
 
 
 def test_backfill_runs_each_date_with_a_result_line(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from airflow_helper import (
     airflow,
     healthy,
     new_metadata_db,
+    parsed,
     query,
     runs,
     start,
@@ -123,10 +124,7 @@ def test_the_sharded_dag_runs_on_two_celery_workers(
     try:
         wait_for("the API and scheduler", lambda: healthy(port, "scheduler"), 240, all_logs)
         wait_for(
-            "the DAG to be parsed",
-            lambda: "custval_nightly" in airflow(env, "dags", "list").stdout,
-            180,
-            all_logs,
+            "the DAG to be parsed", lambda: parsed(metadata_db, "custval_nightly"), 180, all_logs
         )
         assert airflow(env, "dags", "unpause", "custval_nightly").returncode == 0
         conf = {"as_of": day.isoformat(), "config": str(config), "shards": 3}
@@ -143,7 +141,7 @@ def test_the_sharded_dag_runs_on_two_celery_workers(
         assert triggered.returncode == 0, triggered.stderr[-2000:]
 
         def finished() -> str | None:
-            state = next((r["state"] for r in runs(env, "custval_nightly", run_id)), None)
+            state = next((r["state"] for r in runs(metadata_db, "custval_nightly", run_id)), None)
             return state if state in ("success", "failed") else None
 
         state = wait_for("the run to finish", finished, 900, all_logs)

@@ -100,31 +100,36 @@ daily_segments as (
 
 ),
 
-day_changes as (
+final_runs as (
 
+    -- A customer is on every day from their first purchase to D (the states only grow), so
+    -- their latest change day is the first day of the run of days that ends on D with D's
+    -- segment: the day after the last day with another segment, else their first day. One
+    -- join to D's customers and one aggregate, where a self-join of every customer-day
+    -- with the day before cost 24 s at 10M orders.
     select
         daily_segments.customer_id,
-        daily_segments.as_of,
-        day_before.customer_id is null
-            or day_before.rfm_segment is distinct from daily_segments.rfm_segment as is_change
+        coalesce(
+            max(daily_segments.as_of) filter (
+                where daily_segments.rfm_segment is distinct from current_rfm.rfm_segment
+            ) + 1,
+            min(daily_segments.as_of)
+        ) as run_start
 
     from daily_segments
-    left join daily_segments as day_before
-        on day_before.customer_id = daily_segments.customer_id
-        and day_before.as_of = daily_segments.as_of - 1
-    where daily_segments.as_of > $snapshot_date::date - $transition_lookback_days::integer
+    inner join current_rfm using (customer_id)
+    group by daily_segments.customer_id
 
 ),
 
 last_changes as (
 
     select
-        day_changes.customer_id,
-        max(day_changes.as_of) as segment_changed_on
+        final_runs.customer_id,
+        final_runs.run_start as segment_changed_on
 
-    from day_changes
-    where day_changes.is_change
-    group by day_changes.customer_id
+    from final_runs
+    where final_runs.run_start > $snapshot_date::date - $transition_lookback_days::integer
 
 ),
 

@@ -255,14 +255,14 @@ def test_bench_prints_seconds_and_memory_per_stage(tmp_path: Path) -> None:
     """Sharded, so it also prints each phase and each worker process (issue 17's figures)."""
     res = custval(
         "bench",
-        *("--orders", "20000", "--workdir", str(tmp_path / "bench")),
+        *("--orders", "5000", "--workdir", str(tmp_path / "bench")),
         *("--shards", "3", "--workers", "2"),
         cwd=tmp_path,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     measured = json.loads(res.stdout.strip().splitlines()[-1])
     assert set(measured["stages"]) == {"extract", "validate", "stage", "marts", "publish"}
-    assert measured["counts"]["rows_in"] == 20000
+    assert measured["counts"]["rows_in"] == 5000
     assert all(m["peak_rss_mb"] > 0 for m in measured["stages"].values())
     sharding = measured["sharding"]
     assert sharding["shards"] == 3 and sharding["pool_processes"] == 2
@@ -281,7 +281,7 @@ def test_backfill_runs_each_date_with_a_result_line(tmp_path: Path) -> None:
     src = tmp_path / "orders.csv"
     assert (
         custval(
-            "generate", "--orders", "20000", "--out", str(src), "--seed", "5", "--days", "365"
+            "generate", "--orders", "3000", "--out", str(src), "--seed", "5", "--days", "365"
         ).returncode
         == 0
     )
@@ -300,7 +300,7 @@ def test_backfill_runs_each_date_with_a_result_line(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr[-3000:]
     lines = [line for line in res.stdout.splitlines() if line.strip().startswith("✓")]
     assert [line.split()[1] for line in lines] == ["2024-12-28", "2024-12-29", "2024-12-30"]
-    assert "20,000 in" in lines[0] and "customers" in lines[0]
+    assert "3,000 in" in lines[0] and "customers" in lines[0]
     for day in ("2024-12-28", "2024-12-29", "2024-12-30"):
         assert (wh / "runs" / f"snapshot_date={day}" / "manifest.json").is_file()
     bad = custval(

@@ -31,15 +31,16 @@ from pipelines.validate.reference_data import fx_rates
 def stage_orders(accepted: pl.LazyFrame, end: datetime, rates: pl.DataFrame) -> pl.LazyFrame:
     """Orders of the snapshot with money in the reporting currency (`fx_rate` kept).
 
-    Element-wise only (a filter, a lookup in the small FX table), so Polars' streaming
-    engine runs it batch by batch, in source order.
+    A filter and a left join to the small FX table (`fx_rates` refuses a currency twice), so
+    Polars' streaming engine runs it batch by batch, in source order. Not `replace_strict`:
+    Polars ran that in memory, and staging 100M orders peaked at 14.4 GB against 1.3 GB.
     """
-    fx_rate = pl.col("currency").replace_strict(
-        rates["currency"], rates["rate"], default=None, return_dtype=pl.Float64
+    lookup = rates.lazy().select(
+        pl.col("currency"), pl.col("rate").cast(pl.Float64).alias("fx_rate")
     )
     return (
         accepted.filter(pl.col("order_ts") < end)
-        .with_columns(fx_rate.alias("fx_rate"))
+        .join(lookup, on="currency", how="left", maintain_order="left")
         .with_columns(pl.col("amount") * pl.col("fx_rate"), pl.col("cost") * pl.col("fx_rate"))
     )
 

@@ -258,3 +258,8 @@ def test_a_bad_fx_file_stops_the_run(
         SourceError, match=r"fx.csv: 1 bad fx_rates row\(s\) \(line 3: rate.minimum\)"
     ):
         run_pipeline(orders_csv([_good(i) for i in range(10)]), "2024-03-31", config=cfg)
+    fx.write_text("currency,rate\nEUR,1.10\nGBP,1.30\nEUR,1.20\n")  # which EUR rate?
+    with pytest.raises(
+        SourceError, match=r"fx.csv: fx_rates has more than one row for the same currency"
+    ):
+        run_pipeline(orders_csv([_good(i) for i in range(10)]), "2024-03-31", config=cfg)

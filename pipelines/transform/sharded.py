@@ -96,6 +96,7 @@ SUMMED: dict[str, tuple[str, ...]] = {
     "int_retention_counts": ("period", "period_days"),
 }
 ORDERS_TABLE = "source_orders"  # a shard's staged orders, kept in its file for global phases
+SHARD_IDS = "_shard_customer_ids"  # a shard phase's customer ids among the global tables it reads
 BATCH_ROWS = marts.BATCH_ROWS
 
 
@@ -216,10 +217,20 @@ def run_shard_phase(task: ShardTask) -> dict[str, float]:
         if task.global_inputs:
             con.execute(f"attach {_literal(global_file(work))} as glb (read_only)")
             with_customers = _customer_tables(con, "glb")
+            keyed = [name for name in task.global_inputs if name in with_customers]
+            if keyed:
+                # The shard's ids among the global tables', each id hashed once: hashing every
+                # row of a view at each read cost most of a shard phase (md5 of 25M rows: 6.9 s
+                # on one thread; a semi-join with the shard's ids: 1.1 s).
+                ids = " union ".join(f"select customer_id from glb.{name}" for name in keyed)
+                con.execute(
+                    f"create temp table {SHARD_IDS} as select customer_id from ({ids}) "
+                    f"where {shard_sql('customer_id', task.shards)} = {task.shard}"
+                )
             for name in task.global_inputs:
                 where = (
-                    f" where {shard_sql('customer_id', task.shards)} = {task.shard}"
-                    if name in with_customers
+                    f" where customer_id in (select customer_id from {SHARD_IDS})"
+                    if name in keyed
                     else ""
                 )
                 con.execute(

@@ -35,6 +35,7 @@ rate from `int_customer_margin` as for historical profit and the formula CLVs.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable
 from datetime import date
 from functools import partial
@@ -62,7 +63,7 @@ from pipelines.predictive.fitters import gamma_gamma
 from pipelines.predictive.fitters.gamma_gamma import GammaGammaModel
 from pipelines.predictive.fitting import fit_bgnbd, fit_gamma_gamma, fit_purchase_model
 from pipelines.predictive.purchase_models import LABELS, PURCHASE_MODELS, PurchaseModel
-from pipelines.predictive.scoring import churn_risk, monthly_rate, predict_customers
+from pipelines.predictive.scoring import churn_risk, customer_scorer, monthly_rate
 from pipelines.predictive.summary import CustomerSummary
 
 __all__ = ["Predictive", "fit_bgnbd", "fit_gamma_gamma"]
@@ -70,6 +71,7 @@ __all__ = ["Predictive", "fit_bgnbd", "fit_gamma_gamma"]
 PythonModelFn = Callable[[duckdb.DuckDBPyConnection, dict[str, Any]], pa.Table]
 PreviousFit = Callable[[Iterable[str]], CarriedFit | None]
 _FREE_PARAMETERS = {"bgnbd": 4, "pnbd": 4, "mbgnbd": 4, "gamma_gamma": 3}
+PREDICTION_BATCH = 1_000_000  # customers scored and handed to DuckDB at a time
 
 
 def _inputs(con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame:
@@ -379,7 +381,9 @@ class Predictive:
 
     # int_clv_predictions ----------------------------------------------------------------------
 
-    def predictions(self, con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> pa.Table:
+    def predictions(
+        self, con: duckdb.DuckDBPyConnection, params: dict[str, Any]
+    ) -> pa.Table | pa.RecordBatchReader:
         inputs = self._read(con, "int_model_inputs")
         self._release("int_model_inputs")  # the last model to read it
         horizons = self.p.horizons_days
@@ -404,7 +408,7 @@ class Predictive:
         ).fetchnumpy()["margin_rate"]
         if margins.shape[0] != inputs.height:
             raise CustvalError("int_customer_margin does not have one row per model input")
-        predicted = predict_customers(
+        score = customer_scorer(
             self.bg,
             self.gg,
             self.summary,
@@ -414,9 +418,26 @@ class Predictive:
             margin_rate=np.asarray(margins, dtype=np.float64),
             servicing_cost=self.config.clv.servicing_cost_per_order,
         )
-        columns |= predicted
-        columns["predicted_clv_longest"] = predicted[f"predicted_clv_{max(horizons)}"]
-        return self._finish(pl.DataFrame(columns).with_columns(cs.float().fill_nan(None)), params)
+        ids = inputs["customer_id"]
+
+        def scored(start: int) -> pa.Table:
+            predicted = score(slice(start, start + PREDICTION_BATCH))
+            columns = {"customer_id": ids.slice(start, PREDICTION_BATCH)} | predicted
+            columns["predicted_clv_longest"] = predicted[f"predicted_clv_{max(horizons)}"]
+            frame = pl.DataFrame(columns).with_columns(cs.float().fill_nan(None))
+            return self._finish(frame, params)
+
+        # One batch of customers at a time into DuckDB: 31M customers' dozen columns held at
+        # once were most of a 12.5 GB peak at 100M orders.
+        first = scored(0)
+        rest = (
+            batch
+            for start in range(PREDICTION_BATCH, inputs.height, PREDICTION_BATCH)
+            for batch in scored(start).to_batches()
+        )
+        return pa.RecordBatchReader.from_batches(
+            first.schema, itertools.chain(first.to_batches(), rest)
+        )
 
     def _finish(self, frame: pl.DataFrame, params: dict[str, Any]) -> pa.Table:
         """The churn-risk band and the next-order date from their numeric inputs."""

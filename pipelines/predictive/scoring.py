@@ -4,6 +4,7 @@ the chance of being alive 90 days ahead with its churn-risk band, and the next-o
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -83,15 +84,42 @@ def predict_customers(
     margin_rate: np.ndarray | float,
     servicing_cost: float = 0.0,
 ) -> dict[str, np.ndarray]:
-    """p_alive, expected purchases, expected order value and predicted CLV per horizon.
+    """p_alive, expected purchases, expected order value and predicted CLV per horizon, for
+    every customer of `summary` at once (`customer_scorer` scores them a slice at a time)."""
+    score = customer_scorer(
+        bg,
+        gg,
+        summary,
+        horizons=horizons,
+        days_per_month=days_per_month,
+        monthly_discount_rate=monthly_discount_rate,
+        margin_rate=margin_rate,
+        servicing_cost=servicing_cost,
+    )
+    return score(slice(None))
 
-    With `gg` None (its fit failed) the spend and CLV columns are NaN; the purchase columns
-    stand on their own. The profit of a purchase is spend x margin_rate - servicing_cost.
 
-    The purchase model is evaluated once per distinct (frequency, recency, T) -- far fewer
-    than customers -- and once per month up to the longest horizon; every horizon's CLV is a
-    partial sum of the same discounted months. The CLV is the standard BG/NBD + Gamma-Gamma
-    one (`fitters.gamma_gamma.customer_lifetime_value`, which a test holds this to).
+def customer_scorer(
+    bg: PurchaseModel,
+    gg: GammaGammaModel | None,
+    summary: CustomerSummary,
+    *,
+    horizons: list[int],
+    days_per_month: float,
+    monthly_discount_rate: float,
+    margin_rate: np.ndarray | float,
+    servicing_cost: float = 0.0,
+) -> Callable[[slice], dict[str, np.ndarray]]:
+    """A function scoring a slice of the customers of `summary` (p_alive, expected purchases,
+    expected order value and predicted CLV per horizon), so a caller can hold one slice of
+    the output at a time. With `gg` None (its fit failed) the spend and CLV columns are NaN;
+    the purchase columns stand on their own. The profit of a purchase is spend x margin_rate
+    - servicing_cost.
+
+    The purchase model is evaluated here, once per distinct (frequency, recency, T) -- far
+    fewer than customers -- and once per month up to the longest horizon; every horizon's CLV
+    is a partial sum of the same discounted months. The CLV is the standard BG/NBD +
+    Gamma-Gamma one (`fitters.gamma_gamma.customer_lifetime_value`, which a test holds this to).
     """
     (uf, ur, uT), inverse = summary.unique, summary.inverse
     months = {h: months_for(h, days_per_month) for h in horizons}
@@ -111,19 +139,26 @@ def predict_customers(
     for i in range(1, longest + 1):
         step = cumulative[i * days_per_month] - cumulative[(i - 1) * days_per_month]
         discounted[i] = discounted[i - 1] + step / (1.0 + monthly_discount_rate) ** i
-    spend = (
-        gg.predict(summary.frequency, summary.monetary_value)
-        if gg is not None
-        else np.full(summary.customers, np.nan)
-    )
-    profit = spend * margin_rate - servicing_cost
-    out: dict[str, np.ndarray] = {
-        "p_alive": bg.p_alive(uf, ur, uT)[inverse],
-        "p_alive_90": bg.p_alive_at(float(ALIVE_AHEAD_DAYS), uf, ur, uT)[inverse],
-        "days_to_next_order": days_to_next_order(bg, summary, max(horizons))[inverse],
-        "expected_avg_order_value": spend,
+    per_row = {  # per distinct row; a customer's value is its row's
+        "p_alive": bg.p_alive(uf, ur, uT),
+        "p_alive_90": bg.p_alive_at(float(ALIVE_AHEAD_DAYS), uf, ur, uT),
+        "days_to_next_order": days_to_next_order(bg, summary, max(horizons)),
     }
-    for h in horizons:
-        out[f"expected_purchases_{h}"] = cumulative[float(h)][inverse]
-        out[f"predicted_clv_{h}"] = discounted[months[h]][inverse] * profit
-    return out
+
+    def score(rows: slice) -> dict[str, np.ndarray]:
+        index = inverse[rows]
+        margin = margin_rate[rows] if isinstance(margin_rate, np.ndarray) else margin_rate
+        spend = (
+            gg.predict(summary.frequency[rows], summary.monetary_value[rows])
+            if gg is not None
+            else np.full(index.shape[0], np.nan)
+        )
+        profit = spend * margin - servicing_cost
+        out = {name: values[index] for name, values in per_row.items()}
+        out["expected_avg_order_value"] = spend
+        for h in horizons:
+            out[f"expected_purchases_{h}"] = cumulative[float(h)][index]
+            out[f"predicted_clv_{h}"] = discounted[months[h]][index] * profit
+        return out
+
+    return score

@@ -77,7 +77,11 @@ class SqlModel:
 
 # A Python model computes a table from earlier ones (e.g. fitted predictions); it registers
 # under its name like a SQL model. name -> (dependencies, function(con, params) -> Arrow table)
-PythonModel = tuple[frozenset[str], Callable[[duckdb.DuckDBPyConnection, dict[str, Any]], pa.Table]]
+# A Python model: its inputs, and a function giving its rows (a table, or batches DuckDB streams)
+PythonModel = tuple[
+    frozenset[str],
+    Callable[[duckdb.DuckDBPyConnection, dict[str, Any]], pa.Table | pa.RecordBatchReader],
+]
 
 
 def load_models(directory: Path | None = None) -> dict[str, SqlModel]:

@@ -68,7 +68,9 @@ from pipelines.predictive.summary import CustomerSummary
 
 __all__ = ["Predictive", "fit_bgnbd", "fit_gamma_gamma"]
 
-PythonModelFn = Callable[[duckdb.DuckDBPyConnection, dict[str, Any]], pa.Table]
+PythonModelFn = Callable[
+    [duckdb.DuckDBPyConnection, dict[str, Any]], pa.Table | pa.RecordBatchReader
+]
 PreviousFit = Callable[[Iterable[str]], CarriedFit | None]
 _FREE_PARAMETERS = {"bgnbd": 4, "pnbd": 4, "mbgnbd": 4, "gamma_gamma": 3}
 PREDICTION_BATCH = 1_000_000  # customers scored and handed to DuckDB at a time
@@ -427,8 +429,8 @@ class Predictive:
             frame = pl.DataFrame(columns).with_columns(cs.float().fill_nan(None))
             return self._finish(frame, params)
 
-        # One batch of customers at a time into DuckDB: 31M customers' dozen columns held at
-        # once were most of a 12.5 GB peak at 100M orders.
+        # One batch of customers at a time into DuckDB: at 100M orders, 31M customers' dozen
+        # columns were held at once, beside DuckDB's budget, in the global phase's 12.5 GB peak.
         first = scored(0)
         rest = (
             batch

@@ -16,7 +16,7 @@ Requirement checked: custval's stage is at least 10x faster than lifetimes doing
                       (includes reading the Parquet), fetched as a Polars frame
      fit_bgnbd        pipelines.predictive.predictive.fit_bgnbd
      fit_gamma_gamma  pipelines.predictive.predictive.fit_gamma_gamma
-     clv              pipelines.predictive.scoring.predict_customers: p_alive, expected purchases and
+     clv              pipelines.predictive.scoring.customer_scorer: p_alive, expected purchases and
                       the 12-month discounted CLV (horizon 365 days, 30-day months, 10%/year)
    `--custval-runs` repeats it; the least disturbed run is reported (the machine may be shared:
    each run records how many cores other processes kept busy, and `--wait-quiet` waits for an
@@ -205,7 +205,7 @@ def custval_side(
 
     from pipelines.config import load_config
     from pipelines.predictive.predictive import fit_bgnbd, fit_gamma_gamma
-    from pipelines.predictive.scoring import monthly_rate, predict_customers
+    from pipelines.predictive.scoring import customer_scorer, monthly_rate
     from pipelines.predictive.summary import CustomerSummary
     from pipelines.run.metrics import measure
     from pipelines.transform import marts
@@ -231,7 +231,7 @@ def custval_side(
         gg = fit_gamma_gamma(summary, "benchmark")
     phases["fit_gamma_gamma"] = m.as_dict()
     with measure() as m:
-        predicted = predict_customers(
+        score = customer_scorer(
             bg,
             gg,
             summary,
@@ -240,6 +240,7 @@ def custval_side(
             monthly_discount_rate=monthly_rate(ANNUAL_DISCOUNT),
             margin_rate=MARGIN,
         )
+        predicted = score(slice(None))
     phases["clv"] = m.as_dict()
     return phases, inputs, predicted, bg, gg
 

@@ -39,7 +39,7 @@ import itertools
 from collections.abc import Callable, Iterable
 from datetime import date
 from functools import partial
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import duckdb
 import numpy as np
@@ -66,11 +66,11 @@ from pipelines.predictive.purchase_models import LABELS, PURCHASE_MODELS, Purcha
 from pipelines.predictive.scoring import churn_risk, customer_scorer, monthly_rate
 from pipelines.predictive.summary import CustomerSummary
 
+if TYPE_CHECKING:
+    from pipelines.transform.marts import PythonModel
+
 __all__ = ["Predictive", "fit_bgnbd", "fit_gamma_gamma"]
 
-PythonModelFn = Callable[
-    [duckdb.DuckDBPyConnection, dict[str, Any]], pa.Table | pa.RecordBatchReader
-]
 PreviousFit = Callable[[Iterable[str]], CarriedFit | None]
 _FREE_PARAMETERS = {"bgnbd": 4, "pnbd": 4, "mbgnbd": 4, "gamma_gamma": 3}
 PREDICTION_BATCH = 1_000_000  # customers scored and handed to DuckDB at a time
@@ -143,7 +143,7 @@ class Predictive:
         )
         return False
 
-    def python_models(self) -> dict[str, tuple[frozenset[str], PythonModelFn]]:
+    def python_models(self) -> dict[str, PythonModel]:
         return {
             "int_model_fits": (
                 frozenset({"int_model_inputs", "int_backtest_inputs"}),

@@ -73,32 +73,6 @@ def churn_risk(p_alive_90: pl.Expr, thresholds: tuple[float, float]) -> pl.Expr:
     )
 
 
-def predict_customers(
-    bg: PurchaseModel,
-    gg: GammaGammaModel | None,
-    summary: CustomerSummary,
-    *,
-    horizons: list[int],
-    days_per_month: float,
-    monthly_discount_rate: float,
-    margin_rate: np.ndarray | float,
-    servicing_cost: float = 0.0,
-) -> dict[str, np.ndarray]:
-    """p_alive, expected purchases, expected order value and predicted CLV per horizon, for
-    every customer of `summary` at once (`customer_scorer` scores them a slice at a time)."""
-    score = customer_scorer(
-        bg,
-        gg,
-        summary,
-        horizons=horizons,
-        days_per_month=days_per_month,
-        monthly_discount_rate=monthly_discount_rate,
-        margin_rate=margin_rate,
-        servicing_cost=servicing_cost,
-    )
-    return score(slice(None))
-
-
 def customer_scorer(
     bg: PurchaseModel,
     gg: GammaGammaModel | None,
@@ -112,7 +86,7 @@ def customer_scorer(
 ) -> Callable[[slice], dict[str, np.ndarray]]:
     """A function scoring a slice of the customers of `summary` (p_alive, expected purchases,
     expected order value and predicted CLV per horizon), so a caller can hold one slice of
-    the output at a time. With `gg` None (its fit failed) the spend and CLV columns are NaN;
+    the output at a time; `slice(None)` scores everyone at once. With `gg` None (its fit failed) the spend and CLV columns are NaN;
     the purchase columns stand on their own. The profit of a purchase is spend x margin_rate
     - servicing_cost.
 

@@ -76,8 +76,8 @@ class SqlModel:
 
 
 # A Python model computes a table from earlier ones (e.g. fitted predictions); it registers
-# under its name like a SQL model. name -> (dependencies, function(con, params) -> Arrow table)
-# A Python model: its inputs, and a function giving its rows (a table, or batches DuckDB streams)
+# under its name like a SQL model. name -> (dependencies, function(con, params) -> its rows:
+# an Arrow table, or a batch reader DuckDB streams)
 PythonModel = tuple[
     frozenset[str],
     Callable[[duckdb.DuckDBPyConnection, dict[str, Any]], pa.Table | pa.RecordBatchReader],

@@ -219,9 +219,9 @@ def run_shard_phase(task: ShardTask) -> dict[str, float]:
             with_customers = _customer_tables(con, "glb")
             keyed = [name for name in task.global_inputs if name in with_customers]
             if keyed:
-                # The shard's ids among the global tables', each id hashed once: hashing every
-                # row of a view at each read cost most of a shard phase (md5 of 25M rows: 6.9 s
-                # on one thread; a semi-join with the shard's ids: 1.1 s).
+                # The shard's ids among the global tables', each id hashed once, not every row
+                # of a view at each read (md5 of 25M rows: 6.9 s on one thread; a semi-join
+                # with the shard's ids: 1.1 s; phase 2 at 10M orders: 87.6 s -> 80.9 s).
                 ids = " union ".join(f"select customer_id from glb.{name}" for name in keyed)
                 con.execute(
                     f"create temp table {SHARD_IDS} as select customer_id from ({ids}) "

@@ -17,7 +17,7 @@ from pipelines.predictive.fitters.bgnbd import BetaGeoModel, BetaGeoParams
 from pipelines.predictive.fitters.gamma_gamma import GammaGammaModel, customer_lifetime_value
 from pipelines.predictive.fitters.pnbd import ParetoNBDParams
 from pipelines.predictive.predictive import fit_bgnbd
-from pipelines.predictive.scoring import monthly_rate, predict_customers
+from pipelines.predictive.scoring import customer_scorer, monthly_rate
 from pipelines.predictive.summary import CustomerSummary
 
 CDNOW = SHARED / "data" / "cdnow" / "CDNOW_sample.txt"
@@ -241,7 +241,7 @@ def test_predicted_clv_equals_the_reference_formula() -> None:
     summary = CustomerSummary.from_frame(
         pl.DataFrame({"frequency": f, "recency": r, "T": T, "monetary_value": m})
     )
-    out = predict_customers(
+    out = customer_scorer(
         bg,
         gg,
         summary,
@@ -249,7 +249,7 @@ def test_predicted_clv_equals_the_reference_formula() -> None:
         days_per_month=30.0,
         monthly_discount_rate=rate,
         margin_rate=0.3,
-    )
+    )(slice(None))
     for h, months in ((90, 3), (365, 12)):
         ref = customer_lifetime_value(
             bg, gg, f, r, T, m, months=months, monthly_discount_rate=rate, margin=0.3
@@ -262,8 +262,6 @@ def test_predicted_clv_equals_the_reference_formula() -> None:
 
 
 def test_scoring_slice_by_slice_equals_scoring_everyone_at_once() -> None:
-    from pipelines.predictive.scoring import customer_scorer
-
     rng = np.random.default_rng(5)
     n = 1_000
     T = rng.integers(30, 400, n).astype(float)
@@ -282,8 +280,8 @@ def test_scoring_slice_by_slice_equals_scoring_everyone_at_once() -> None:
     }
     bg = BetaGeoModel.from_params(0.3, 40.0, 0.8, 3.0)
     gg = GammaGammaModel.from_params(6.25, 3.74, 15.44)
-    whole = predict_customers(bg, gg, summary, **kw)
     score = customer_scorer(bg, gg, summary, **kw)
+    whole = score(slice(None))
     sliced = [score(slice(start, start + 333)) for start in range(0, n, 333)]
     assert list(sliced[0]) == list(whole)
     for name, values in whole.items():

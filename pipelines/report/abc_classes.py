@@ -13,7 +13,7 @@ import polars as pl
 
 from pipelines.report import figures
 from pipelines.report.blocks import NO_CUSTOMERS, Figure, Section, Table, count, money, percent
-from pipelines.report.inputs import ReportInputs, customers
+from pipelines.report.inputs import ReportInputs, collected, column_names, customers
 
 CURVE_POINTS = 201
 
@@ -36,19 +36,10 @@ def abc_section(inputs: ReportInputs) -> Section:
     )
     title = "ABC classes: the Pareto curve"
     rfm = customers(inputs)
-    if rfm.height == 0 or not {"monetary_total", "abc_class"} <= set(rfm.columns):
+    if not {"monetary_total", "abc_class"} <= set(column_names(rfm)):
         return Section("abc", title, read, empty=NO_CUSTOMERS)
-    ranked = rfm.select("customer_id", "monetary_total", "abc_class").sort(
-        ["monetary_total", "customer_id"], descending=[True, False]
-    )
-    x, y, total = pareto_points(ranked["monetary_total"].to_numpy().astype(np.float64))
-    if total <= 0:
-        return Section(
-            "abc", title, read, empty="No customer has a positive net revenue in this snapshot."
-        )
-    n = ranked.height
-    by_class = (
-        ranked.group_by("abc_class")
+    by_class = collected(
+        rfm.group_by("abc_class")
         .agg(
             pl.len().alias("customers"),
             pl.col("monetary_total").sum().alias("revenue"),
@@ -56,9 +47,18 @@ def abc_section(inputs: ReportInputs) -> Section:
         )
         .sort("abc_class")
     )
-    cumulative = np.concatenate(
-        [[0.0], np.cumsum(np.clip(ranked["monetary_total"].to_numpy(), 0, None))]
-    )
+    n = int(by_class["customers"].sum())
+    if n == 0:
+        return Section("abc", title, read, empty=NO_CUSTOMERS)
+    # Only the revenue column, ranked: the curve needs the values in order, not who holds them.
+    revenue = collected(rfm.select(pl.col("monetary_total").sort(descending=True)))
+    ordered = np.asarray(revenue["monetary_total"].to_numpy(), dtype=np.float64)
+    x, y, total = pareto_points(ordered)
+    if total <= 0:
+        return Section(
+            "abc", title, read, empty="No customer has a positive net revenue in this snapshot."
+        )
+    cumulative = np.concatenate([[0.0], np.cumsum(np.clip(ordered, 0, None))])
     cuts = []
     seen = 0
     for r in by_class.iter_rows(named=True):

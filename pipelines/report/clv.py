@@ -27,21 +27,32 @@ from pipelines.report.blocks import (
     money,
     percent,
 )
-from pipelines.report.inputs import ReportInputs, customers
+from pipelines.report.inputs import (
+    ReportInputs,
+    collected,
+    column_names,
+    customers,
+    row_count,
+)
 
 Formatter = Callable[[Any], str]
 HISTOGRAM_BINS = 30
 TOP_CUSTOMERS = 10
 
 
-def clv_measure(clv: pl.DataFrame) -> tuple[str | None, str]:
+def clv_measure(clv: pl.DataFrame | pl.LazyFrame) -> tuple[str | None, str]:
     """The CLV the distribution shows: predicted at the longest horizon, else a formula CLV."""
+    names = column_names(clv.lazy())
     predicted = sorted(
-        (c for c in clv.columns if c.startswith("predicted_clv_") and c[14:].isdigit()),
+        (c for c in names if c.startswith("predicted_clv_") and c[14:].isdigit()),
         key=lambda c: int(c[14:]),
     )
-    for name in [*reversed(predicted), "clv_retention", "clv_simple"]:
-        if name in clv.columns and clv[name].null_count() < clv.height:
+    candidates = [c for c in [*reversed(predicted), "clv_retention", "clv_simple"] if c in names]
+    if not candidates:
+        return None, ""
+    valued = collected(clv.lazy().select(pl.col(candidates).count())).row(0, named=True)
+    for name in candidates:
+        if valued[name] > 0:
             if name.startswith("predicted_clv_"):
                 return name, f"predicted CLV, next {name[14:]} days"
             return name, {"clv_retention": "retention CLV", "clv_simple": "simple CLV"}[name]
@@ -49,8 +60,10 @@ def clv_measure(clv: pl.DataFrame) -> tuple[str | None, str]:
 
 
 def deciles(values: pl.DataFrame, column: str) -> list[dict[str, Any]]:
-    """Customers in ten equal groups by CLV, highest first (ties broken by customer_id)."""
-    ranked = values.sort([column, "customer_id"], descending=[True, False]).with_columns(
+    """Customers in ten equal groups by CLV, highest first. Which of two customers with the
+    same CLV falls on either side of a decile's edge changes no figure, so only the values
+    are ranked."""
+    ranked = values.select(pl.col(column).sort(descending=True)).with_columns(
         (pl.int_range(pl.len()) * 10 // pl.len() + 1).alias("decile")
     )
     total = float(ranked[column].sum())
@@ -75,9 +88,9 @@ def clv_section(inputs: ReportInputs) -> Section:
         "the deciles say how much of the total each tenth of customers holds."
     )
     title = "Customer lifetime value"
-    clv = inputs.table("customer_clv")
+    clv = inputs.scan("customer_clv")
     column, label = clv_measure(clv)
-    if clv.height == 0:
+    if row_count(clv) == 0:
         return Section("clv", title, read, empty=NO_CUSTOMERS)
     if column is None:
         return Section(
@@ -87,8 +100,8 @@ def clv_section(inputs: ReportInputs) -> Section:
             empty="No CLV measure has a value in this snapshot: the formula CLVs need a measured "
             "retention (a year of history) and the predicted CLV a fitted model.",
         )
-    values = clv.select("customer_id", column).drop_nulls()
-    v = values[column].to_numpy().astype(np.float64)
+    values = collected(clv.select(pl.col(column).drop_nulls()))
+    v = np.asarray(values[column].to_numpy(), dtype=np.float64)
     lo = float(min(0.0, np.quantile(v, 0.01)))
     hi = float(np.quantile(v, 0.99))
     if hi <= lo:
@@ -129,6 +142,7 @@ def clv_section(inputs: ReportInputs) -> Section:
             caption=f"Deciles of {label}.",
         )
     )
+    names = column_names(clv)
     methods = [
         (c, name)
         for c, name in (
@@ -136,23 +150,22 @@ def clv_section(inputs: ReportInputs) -> Section:
             ("clv_retention", "retention (margin × r / (1 + d − r))"),
             *(
                 (c, f"predicted, next {c[14:]} days (BG/NBD + Gamma-Gamma)")
-                for c in clv.columns
+                for c in names
                 if c.startswith("predicted_clv_")
             ),
         )
-        if c in clv.columns
+        if c in names
     ]
     rows = []
     for c, name in methods:
-        col = clv[c].drop_nulls()
-        rows.append(
-            [
-                name,
-                count(col.len()),
-                money(col.mean() if col.len() else None),
-                money(col.median() if col.len() else None),
-            ]
+        # One column at a time: a median needs the column's values at once.
+        stats = clv.select(
+            pl.col(c).count().alias("n"),
+            pl.col(c).mean().alias("mean"),
+            pl.col(c).median().alias("median"),
         )
+        n, mean, median = collected(stats).row(0)
+        rows.append([name, count(n), money(mean if n else None), money(median if n else None)])
     blocks.append(
         Table(
             ["Method", "Customers with a value", "Average", "Median"],
@@ -161,13 +174,17 @@ def clv_section(inputs: ReportInputs) -> Section:
             caption="Average CLV by method.",
         )
     )
-    if "ltv_cac_status" in clv.columns and clv["ltv_cac_status"].null_count() < clv.height:
-        status = (
+    status = (
+        collected(
             clv.drop_nulls("ltv_cac_status")
             .group_by("ltv_cac_status")
             .agg(pl.len().alias("n"))
             .sort(["n", "ltv_cac_status"], descending=[True, False])
         )
+        if "ltv_cac_status" in names
+        else pl.DataFrame()
+    )
+    if status.height:
         blocks.append(
             Table(
                 ["LTV:CAC reading", "Customers"],
@@ -186,14 +203,24 @@ def top_customers_section(inputs: ReportInputs) -> Section:
     )
     title = "Top customers"
     rfm = customers(inputs)
-    if rfm.height == 0 or "monetary_total" not in rfm.columns:
+    if "monetary_total" not in column_names(rfm):
         return Section("top", title, read, empty=NO_CUSTOMERS)
-    top = rfm.sort(["monetary_total", "customer_id"], descending=[True, False]).head(TOP_CUSTOMERS)
-    clv = inputs.table("customer_clv")
+    top = collected(
+        rfm.sort(["monetary_total", "customer_id"], descending=[True, False]).head(TOP_CUSTOMERS)
+    )
+    if top.height == 0:
+        return Section("top", title, read, empty=NO_CUSTOMERS)
+    clv = inputs.scan("customer_clv")
     column, label = clv_measure(clv)
-    extra = [c for c in (column, "p_alive") if c is not None and c in clv.columns]
+    extra = [c for c in (column, "p_alive") if c is not None and c in column_names(clv)]
     if extra:
-        top = top.join(clv.select("customer_id", *extra), on="customer_id", how="left")
+        theirs = clv.filter(pl.col("customer_id").is_in(top["customer_id"].to_list()))
+        top = top.join(
+            collected(theirs.select("customer_id", *extra)),
+            on="customer_id",
+            how="left",
+            maintain_order="left",
+        )
     spec: list[tuple[str, str, Formatter]] = [
         ("customer_id", "Customer", str),
         ("order_count", "Orders", count),

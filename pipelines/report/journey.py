@@ -42,7 +42,7 @@ from pipelines.report.blocks import (
     times,
 )
 from pipelines.report.cohorts import MAX_MONTHS
-from pipelines.report.inputs import ReportInputs
+from pipelines.report.inputs import ReportInputs, collected, column_names
 from pipelines.report.kpis import first_row
 from pipelines.report.segment_shares import dimension, in_order
 
@@ -85,10 +85,10 @@ def stage_counts(inputs: ReportInputs) -> dict[str, int] | None:
     summary = first_row(inputs.table("journey_summary"))
     if all(f"{s}_customers" in summary for s in STAGES):
         return {s: int(summary[f"{s}_customers"] or 0) for s in STAGES}
-    journey = inputs.table("customer_journey")
+    journey = inputs.scan("customer_journey")
     found: dict[Any, Any] | None = None
-    if "journey_stage" in journey.columns:
-        found = dict(journey.group_by("journey_stage").len().iter_rows())
+    if "journey_stage" in column_names(journey):
+        found = dict(collected(journey.group_by("journey_stage").len()).iter_rows())
     else:
         rows = dimension(inputs, "journey_stage")
         if rows.height:
@@ -100,9 +100,13 @@ def stage_counts(inputs: ReportInputs) -> dict[str, int] | None:
 
 def stage_states(inputs: ReportInputs) -> pl.DataFrame:
     """Customers per journey stage and activity state (journey_stage, activity_state, customers)."""
-    journey = inputs.table("customer_journey")
-    if journey.height and {"journey_stage", "activity_state"} <= set(journey.columns):
-        return journey.group_by("journey_stage", "activity_state").agg(pl.len().alias("customers"))
+    journey = inputs.scan("customer_journey")
+    if {"journey_stage", "activity_state"} <= set(column_names(journey)):
+        counted = collected(
+            journey.group_by("journey_stage", "activity_state").agg(pl.len().alias("customers"))
+        )
+        if counted.height:
+            return counted
     rows = dimension(inputs, "journey_state")
     if rows.height == 0:
         return pl.DataFrame()
@@ -120,9 +124,9 @@ def groups(inputs: ReportInputs, name: str) -> pl.DataFrame:
     rows = dimension(inputs, name)
     if rows.height:
         return rows.with_columns(pl.col("segment").cast(pl.String))
-    journey = inputs.table("customer_journey")
-    cols = set(journey.columns)
-    if journey.height == 0 or name not in cols:
+    journey = inputs.scan("customer_journey")
+    cols = set(column_names(journey))
+    if name not in cols:
         return pl.DataFrame()
     aggs = [pl.len().alias("customers")]
     means = (
@@ -159,15 +163,15 @@ def groups(inputs: ReportInputs, name: str) -> pl.DataFrame:
             .alias("cac_unpaid_share")
         )
     key = pl.col(name).cast(pl.String).fill_null("unknown").alias("segment")
-    out = journey.group_by(key).agg(aggs).with_columns(after)
+    out = collected(journey.group_by(key).agg(aggs)).with_columns(after)
     return out.drop([c for c in out.columns if c.startswith("_")])
 
 
 def cac_known(inputs: ReportInputs) -> bool:
     """Whether any customer of the snapshot has an acquisition cost."""
-    journey = inputs.table("customer_journey")
-    if "cac" in journey.columns:
-        return journey["cac"].null_count() < journey.height
+    journey = inputs.scan("customer_journey")
+    if "cac" in column_names(journey):
+        return int(collected(journey.select(pl.col("cac").count())).item()) > 0
     summary = first_row(inputs.table("journey_summary"))
     if "customers_with_cac" in summary:
         return bool(summary["customers_with_cac"])
@@ -235,14 +239,12 @@ def _funnel(inputs: ReportInputs, stages: Mapping[str, int], total: int) -> list
         w, n = count(summary.get(window)), count(summary.get(eligible))
         text = (none if missing(summary[key]) else detail).format(w=w, n=n)
         cards.append(Card(label, percent(summary[key]), text))
-    journey = inputs.table("customer_journey")
+    journey = inputs.scan("customer_journey")
+    counted_days = "days_to_second_purchase" in column_names(journey)
     median: Any = summary.get("median_days_to_second_purchase")
-    if (
-        "median_days_to_second_purchase" not in summary
-        and "days_to_second_purchase" in journey.columns
-    ):
-        median = journey["days_to_second_purchase"].median()
-    if "median_days_to_second_purchase" in summary or "days_to_second_purchase" in journey.columns:
+    if "median_days_to_second_purchase" not in summary and counted_days:
+        median = collected(journey.select(pl.col("days_to_second_purchase").median())).item()
+    if "median_days_to_second_purchase" in summary or counted_days:
         cards.append(
             Card(
                 "Days to second purchase",

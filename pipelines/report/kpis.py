@@ -26,7 +26,7 @@ from pipelines.report.blocks import (
     percent,
     ratio,
 )
-from pipelines.report.inputs import ReportInputs
+from pipelines.report.inputs import ReportInputs, collected, column_names
 
 MODEL_ALIVE = (
     "model_alive_customers",
@@ -48,15 +48,18 @@ def ltv_cac(inputs: ReportInputs) -> float | None:
     kpis = first_row(inputs.table("kpi_summary"))
     if not missing(kpis.get("ltv_cac_ratio")):
         return float(kpis["ltv_cac_ratio"])
-    clv = inputs.table("customer_clv")
-    if not {"cac", "clv_retention"} <= set(clv.columns):
+    clv = inputs.scan("customer_clv")
+    if not {"cac", "clv_retention"} <= set(column_names(clv)):
         return None
     paid = clv.filter(
         pl.col("cac").is_not_null() & (pl.col("cac") > 0) & pl.col("clv_retention").is_not_null()
     )
-    if paid.height == 0:
+    n, margin, cost = collected(
+        paid.select(pl.len(), pl.col("clv_retention").sum(), pl.col("cac").sum())
+    ).row(0)
+    if n == 0:
         return None
-    return float(paid["clv_retention"].sum()) / float(paid["cac"].sum())
+    return float(margin) / float(cost)
 
 
 def ltv_cac_reading(value: float | None, inputs: ReportInputs) -> str:

@@ -19,7 +19,7 @@ import polars as pl
 from pipelines.predictive.purchase_models import LABELS, PURCHASE_MODELS, from_params
 from pipelines.report import figures
 from pipelines.report.blocks import Block, Figure, Note, Section, Table, count, number
-from pipelines.report.inputs import ReportInputs
+from pipelines.report.inputs import ReportInputs, collected, column_names
 
 Formatter = Callable[[Any], str]
 FREQUENCY_QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
@@ -96,7 +96,7 @@ def purchase_params(fits: pl.DataFrame) -> tuple[str, dict[str, float]] | None:
 
 
 def p_alive_grid(
-    fitted: tuple[str, dict[str, float]], clv: pl.DataFrame
+    fitted: tuple[str, dict[str, float]], clv: pl.DataFrame | pl.LazyFrame
 ) -> tuple[list[int], list[int], int, list[list[float | None]]] | None:
     """P(alive) over repeat purchase days x days since the last purchase, at a typical T.
 
@@ -105,9 +105,11 @@ def p_alive_grid(
     those impossible cells are blank). Frequency 0 is left out: BG/NBD scores every one-time
     buyer as alive, the other models score them by T alone.
     """
-    if not {"frequency", "recency", "T"} <= set(clv.columns):
+    if not {"frequency", "recency", "T"} <= set(column_names(clv.lazy())):
         return None
-    repeat = clv.select("frequency", "recency", "T").drop_nulls().filter(pl.col("frequency") > 0)
+    repeat = collected(
+        clv.lazy().select("frequency", "recency", "T").drop_nulls().filter(pl.col("frequency") > 0)
+    )
     if repeat.height == 0:
         return None
     f = repeat["frequency"].to_numpy().astype(np.float64)
@@ -259,7 +261,7 @@ def model_section(inputs: ReportInputs) -> Section:
         return Section("model", title, read, [*drift_blocks], empty=_why_no_model(inputs))
     blocks: list[Block] = [parameter_table(fits)]
     fitted = purchase_params(fits)
-    grid = p_alive_grid(fitted, inputs.table("customer_clv")) if fitted is not None else None
+    grid = p_alive_grid(fitted, inputs.scan("customer_clv")) if fitted is not None else None
     if grid is not None:
         freqs, gaps, age, cells = grid
         svg = figures.heatmap(

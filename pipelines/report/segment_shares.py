@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from pipelines.report.blocks import Table, count, money, percent
-from pipelines.report.inputs import ReportInputs, customers
+from pipelines.report.inputs import ReportInputs, collected, column_names, customers
 
 
 def dimension(inputs: ReportInputs, name: str) -> pl.DataFrame:
@@ -66,23 +66,27 @@ def summary_of(inputs: ReportInputs, name: str, order: Sequence[str] | None = No
     frame = dimension(inputs, name)
     if frame.height == 0:
         rfm = customers(inputs)
-        if rfm.height == 0 or name not in rfm.columns:
+        names = column_names(rfm)
+        if name not in names:
             return pl.DataFrame()
-        total = rfm["monetary_total"].sum() if "monetary_total" in rfm.columns else None
-        frame = (
-            rfm.group_by(pl.col(name).alias("segment"))
-            .agg(
-                pl.len().alias("customers"),
-                pl.col("monetary_total").sum().alias("revenue")
-                if "monetary_total" in rfm.columns
-                else pl.lit(None, pl.Float64).alias("revenue"),
+        revenue = (
+            pl.col("monetary_total").sum()
+            if "monetary_total" in names
+            else pl.lit(None, pl.Float64)
+        )
+        frame = collected(
+            rfm.group_by(pl.col(name).alias("segment")).agg(
+                pl.len().alias("customers"), revenue.alias("revenue")
             )
-            .with_columns(
-                (pl.col("customers") / rfm.height).alias("customer_share"),
-                (pl.col("revenue") / total if total else pl.lit(None, pl.Float64)).alias(
-                    "revenue_share"
-                ),
-            )
+        )
+        if frame.height == 0:
+            return pl.DataFrame()
+        n, total = frame["customers"].sum(), frame["revenue"].sum()
+        frame = frame.with_columns(
+            (pl.col("customers") / n).alias("customer_share"),
+            (pl.col("revenue") / total if total else pl.lit(None, pl.Float64)).alias(
+                "revenue_share"
+            ),
         )
     frame = frame.with_columns(pl.col("segment").cast(pl.String))
     if order is not None:

@@ -1,7 +1,8 @@
 """The run's engines, held to its memory budget (`resources` in the config).
 
 Every stage that works on all of a batch's rows does it here: a DuckDB connection whose
-working set stays under `resources.memory_limit` and spills the rest to the run's work
+working set stays under its share of `resources.memory_limit` (`duckdb_share`; the rest is
+the process's own) and spills the rest to the run's work
 directory, so a batch of any size runs in the memory of a laptop (joins, sorts, aggregates and
 window functions spill; nothing is held whole in Python).
 """
@@ -21,7 +22,8 @@ def connect(
     database: Path | None = None,
     threads: int | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """An in-process DuckDB held to the run's memory budget (`resources`), spilling to `spill_dir`.
+    """An in-process DuckDB held to its share of the run's memory budget (`resources`),
+    spilling to `spill_dir`.
 
     Without a budget DuckDB takes 80% of the machine's memory; with one, joins, sorts and
     window functions that outgrow it write their overflow to `spill_dir` instead of failing
@@ -37,7 +39,8 @@ def connect(
     con.execute("set preserve_insertion_order = false")
     con.execute("set enable_progress_bar = false")  # progress is the run's logs, not stdout bars
     if resources is not None:
-        con.execute(f"set memory_limit = '{resources.memory_limit}'")  # validated: digits+unit
+        # validated: digits + unit
+        con.execute(f"set memory_limit = '{resources.duckdb_memory_limit()}'")
         threads = threads if threads is not None else resources.threads
     if threads is not None:
         con.execute(f"set threads = {int(threads)}")

@@ -26,6 +26,7 @@ def _budget(tmp_path: Path, text: str) -> Path:
 def test_defaults_are_a_laptop_budget() -> None:
     resources = load_config().resources
     assert resources.memory_limit == "4GB"
+    assert resources.duckdb_share == 0.5  # DuckDB 2GB; the rest is the process's own
     assert resources.threads is None
     assert resources.validation_slice_rows == 1_000_000
 
@@ -40,8 +41,8 @@ def test_connection_takes_the_budget_and_spills_into_the_run_dir(tmp_path: Path)
             "select current_setting('memory_limit'), current_setting('threads'),"
             " current_setting('temp_directory')"
         ).fetchall()[0]
-        assert (limit, int(threads), temp) == ("61.0 MiB", 1, str(spill))
-        # ~130 MB of rows: more than the budget holds, so DuckDB must spill them to `spill`
+        assert (limit, int(threads), temp) == ("30.5 MiB", 1, str(spill))  # half of 64MB
+        # ~130 MB of rows: more than DuckDB's share holds, so it must spill them to `spill`
         con.execute("create table t as select i, md5(i::varchar) as h from range(2000000) r(i)")
         spilled = con.sql("select count(*), coalesce(sum(size), 0) from duckdb_temporary_files()")
         files, size = spilled.fetchall()[0]
@@ -72,12 +73,26 @@ def test_without_a_budget_the_connection_is_unchanged() -> None:
         ("memory_limit: 150%", "at most 100%"),
         ("memory_limit: 4GB; drop table x", "give a size such as 4GB"),
         ("threads: 0", "threads must be at least 1"),
+        ("duckdb_share: 0", "give a share in"),
+        ("duckdb_share: 1.5", "give a share in"),
         ("validation_slice_rows: 10", "validation_slice_rows must be at least 1000"),
     ],
 )
 def test_a_bad_budget_is_one_config_error(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(_budget(tmp_path, f"resources:\n  {text}\n"))
+
+
+def test_duckdb_takes_its_share_of_the_budget(tmp_path: Path) -> None:
+    config = load_config(
+        _budget(tmp_path, "resources:\n  memory_limit: 2GB\n  duckdb_share: 0.25\n")
+    )
+    con = connect(config.resources)
+    try:
+        (limit,) = con.sql("select current_setting('memory_limit')").fetchall()[0]
+    finally:
+        con.close()
+    assert limit == "476.8 MiB"  # 0.25 x 2 GB = 500 MB, as DuckDB prints it
 
 
 def test_share_of_memory_is_accepted(tmp_path: Path) -> None:

@@ -72,6 +72,9 @@ def run_stage(name: str, ctx: RunContext) -> dict[str, Any]:
     except BaseException:
         sync.after_stage_failed(name, ctx)
         raise
+    from pipelines.engines import release_memory  # duckdb and pyarrow: not at DAG parse time
+
+    release_memory()  # what the stage freed is not held beside the next stage's budget
     sync.after_stage(name, ctx)  # and what it wrote, copied up
     write_json(ctx.work_dir / "metrics" / f"{name}.json", m.as_dict())
     return result

@@ -34,7 +34,7 @@ import pyarrow as pa
 from pipelines.config import Config
 from pipelines.context import RunContext
 from pipelines.contracts import Contract, load_contract
-from pipelines.engines import connect
+from pipelines.engines import connect, release_memory
 from pipelines.errors import CustvalError
 from pipelines.publish.tables import grain_error, write_conformed_batches
 from pipelines.resources import sql_dir
@@ -283,6 +283,7 @@ def _build_one(
         con.register(f"_{name}_arrow", table)
         con.execute(f"create or replace table {name} as select * from _{name}_arrow")
         con.unregister(f"_{name}_arrow")
+        release_memory()  # the model's Arrow and Polars frames, before the next query
         return
     model = models[name]
     missing = sorted(model.params - params.keys())

@@ -252,6 +252,12 @@ def bench(
             f"summary query on the same file (median of {rounds} alternating round(s), "
             f"load average {result['load_average'][0]:.2f})"
         )
+        if result.get("memory_limit"):
+            console.print(
+                f"memory: peak RSS {mine['peak_rss_mb']:,.0f} MB within a budget of "
+                f"{result['memory_limit']} (resources.memory_limit; DuckDB's share "
+                f"{result.get('duckdb_share')})"
+            )
         # one machine-readable line last (not wrapped), for scripts that keep benchmark records
         sys.stdout.write(
             json.dumps(

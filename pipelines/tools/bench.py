@@ -171,6 +171,7 @@ def compare(
         "counts": manifest["counts"],
         "customers": (manifest["tables"].get("customer_rfm") or {}).get("rows"),
         "memory_limit": (manifest.get("resources") or {}).get("memory_limit"),
+        "duckdb_share": (manifest.get("resources") or {}).get("duckdb_share"),
         **({"sharding": _sharding(manifest["sharding"])} if manifest.get("sharding") else {}),
     }
 

@@ -42,8 +42,10 @@ history as (
 
 ),
 
-per_customer as (
+bounds as (
 
+    -- the cutoff's purchase days of each customer: how many, the first and last, the value
+    -- of the repeat days (a customer has one row a day, so the first day's value is one value)
     select
         history.cutoff,
         history.cutoff_date,
@@ -51,12 +53,54 @@ per_customer as (
         count(*) as purchase_days,
         min(history.purchase_date) as first_purchase_date,
         max(history.purchase_date) as last_purchase_date,
-        max(history.purchase_date, 2)[2] as previous_purchase_date,
-        min(history.purchase_date, 2)[2] as second_purchase_date,
         sum(history.purchase_value) - arg_min(history.purchase_value, history.purchase_date) as repeat_value
 
     from history
     group by history.cutoff, history.cutoff_date, history.customer_id
+
+),
+
+neighbours as (
+
+    -- a repeat buyer's second and next-to-last purchase days, as plain aggregates over the
+    -- days after the first and before the last: a top-2 list aggregate (`min(date, 2)`)
+    -- cannot spill, and ran out of its memory budget at 100M orders
+    select
+        history.cutoff,
+        history.customer_id,
+        min(history.purchase_date) filter (
+            where history.purchase_date > bounds.first_purchase_date
+        ) as second_purchase_date,
+        max(history.purchase_date) filter (
+            where history.purchase_date < bounds.last_purchase_date
+        ) as previous_purchase_date
+
+    from history
+    inner join bounds
+        on history.cutoff = bounds.cutoff
+        and history.customer_id = bounds.customer_id
+    where bounds.purchase_days > 1
+    group by history.cutoff, history.customer_id
+
+),
+
+per_customer as (
+
+    select
+        bounds.cutoff,
+        bounds.cutoff_date,
+        bounds.customer_id,
+        bounds.purchase_days,
+        bounds.first_purchase_date,
+        bounds.last_purchase_date,
+        neighbours.previous_purchase_date,
+        neighbours.second_purchase_date,
+        bounds.repeat_value
+
+    from bounds
+    left join neighbours
+        on bounds.cutoff = neighbours.cutoff
+        and bounds.customer_id = neighbours.customer_id
 
 ),
 

@@ -8,7 +8,10 @@ is published here.
 
 from __future__ import annotations
 
+from contextlib import closing
 from typing import Any
+
+import duckdb
 
 from pipelines.context import RunContext
 from pipelines.engines import connect
@@ -33,16 +36,22 @@ def run(ctx: RunContext) -> dict[str, Any]:
     note = gates.empty_batch_gate(contract, batch.rows_in, batch.files, incremental, ctx.config)
 
     outcome = steps.Outcome()
-    con = connect(ctx.config.resources, ctx.work_dir / "spill")
-    try:
-        typed = steps.parse_step(batch, contract, outcome, ctx.work_dir / "typed")
+
+    def engine() -> closing[duckdb.DuckDBPyConnection]:
+        # One connection per step, closed after it: a DuckDB that has answered a question over
+        # the whole batch keeps memory allocated after it, which the next step (Great
+        # Expectations' slices) would hold beside its own.
+        return closing(connect(ctx.config.resources, ctx.work_dir / "spill"))
+
+    typed = steps.parse_step(batch, contract, outcome, ctx.work_dir / "typed")
+    with engine() as con:
         candidates = steps.dedupe_step(typed, batch, contract, outcome, con)
+    with engine() as con:
         failures, gx_summary = steps.expectations_step(ctx, contract, candidates, outcome, con)
-        steps.reference_step(candidates, rates, failures)
-        accepted = steps.quarantine_failures(candidates, failures, batch, contract, outcome)
+    steps.reference_step(candidates, rates, failures)
+    accepted = steps.quarantine_failures(candidates, failures, batch, contract, outcome)
+    with engine() as con:
         accepted_per_file = batches.rows_per_file(con, accepted, len(batch.files))
-    finally:
-        con.close()
     q = outcome.quarantine(ctx)
 
     counts = gates.reconcile(

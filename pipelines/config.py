@@ -6,6 +6,7 @@ the shape, so a typo in a user file is an error rather than a silently ignored k
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import date
 from pathlib import Path
@@ -302,6 +303,27 @@ class ResourcesConfig(_Section):
     duckdb_share: float
     threads: int | None
     validation_slice_rows: int
+
+    def budget_bytes(self) -> int:
+        """`memory_limit` in bytes (a share of memory: of this machine's)."""
+        match = _SIZE.match(self.memory_limit)
+        assert match is not None  # validated
+        value, unit = float(match.group(1)), match.group(2).upper()
+        if unit == "%":
+            return int(value / 100 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        powers = {
+            "B": 0,
+            "KB": 1,
+            "MB": 2,
+            "GB": 3,
+            "TB": 4,
+            "KIB": 1,
+            "MIB": 2,
+            "GIB": 3,
+            "TIB": 4,
+        }
+        base = 1024 if unit.endswith("IB") else 1000  # DuckDB's reading: 4GB is 4 * 1000^3
+        return int(value * base ** powers[unit])
 
     def duckdb_memory_limit(self) -> str:
         """DuckDB's part of the budget (`memory_limit` x `duckdb_share`). The rest is the

@@ -30,18 +30,36 @@ orders as (
 
 ),
 
-activity as (
+customer_months as (
 
+    -- one row per customer and month with an order: plain aggregates, which spill (a
+    -- count(distinct customer_id) per cohort and month cannot, and ran out of its memory
+    -- budget at 100M orders)
     select
         customers.cohort_month,
         datediff('month', customers.cohort_month, orders.order_month) as months_since_first,
-        count(distinct orders.customer_id) filter (where orders.is_purchase) as active_customers,
+        orders.customer_id,
+        bool_or(orders.is_purchase) as purchased,
         sum(orders.net_amount) as revenue,
         count(*) filter (where orders.is_purchase) as purchase_orders
 
     from orders
     inner join customers using (customer_id)
     group by all
+
+),
+
+activity as (
+
+    select
+        customer_months.cohort_month,
+        customer_months.months_since_first,
+        count(*) filter (where customer_months.purchased) as active_customers,
+        sum(customer_months.revenue) as revenue,
+        sum(customer_months.purchase_orders)::bigint as purchase_orders
+
+    from customer_months
+    group by customer_months.cohort_month, customer_months.months_since_first
 
 )
 

@@ -304,11 +304,16 @@ class ResourcesConfig(_Section):
     threads: int | None
     validation_slice_rows: int
 
+    def _size(self) -> tuple[float, str]:
+        """`memory_limit` as its number and its unit as written (validated)."""
+        match = _SIZE.match(self.memory_limit)
+        assert match is not None
+        return float(match.group(1)), match.group(2)
+
     def budget_bytes(self) -> int:
         """`memory_limit` in bytes (a share of memory: of this machine's)."""
-        match = _SIZE.match(self.memory_limit)
-        assert match is not None  # validated
-        value, unit = float(match.group(1)), match.group(2).upper()
+        value, unit = self._size()
+        unit = unit.upper()
         if unit == "%":
             return int(value / 100 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
         powers = {
@@ -330,19 +335,16 @@ class ResourcesConfig(_Section):
         process's own -- Python and its imports, Arrow and Polars batches, the model fits -- and
         what DuckDB holds beyond its limit (freed blocks its allocator keeps a while): at 10M
         orders a connection at 2 GB took the process to 3.9 GB, at 4 GB to 5.6 GB."""
-        match = _SIZE.match(self.memory_limit)
-        assert match is not None  # validated
-        return f"{float(match.group(1)) * self.duckdb_share:.6g}{match.group(2)}"
+        value, unit = self._size()
+        return f"{value * self.duckdb_share:.6g}{unit}"
 
     def shared(self, ways: int) -> ResourcesConfig:
         """The budget of one of `ways` engines running at once (a sharded build's workers):
         the run's memory_limit divided between them, so together they stay within it."""
         if ways <= 1:
             return self
-        match = _SIZE.match(self.memory_limit)
-        assert match is not None  # validated
-        share = float(match.group(1)) / ways
-        return self.model_copy(update={"memory_limit": f"{share:.6g}{match.group(2)}"})
+        value, unit = self._size()
+        return self.model_copy(update={"memory_limit": f"{value / ways:.6g}{unit}"})
 
     @field_validator("memory_limit")
     @classmethod

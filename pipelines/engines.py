@@ -10,12 +10,16 @@ window functions spill; nothing is held whole in Python).
 from __future__ import annotations
 
 import gc
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
 from pipelines.config import ResourcesConfig
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def connect(
@@ -61,3 +65,48 @@ def release_memory() -> None:
     """
     gc.collect()
     pa.default_memory_pool().release_unused()
+
+
+def current_rss_bytes() -> int | None:
+    """The process's resident set size now (None where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class BuildConnection:
+    """The connection a build runs its models on, reopened when the process holds too much.
+
+    After a query DuckDB keeps memory it no longer uses (at 10M orders: 0.4 GB in use, the
+    process at 3 GB), and the next query's working set comes on top of it. When the process
+    holds more than `held_at_most` bytes after a model, `relieve` closes the connection and
+    `open` makes a fresh one on the same database file (the tables are in the file); below
+    that line the connection and its warm buffer pool stay, since a fresh connection after
+    every model cost 20 s of a 40 s marts stage at 1M orders.
+    """
+
+    def __init__(
+        self, open: Callable[[], duckdb.DuckDBPyConnection], held_at_most: float | None = None
+    ) -> None:
+        self._open = open
+        self.held_at_most = held_at_most
+        self.con = open()
+        self.reopened = 0
+
+    @classmethod
+    def fixed(cls, con: duckdb.DuckDBPyConnection) -> BuildConnection:
+        """A connection that is never reopened (an in-memory one would lose its tables)."""
+        return cls(lambda: con)
+
+    def relieve(self) -> None:
+        """Between models: a fresh connection if the process is over its line."""
+        if self.held_at_most is None or (current_rss_bytes() or 0) <= self.held_at_most:
+            return
+        self.con.close()
+        self.con = self._open()
+        self.reopened += 1
+
+    def close(self) -> None:
+        self.con.close()

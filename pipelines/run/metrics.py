@@ -7,7 +7,6 @@ tracemalloc cannot see); where /proc is missing it falls back to the process's l
 
 from __future__ import annotations
 
-import os
 import resource
 import sys
 import threading
@@ -16,15 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-def current_rss_bytes() -> int | None:
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * _PAGE
-    except (OSError, ValueError, IndexError):
-        return None
+from pipelines.engines import current_rss_bytes
 
 
 def lifetime_peak_bytes() -> int:

@@ -34,11 +34,10 @@ import pyarrow as pa
 from pipelines.config import Config
 from pipelines.context import RunContext
 from pipelines.contracts import Contract, load_contract
-from pipelines.engines import connect, release_memory
+from pipelines.engines import BuildConnection, connect, release_memory
 from pipelines.errors import CustvalError
 from pipelines.publish.tables import grain_error, write_conformed_batches
 from pipelines.resources import sql_dir
-from pipelines.run.metrics import current_rss_bytes
 from pipelines.storage.jsonfile import read_json, write_json
 from pipelines.validate.mart_checks import check_marts
 from pipelines.validate.reference_data import marketing_spend
@@ -209,29 +208,28 @@ def config_tables(config: Config) -> dict[str, pl.DataFrame]:
 
 
 def build_models(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | BuildConnection,
     params: dict[str, Any],
     models: dict[str, SqlModel] | None = None,
     python_models: dict[str, PythonModel] | None = None,
     targets: set[str] | None = None,
 ) -> dict[str, float]:
-    """Materialise every model (or only `targets` and what they need); seconds per model."""
+    """Materialise every model (or only `targets` and what they need); seconds per model.
+
+    On a `BuildConnection` the connection may be reopened between models (`relieve`); read
+    the tables from its `con` afterwards.
+    """
     models = models if models is not None else load_models()
     python_models = python_models or {}
     order = build_order(models, python_models)
     if targets is not None:
         needed = _closure(targets, models, python_models)
         order = [name for name in order if name in needed]
-    seconds: dict[str, float] = {}
-    for name in order:
-        started = time.perf_counter()
-        _build_one(con, name, params, models, python_models)
-        seconds[name] = round(time.perf_counter() - started, 3)
-    return seconds
+    return build_named(con, order, params, models, python_models)
 
 
 def build_named(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | BuildConnection,
     names: list[str],
     params: dict[str, Any],
     models: dict[str, SqlModel],
@@ -241,11 +239,13 @@ def build_named(
 
     A sharded build runs the models phase by phase, each phase's inputs made by earlier ones.
     """
+    build = con if isinstance(con, BuildConnection) else BuildConnection.fixed(con)
     seconds: dict[str, float] = {}
     for name in names:
         started = time.perf_counter()
-        _build_one(con, name, params, models, python_models or {})
+        _build_one(build.con, name, params, models, python_models or {})
         seconds[name] = round(time.perf_counter() - started, 3)
+        build.relieve()
     return seconds
 
 
@@ -446,9 +446,19 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
             fitted: dict[str, list[str]] = read_json(state) or {}
             predictive.warnings[:] = fitted["warnings"]
             predictive.failures[:] = fitted["failures"]
-        con = sharded_build.connect(config)
+        build = BuildConnection.fixed(sharded_build.connect(config))
     else:  # the built tables live in a file on the work disk, not in the memory budget
-        con = connect(config.resources, spill, database=spill / BUILD_DATABASE)
+
+        def open_build() -> duckdb.DuckDBPyConnection:
+            con = connect(config.resources, spill, database=spill / BUILD_DATABASE)
+            register_sources(con, config, staged["staged_path"])
+            return con
+
+        # reopened when the process holds more than the budget leaves outside DuckDB
+        resources = config.resources
+        build = BuildConnection(
+            open_build, held_at_most=resources.budget_bytes() * (1 - resources.duckdb_share)
+        )
     sharding: dict[str, Any] | None = None
     try:
         if sharded_build is None:
@@ -456,21 +466,10 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
                 python_models if python_models is not None else predictive.python_models()
             )
             params = model_params(config, ctx.snapshot_date)
-            register_sources(con, config, staged["staged_path"])
-            held_at_most = config.resources.budget_bytes() * (1 - config.resources.duckdb_share)
-            for name in build_order(models, python_models):
-                model_seconds |= build_named(con, [name], params, models, python_models)
-                # After a query DuckDB keeps memory it no longer uses (at 10M orders: 0.4 GB in
-                # use, the process at 3 GB), and the next query's working set came on top of it.
-                # When the process holds more than the budget leaves outside DuckDB, a fresh
-                # connection hands it back (the tables are in the file); below that, the
-                # connection and its warm buffer pool stay.
-                if (current_rss_bytes() or 0) > held_at_most:
-                    con.close()
-                    con = connect(config.resources, spill, database=spill / BUILD_DATABASE)
-                    register_sources(con, config, staged["staged_path"])
+            model_seconds = build_models(build, params, models, python_models)
         else:
-            sharding = sharded_build.reconcile(con, staged["rows_in_snapshot"])
+            sharding = sharded_build.reconcile(build.con, staged["rows_in_snapshot"])
+        con = build.con
         warnings = list(predictive.warnings)
         overall = con.sql(
             "select mae from mart_model_backtest where scope = 'overall' and selected"
@@ -493,7 +492,7 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
             rows = write_table(con, model.name, contract, out / name, ctx.snapshot_date, batches)
             tables[name] = {"rows": rows, "columns": len(contract.column_names)}
     finally:
-        con.close()
+        build.close()
         for leftover in (BUILD_DATABASE, f"{BUILD_DATABASE}.wal"):
             (spill / leftover).unlink(missing_ok=True)
     # Before anything is published: each written file against its contract's suite.

@@ -10,7 +10,6 @@ window functions spill; nothing is held whole in Python).
 from __future__ import annotations
 
 import gc
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,8 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from pipelines.config import ResourcesConfig
-
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+from pipelines.memory import current_rss_bytes
 
 
 def connect(
@@ -65,15 +63,6 @@ def release_memory() -> None:
     """
     gc.collect()
     pa.default_memory_pool().release_unused()
-
-
-def current_rss_bytes() -> int | None:
-    """The process's resident set size now (None where /proc is missing)."""
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * _PAGE
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 class BuildConnection:

@@ -7,20 +7,13 @@ tracemalloc cannot see); where /proc is missing it falls back to the process's l
 
 from __future__ import annotations
 
-import resource
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from pipelines.engines import current_rss_bytes
-
-
-def lifetime_peak_bytes() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
+from pipelines.memory import current_rss_bytes, lifetime_peak_bytes
 
 
 @dataclass

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.engines import BuildConnection, connect, current_rss_bytes
+from pipelines.engines import BuildConnection, connect
+from pipelines.memory import current_rss_bytes
 from pipelines.transform.marts import SqlModel, build_named
 
 

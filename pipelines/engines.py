@@ -83,6 +83,8 @@ class BuildConnection:
         self.held_at_most = held_at_most
         self.con = open()
         self.reopened = 0
+        # the process's peak RSS while each model was built (the manifest's model_peak_rss_mb)
+        self.peak_rss_mb: dict[str, float] = {}
 
     @classmethod
     def fixed(cls, con: duckdb.DuckDBPyConnection) -> BuildConnection:

@@ -70,6 +70,9 @@ class MartsResult(TypedDict):
     tables: dict[str, TableFacts]
     warnings: list[str]
     model_seconds: dict[str, float]
+    # the process's peak RSS while each model was built (an unsharded build; a sharded one
+    # measures its parts: `sharding`)
+    model_peak_rss_mb: NotRequired[dict[str, float]]
     model_failures: NotRequired[list[str]]  # a model could not be fitted: the run is degraded
     # the built tables checked against their contracts' suites (validate/mart_checks.py)
     validation: NotRequired[dict[str, Any]]

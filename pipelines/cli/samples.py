@@ -198,7 +198,7 @@ def bench(
     import shutil
     import tempfile
 
-    from pipelines.run.metrics import measure
+    from pipelines.memory import measure
     from pipelines.tools.bench import compare
     from pipelines.tools.generate import FORMATS, simulate_order_chunks, write_order_chunks
 

@@ -176,6 +176,11 @@ def build(ctx: RunContext) -> dict[str, Any]:
         "raw_path": extract["raw_dir"],
         "stages": stage_metrics(ctx),
         "model_seconds": marts.get("model_seconds", {}),
+        **(
+            {"model_peak_rss_mb": marts["model_peak_rss_mb"]}
+            if marts.get("model_peak_rss_mb")
+            else {}
+        ),
         **({"sharding": marts["sharding"]} if marts.get("sharding") else {}),
         "versions": package_versions(),
         "resources": ctx.config.resources.model_dump(),  # the budget the stages ran under

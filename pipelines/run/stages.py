@@ -20,8 +20,8 @@ from typing import Any
 
 from pipelines.context import RunContext
 from pipelines.errors import CustvalError
+from pipelines.memory import measure
 from pipelines.run import sync
-from pipelines.run.metrics import measure
 from pipelines.storage import layout
 from pipelines.storage.jsonfile import write_json
 

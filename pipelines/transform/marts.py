@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
@@ -36,6 +35,7 @@ from pipelines.context import RunContext
 from pipelines.contracts import Contract, load_contract
 from pipelines.engines import BuildConnection, connect, release_memory
 from pipelines.errors import CustvalError
+from pipelines.memory import measure
 from pipelines.publish.tables import grain_error, write_conformed_batches
 from pipelines.resources import sql_dir
 from pipelines.storage.jsonfile import read_json, write_json
@@ -242,9 +242,10 @@ def build_named(
     build = con if isinstance(con, BuildConnection) else BuildConnection.fixed(con)
     seconds: dict[str, float] = {}
     for name in names:
-        started = time.perf_counter()
-        _build_one(build.con, name, params, models, python_models or {})
-        seconds[name] = round(time.perf_counter() - started, 3)
+        with measure() as m:
+            _build_one(build.con, name, params, models, python_models or {})
+        seconds[name] = round(m.seconds, 3)
+        build.peak_rss_mb[name] = round(m.peak_rss_mb, 1)
         build.relieve()
     return seconds
 
@@ -505,6 +506,7 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
             "tables": tables,
             "warnings": warnings,
             "model_seconds": model_seconds,
+            **({"model_peak_rss_mb": build.peak_rss_mb} if sharded_build is None else {}),
             "model_failures": list(predictive.failures),
             "validation": checked,
             **({"sharding": sharding} if sharding is not None else {}),

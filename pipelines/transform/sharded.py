@@ -47,7 +47,7 @@ import pyarrow.dataset as ds
 from pipelines.config import Config
 from pipelines.engines import connect
 from pipelines.errors import CustvalError
-from pipelines.run.metrics import measure
+from pipelines.memory import measure
 from pipelines.transform import marts
 from pipelines.transform.shards import check_shards, shard_sql
 

@@ -39,6 +39,8 @@ def test_over_the_line_each_model_gets_a_fresh_connection_on_the_same_file(
     try:
         build_named(build, ["int_one", "int_two"], {}, _models())
         assert build.reopened == 2 and len(opened) == 3
+        assert set(build.peak_rss_mb) == {"int_one", "int_two"}
+        assert all(mb > 0 for mb in build.peak_rss_mb.values())
         assert build.con is opened[-1]
         assert build.con.sql("select x from int_two").fetchall() == [(2,)]
     finally:

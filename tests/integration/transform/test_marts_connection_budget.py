@@ -45,6 +45,9 @@ def test_a_fresh_connection_per_model_publishes_the_same_rows(
     built = [d for d in opened if d is not None and d.name == marts.BUILD_DATABASE]
     assert len(built) == 1 + len(got["model_seconds"])  # the first, then one after each model
     assert got["resources"]["memory_limit"] == "256MB"
+    peaks = got["model_peak_rss_mb"]  # the process's peak while each model was built
+    assert peaks.keys() == got["model_seconds"].keys()
+    assert all(mb > 256 / 2 for mb in peaks.values())  # over the line: why each reopened
     assert set(got["tables"]) == set(want["tables"]) and len(want["tables"]) >= 7
     for table in want["tables"]:
         before = pl.read_parquet(Path(want["tables"][table]["path"]))

@@ -7,17 +7,7 @@
 -- sums the shards' cells (pipelines/transform/sharded.py, SUMMED). mart_cohort_retention puts
 -- the cells on the grid of every cohort's months.
 
-with customers as (
-
-    select
-        int_customers.customer_id,
-        int_customers.first_purchase_month as cohort_month
-
-    from int_customers
-
-),
-
-orders as (
+with orders as (
 
     select
         int_orders.customer_id,
@@ -30,36 +20,60 @@ orders as (
 
 ),
 
+customers as (
+
+    select
+        int_customers.customer_id,
+        int_customers.first_purchase_month as cohort_month
+
+    from int_customers
+
+),
+
 customer_months as (
 
-    -- one row per customer and month with an order: plain aggregates, which spill (a
-    -- count(distinct customer_id) per cohort and month cannot, and ran out of its memory
-    -- budget at 100M orders)
+    -- one row per customer and month with an order, from the orders alone: plain aggregates,
+    -- which spill (a count(distinct customer_id) per cohort and month cannot; and with the join
+    -- to the customers in the same query, the join's table and this aggregate's ran out of
+    -- DuckDB's 1.8 GB together at 100M orders)
     select
-        customers.cohort_month,
-        datediff('month', customers.cohort_month, orders.order_month) as months_since_first,
         orders.customer_id,
+        orders.order_month,
         bool_or(orders.is_purchase) as purchased,
         sum(orders.net_amount) as revenue,
         count(*) filter (where orders.is_purchase) as purchase_orders
 
     from orders
-    inner join customers using (customer_id)
-    group by all
+    group by orders.customer_id, orders.order_month
+
+),
+
+cohort_months as (
+
+    select
+        customers.cohort_month,
+        datediff('month', customers.cohort_month, customer_months.order_month)
+            as months_since_first,
+        customer_months.purchased,
+        customer_months.revenue,
+        customer_months.purchase_orders
+
+    from customer_months
+    inner join customers on customers.customer_id = customer_months.customer_id
 
 ),
 
 activity as (
 
     select
-        customer_months.cohort_month,
-        customer_months.months_since_first,
-        count(*) filter (where customer_months.purchased) as active_customers,
-        sum(customer_months.revenue) as revenue,
-        sum(customer_months.purchase_orders)::bigint as purchase_orders
+        cohort_months.cohort_month,
+        cohort_months.months_since_first,
+        count(*) filter (where cohort_months.purchased) as active_customers,
+        sum(cohort_months.revenue) as revenue,
+        sum(cohort_months.purchase_orders)::bigint as purchase_orders
 
-    from customer_months
-    group by customer_months.cohort_month, customer_months.months_since_first
+    from cohort_months
+    group by cohort_months.cohort_month, cohort_months.months_since_first
 
 )
 

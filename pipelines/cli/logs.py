@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -79,3 +81,39 @@ def install(fmt: LogFormat = "text", console: Console | None = None) -> None:
     setattr(handler, "_custval_cli", True)  # noqa: B010 - marks our handler for a later install
     logger.addHandler(handler)
     logger.propagate = False
+
+
+class _Progress(logging.Handler):
+    """Hands the `progress` of INFO records (a model built, 12/46) to the live line."""
+
+    def __init__(self, show: Callable[[str], None]) -> None:
+        super().__init__(logging.INFO)
+        self.show = show
+
+    def emit(self, record: logging.LogRecord) -> None:
+        progress = getattr(record, "progress", None)
+        if progress:
+            try:
+                self.show(str(progress))
+            except Exception:  # noqa: BLE001 - logging must never raise into the pipeline
+                self.handleError(record)
+
+
+@contextmanager
+def progress_to(show: Callable[[str], None]) -> Iterator[None]:
+    """While the block runs, records carrying `progress` reach `show` (the run's live line).
+
+    The package's logger is opened to INFO for it; the console handler still prints only
+    warnings and errors.
+    """
+    logger = logging.getLogger(PACKAGE_LOGGER)
+    handler = _Progress(show)
+    level = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from pipelines.cli import logs
 from pipelines.cli.app import (
     ConfigOption,
     SourceOption,
@@ -99,6 +100,10 @@ def run_snapshot(ctx: Any, quiet: bool = False, wait_seconds: float = 0) -> dict
         if status is not None:
             status.update(f"{name} ...")
 
+    def on_progress(progress: str) -> None:  # within a long stage: the marts' models
+        if status is not None and started:
+            status.update(f"{list(started)[-1]}: {progress} ...")
+
     def on_end(name: str, stage_ctx: Any, result: dict[str, Any]) -> None:
         if quiet:
             return
@@ -116,9 +121,10 @@ def run_snapshot(ctx: Any, quiet: bool = False, wait_seconds: float = 0) -> dict
     if status is not None:
         status.start()
     try:
-        manifest = run_all(
-            ctx, on_stage_start=on_start, on_stage_end=on_end, wait_seconds=wait_seconds
-        )
+        with logs.progress_to(on_progress):
+            manifest = run_all(
+                ctx, on_stage_start=on_start, on_stage_end=on_end, wait_seconds=wait_seconds
+            )
     finally:
         if status is not None:
             status.stop()

@@ -241,12 +241,22 @@ def build_named(
     """
     build = con if isinstance(con, BuildConnection) else BuildConnection.fixed(con)
     seconds: dict[str, float] = {}
-    for name in names:
+    for done, name in enumerate(names, start=1):
         with measure() as m:
             _build_one(build.con, name, params, models, python_models or {})
         seconds[name] = round(m.seconds, 3)
         build.peak_rss_mb[name] = round(m.peak_rss_mb, 1)
         build.relieve()
+        # progress of a stage that runs for minutes: Airflow's task log and the CLI's live line
+        log.info(
+            "model %s built in %.1f s (%d of %d), peak RSS %.0f MB",
+            name,
+            m.seconds,
+            done,
+            len(names),
+            m.peak_rss_mb,
+            extra={"progress": f"{done}/{len(names)} models, {name} built", "seconds": m.seconds},
+        )
     return seconds
 
 

@@ -218,6 +218,13 @@ def test_run_warnings_are_log_records_text_or_json(tmp_path: Path) -> None:
     ]
     assert stages == ["extract", "validate", "stage", "marts", "publish", "manifest"]
     assert all(r["snapshot_date"] == day and r["run_id"] for r in records if "stage" in r)
+    # progress inside the marts stage: one record a model, in the order they were built
+    built = [r for r in records if r["logger"] == "pipelines.transform.marts" and "seconds" in r]
+    other = json.loads(
+        (tmp_path / "b" / "runs" / f"snapshot_date={day}" / "manifest.json").read_text()
+    )
+    assert [r["message"].split()[1] for r in built] == list(other["model_seconds"])
+    assert f"({len(built)} of {len(built)})" in built[-1]["message"]
     warned = [r["message"] for r in records if r["level"] == "WARNING"]
     assert len(warned) == len(manifest["warnings"]) and all("min_history_days" in w for w in warned)
     bad = custval("--log-format", "xml", "catalog", "--warehouse", str(tmp_path / "a"))

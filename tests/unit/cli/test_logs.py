@@ -81,3 +81,17 @@ def test_json_handler_writes_one_object_a_line(restore_package_logger, capsys) -
         1.5,
         "2025-01-02",
     )
+
+
+def test_progress_reaches_the_live_line_and_the_level_comes_back() -> None:
+    logger = logging.getLogger("pipelines.transform.marts")
+    package = logging.getLogger(logs.PACKAGE_LOGGER)
+    before = package.level
+    shown: list[str] = []
+    with logs.progress_to(shown.append):
+        logger.info("model a built", extra={"progress": "1/2 models, a built"})
+        logger.info("no progress here")
+        logger.debug("below INFO", extra={"progress": "never"})
+    logger.info("after the block", extra={"progress": "not shown"})
+    assert shown == ["1/2 models, a built"]
+    assert package.level == before

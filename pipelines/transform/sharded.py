@@ -80,6 +80,7 @@ SHARD_LOCAL: frozenset[str] = frozenset(
         "int_customer_acquisition",
         "int_customer_first_order_economics",
         # the customer-level published tables: joins of the above
+        "int_customer_clv_basis",
         "mart_customer_rfm",
         "mart_customer_clv",
         "mart_customer_journey",

@@ -526,7 +526,7 @@ def run(ctx: RunContext, python_models: dict[str, PythonModel] | None = None) ->
         for leftover in (BUILD_DATABASE, f"{BUILD_DATABASE}.wal"):
             (spill / leftover).unlink(missing_ok=True)
     # Before anything is published: each written file against its contract's suite.
-    checked = check_marts(config, out, list(tables))
+    checked = check_marts(config, out, list(tables), spill)
     warnings += checked.pop("warnings")
     return ctx.save_result(
         "marts",

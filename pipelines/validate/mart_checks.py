@@ -19,10 +19,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -41,7 +41,14 @@ from pipelines.validate.gx.mart_suite import (
 )
 from pipelines.validate.rules import mart_contract_for_run
 
+if TYPE_CHECKING:
+    import duckdb
+
 log = logging.getLogger(__name__)
+
+# Opens the DuckDB connection the whole-table rules run on: the run's, held to its memory budget
+# and spilling to its work dir; by default an unbounded in-memory one.
+Engine = Callable[[], "duckdb.DuckDBPyConnection"]
 
 MAX_LISTED = 3  # failed rules named in the error line; the rest are counted
 PARTIAL = 20  # values of a failed rule kept as its sample (GX's partial_unexpected_count)
@@ -88,7 +95,10 @@ def describe(table: str, outcome: Any) -> str:
 
 
 def check_tables(
-    files: dict[str, Path], contracts: dict[str, Contract], slice_rows: int | None = None
+    files: dict[str, Path],
+    contracts: dict[str, Contract],
+    slice_rows: int | None = None,
+    engine: Engine | None = None,
 ) -> dict[str, Any]:
     """Validate each built table file against its contract's suite; the summary of all.
 
@@ -110,7 +120,7 @@ def check_tables(
         if rules:
             rows = pq.ParquetFile(files[name]).metadata.num_rows
             if slice_rows is not None and rows > slice_rows:
-                outcomes = _sliced_outcomes(session, files[name], contract, slice_rows)
+                outcomes = _sliced_outcomes(session, files[name], contract, slice_rows, engine)
             else:
                 frame = load_for_suite(files[name], contract)
                 fast = session.validate(
@@ -146,12 +156,21 @@ def check_tables(
     }
 
 
-def check_marts(config: Config, built: Path, tables: list[str]) -> dict[str, Any]:
-    """The marts stage's check: every table written under `built` against its contract."""
+def check_marts(
+    config: Config, built: Path, tables: list[str], spill_dir: Path | None = None
+) -> dict[str, Any]:
+    """The marts stage's check: every table written under `built` against its contract.
+
+    The whole-table rules of a large table run in DuckDB held to the run's budget, spilling to
+    `spill_dir`: at 100M orders the customer tables have 31M keys.
+    """
+    from pipelines.engines import connect
+
     return check_tables(
         {name: built / name / layout.TABLE_FILE for name in tables},
         {name: mart_contract_for_run(name, config) for name in tables},
         config.resources.validation_slice_rows,
+        lambda: connect(config.resources, spill_dir),
     )
 
 
@@ -163,7 +182,9 @@ def _slices(path: Path, contract: Contract, rows: int) -> Iterator[Any]:
         yield _as_pandas(pa.Table.from_batches([batch]))
 
 
-def _sliced_outcomes(session: Any, path: Path, contract: Contract, rows: int) -> list[Any]:
+def _sliced_outcomes(
+    session: Any, path: Path, contract: Contract, rows: int, engine: Engine | None = None
+) -> list[Any]:
     """A large table's outcome per rule: GX slice by slice, the whole-table rules in DuckDB.
 
     GX holds one slice at a time. Value rules are decided per slice: a rule fails when it
@@ -194,10 +215,10 @@ def _sliced_outcomes(session: Any, path: Path, contract: Contract, rows: int) ->
     for outcome in merged.values():
         outcome.element_count = total
     whole = [r for r in mart_rules(contract) if r.kind in WHOLE_TABLE]
-    return [*merged.values(), *(_whole_table_outcome(path, rule, total) for rule in whole)]
+    return [*merged.values(), *(_whole_table_outcome(path, rule, total, engine) for rule in whole)]
 
 
-def _whole_table_outcome(path: Path, rule: Rule, rows: int) -> Any:
+def _whole_table_outcome(path: Path, rule: Rule, rows: int, engine: Engine | None = None) -> Any:
     """A key-uniqueness or row-count rule over a whole table file, decided by DuckDB."""
     import duckdb
     import pyarrow.dataset as ds
@@ -216,8 +237,9 @@ def _whole_table_outcome(path: Path, rule: Rule, rows: int) -> Any:
     columns = list(rule.params.get("columns") or [rule.column])
     keys = ", ".join(f'"{c}"' for c in columns)
     present = " and ".join(f'"{c}" is not null' for c in columns)
-    con = duckdb.connect()  # insertion order kept: the sample is in row order, as GX's
+    con = engine() if engine is not None else duckdb.connect()
     try:
+        con.execute("set preserve_insertion_order = true")  # the sample in row order, as GX's
         con.register("whole_table", ds.dataset(str(path), format="parquet"))
         con.execute(
             f"create temp table repeated_rows as select {keys} from whole_table "

@@ -19,6 +19,7 @@ import pytest
 
 from pipelines.config import load_config
 from pipelines.context import RunContext
+from pipelines.engines import connect
 from pipelines.errors import MartRejected
 from pipelines.resources import sql_dir
 from pipelines.run.pipeline import run_all
@@ -163,7 +164,20 @@ def test_tables_checked_slice_by_slice_fail_the_same_way(
         with pytest.raises(MartRejected) as caught:
             check_tables(files, contracts, slice_rows=slice_rows)
         messages.append(str(caught.value))
-    assert messages[0] == messages[1]
+    # the whole-table rules on the run's connection, held to its budget: the same answer
+    opened: list[str] = []
+
+    def budgeted() -> Any:
+        resources = config.resources.model_copy(update={"memory_limit": "64MB"})
+        con = connect(resources, tmp_path / "spill")
+        opened.append(con.sql("select current_setting('memory_limit')").fetchall()[0][0])
+        return con
+
+    with pytest.raises(MartRejected) as caught:
+        check_tables(files, contracts, slice_rows=third, engine=budgeted)
+    messages.append(str(caught.value))
+    assert messages[0] == messages[1] == messages[2]
+    assert opened and set(opened) == {"30.5 MiB"}  # DuckDB's share of the 64MB budget
 
 
 def test_a_warn_rule_becomes_a_warning(published: tuple[Path, date, dict], tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ window functions spill; nothing is held whole in Python).
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import duckdb
@@ -52,6 +53,21 @@ def connect(
         spill_dir.mkdir(parents=True, exist_ok=True)
         con.execute("set temp_directory = ?", [str(spill_dir)])
     return con
+
+
+def scan_parquet(con: duckdb.DuckDBPyConnection, name: str, paths: Sequence[str | Path]) -> None:
+    """`name`: a temporary view of Parquet files, read by DuckDB's own reader.
+
+    DuckDB's reader counts against its memory limit and reads only the row groups and columns a
+    query needs; an Arrow dataset's scanner read ahead outside it (a grouped aggregate over 10M
+    staged orders: 972 MB and 3.4 s through a dataset, 568 MB and 2.8 s read by DuckDB). DuckDB
+    reads a path as a glob, so `[`, `*` and `?` are escaped to match themselves.
+    """
+    quoted = ", ".join(
+        "'" + re.sub(r"[\[*?]", lambda m: f"[{m.group()}]", str(p)).replace("'", "''") + "'"
+        for p in paths
+    )
+    con.execute(f"create or replace temp view {name} as select * from read_parquet([{quoted}])")
 
 
 def release_memory() -> None:

@@ -33,7 +33,7 @@ import pyarrow as pa
 from pipelines.config import Config
 from pipelines.context import RunContext
 from pipelines.contracts import Contract, load_contract
-from pipelines.engines import BuildConnection, connect, release_memory
+from pipelines.engines import BuildConnection, connect, release_memory, scan_parquet
 from pipelines.errors import CustvalError
 from pipelines.memory import measure
 from pipelines.publish.tables import grain_error, write_conformed_batches
@@ -346,10 +346,7 @@ def register_sources(
     if isinstance(orders, pl.DataFrame):
         con.register(name, orders)
     else:
-        import pyarrow.dataset as ds
-
-        # an Arrow dataset, not read_parquet('path'): DuckDB would read `[` in a path as a glob
-        con.register(name, ds.dataset(str(orders), format="parquet"))
+        scan_parquet(con, name, [orders])
     if until is not None:
         end = (until + timedelta(days=1)).isoformat()  # a date: nothing to quote
         con.execute(

@@ -221,8 +221,8 @@ def _sliced_outcomes(
 def _whole_table_outcome(path: Path, rule: Rule, rows: int, engine: Engine | None = None) -> Any:
     """A key-uniqueness or row-count rule over a whole table file, decided by DuckDB."""
     import duckdb
-    import pyarrow.dataset as ds
 
+    from pipelines.engines import scan_parquet
     from pipelines.validate.gx.runner import RuleOutcome
 
     if rule.kind == "row_count":
@@ -240,7 +240,7 @@ def _whole_table_outcome(path: Path, rule: Rule, rows: int, engine: Engine | Non
     con = engine() if engine is not None else duckdb.connect()
     try:
         con.execute("set preserve_insertion_order = true")  # the sample in row order, as GX's
-        con.register("whole_table", ds.dataset(str(path), format="parquet"))
+        scan_parquet(con, "whole_table", [path])
         con.execute(
             f"create temp table repeated_rows as select {keys} from whole_table "
             f"where ({keys}) in (select ({keys}) from whole_table where {present} "

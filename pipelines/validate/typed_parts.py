@@ -16,7 +16,8 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
-import pyarrow.dataset as ds
+
+from pipelines.engines import scan_parquet
 
 ROW = "_row"
 
@@ -49,7 +50,7 @@ class TypedParts:
 
     def relation(self, con: duckdb.DuckDBPyConnection, name: str) -> None:
         """Register every part's kept rows as the view `name` in `con` (streamed, not loaded)."""
-        con.register(f"{name}_parts", ds.dataset([str(p) for p in self.paths], format="parquet"))
+        scan_parquet(con, f"{name}_parts", self.paths)
         con.register(f"{name}_dropped", self.dropped.to_frame())
         con.execute(
             f"create or replace temp view {name} as select * from {name}_parts "

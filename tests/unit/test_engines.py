@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.engines import BuildConnection, connect
+from pipelines.engines import BuildConnection, connect, scan_parquet
 from pipelines.memory import current_rss_bytes
 from pipelines.transform.marts import SqlModel, build_named
 
@@ -64,5 +64,23 @@ def test_a_plain_connection_is_never_reopened() -> None:
     try:
         build_named(con, ["int_one", "int_two"], {}, _models())  # in memory: reopening loses all
         assert con.sql("select x from int_two").fetchall() == [(2,)]
+    finally:
+        con.close()
+
+
+def test_a_scanned_path_is_read_literally_not_as_a_glob(tmp_path: Path) -> None:
+    """`[1]` in a warehouse path must not match a sibling folder named `1`."""
+    con = connect()
+    try:
+        for folder, value in (("run[1]", 1), ("run1", 2)):
+            (tmp_path / folder).mkdir()
+            path = str(tmp_path / folder / "x.parquet").replace("'", "''")
+            con.execute(f"copy (select {value} as v) to '{path}'")
+        scan_parquet(con, "scanned", [tmp_path / "run[1]" / "x.parquet"])
+        assert con.sql("select v from scanned").fetchall() == [(1,)]
+        scan_parquet(
+            con, "two_files", [tmp_path / "run[1]" / "x.parquet", tmp_path / "run1" / "x.parquet"]
+        )
+        assert sorted(con.sql("select v from two_files").fetchall()) == [(1,), (2,)]
     finally:
         con.close()

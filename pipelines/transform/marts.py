@@ -310,16 +310,8 @@ def _build_one(
         )
     values = {k: params[k] for k in model.params}
     code = _COMMENT.sub("", model.sql).rstrip()
-    order = _FINAL_ORDER.search(code) if model.materialized == "table" else None
     try:
-        if order is not None:  # sorted apart only by columns it outputs
-            keys = {
-                key.split()[0].removeprefix("final.")
-                for key in order[1][len("order by ") :].split(",")
-            }
-            described = con.execute(f"describe {code[: order.start()]}", values).fetchall()
-            columns = {row[0] for row in described}
-            order = order if keys <= columns else None
+        order = _sorted_apart(con, model, code, values)
         if order is None:
             con.execute(f"create or replace {model.materialized} {name} as\n{model.sql}", values)
             return
@@ -329,6 +321,23 @@ def _build_one(
         con.execute(f"drop table {rows}")
     except duckdb.Error as exc:
         raise ModelError(f"{model.path}: {str(exc).splitlines()[0]}") from None
+
+
+def _sorted_apart(
+    con: duckdb.DuckDBPyConnection, model: SqlModel, code: str, values: dict[str, Any]
+) -> re.Match[str] | None:
+    """The last-line `order by` of a table model whose rows have every column it sorts by
+    (`mart_model_backtest` sorts by one it does not output: built in one statement)."""
+    order = _FINAL_ORDER.search(code) if model.materialized == "table" else None
+    if order is None:
+        return None
+    keys = {
+        key.split()[0].removeprefix("final.") for key in order[1][len("order by ") :].split(",")
+    }
+    columns = {
+        row[0] for row in con.execute(f"describe {code[: order.start()]}", values).fetchall()
+    }
+    return order if keys <= columns else None
 
 
 def register_sources(

@@ -52,7 +52,7 @@ _MATERIALIZED = re.compile(r"^--\s*Materialized:\s*(table|view)\b", re.MULTILINE
 # A model's last line may order its rows (`order by final.customer_id`). A table's rows are then
 # built first and sorted in a second statement over them: DuckDB could not spill a sort fed by
 # a join of several customer tables (at 10M orders with 200 MB, as at 100M with 2 GB), and
-# sorts a built table within any budget.
+# sorts a built table within its budget.
 _FINAL_ORDER = re.compile(r"\n(order by [^\n]+?)\s*$", re.IGNORECASE)
 
 log = logging.getLogger(__name__)

@@ -282,8 +282,8 @@ def test_bench_prints_seconds_and_memory_per_stage(tmp_path: Path) -> None:
     assert 1 <= len(workers) <= 2 and sum(w["parts"] for w in workers) == len(parts)
     assert all(w["peak_rss_mb"] > 0 for w in workers)
     assert "sharded marts: 3 shards" in res.stdout
-    assert (measured["memory_limit"], measured["duckdb_share"]) == ("4GB", 0.5)
-    assert "within a budget of 4GB" in res.stdout
+    assert (measured["memory_limit"], measured["duckdb_share"]) == ("3GB", 0.5)
+    assert "within a budget of 3GB" in res.stdout
 
 
 def test_backfill_runs_each_date_with_a_result_line(tmp_path: Path) -> None:

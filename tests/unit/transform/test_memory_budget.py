@@ -25,8 +25,8 @@ def _budget(tmp_path: Path, text: str) -> Path:
 
 def test_defaults_are_a_laptop_budget() -> None:
     resources = load_config().resources
-    assert resources.memory_limit == "4GB"
-    assert resources.duckdb_share == 0.5  # DuckDB 2GB; the rest is the process's own
+    assert resources.memory_limit == "3GB"
+    assert resources.duckdb_share == 0.5  # DuckDB 1.5GB; the rest is the process's own
     assert resources.threads is None
     assert resources.validation_slice_rows == 1_000_000
 
